@@ -1,0 +1,52 @@
+"""Captures to decoded KMS exchanges: the engine behind `kmsconf decode` and replay."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from conformance.wire import rpc
+from conformance.wire.exchange import Exchange, decode_connection
+from conformance.wire.messages import DecodeError
+
+from .reader import CaptureError, TcpConnection, read_connections
+
+
+@dataclass
+class DecodedConnection:
+    tcp: TcpConnection
+    exchanges: list[Exchange]  # every client PDU with its answer (binds included)
+    trailing_client_bytes: int
+    trailing_host_bytes: int
+
+    @property
+    def kms(self) -> list[Exchange]:
+        return [e for e in self.exchanges if e.is_kms]
+
+
+def decode_tcp(conn: TcpConnection) -> DecodedConnection:
+    try:
+        client, rest_c = rpc.split_stream(conn.client_stream)
+        host, rest_h = rpc.split_stream(conn.host_stream)
+    except DecodeError as exc:
+        raise CaptureError(f"connection {conn.client} -> {conn.host}: {exc}") from None
+    return DecodedConnection(conn, decode_connection(client, host), len(rest_c), len(rest_h))
+
+
+def decode_capture(path: Path, port: int | None = None) -> list[DecodedConnection]:
+    decoded = [decode_tcp(c) for c in read_connections(path, port)]
+    if not any(d.kms for d in decoded):
+        where = f" on port {port}" if port is not None else ""
+        raise CaptureError(f"{path}: no KMS traffic found{where} (no DCE/RPC request on any TCP connection)")
+    return decoded
+
+
+def exchanges_json(decoded: list[DecodedConnection]) -> list[dict]:
+    out = []
+    for conn in decoded:
+        for ex in conn.kms:
+            item = ex.to_json()
+            item["client"] = f"{conn.tcp.client[0]}:{conn.tcp.client[1]}"
+            item["host"] = f"{conn.tcp.host[0]}:{conn.tcp.host[1]}"
+            out.append(item)
+    return out

@@ -1,0 +1,170 @@
+"""Decode one TCP connection's two PDU streams into KMS exchanges.
+
+Tracks which presentation contexts the host accepted (and with which transfer
+syntax) so each request stub is read as NDR32 or NDR64, then pairs every client
+PDU with the host PDU that answers it and decodes the KMS payloads.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import framing, hresult, ndr, rpc
+from .messages import DecodeError, datetime_from_filetime
+
+
+def iso_time(filetime: int) -> str:
+    return datetime_from_filetime(filetime).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def request_fields(opened: framing.OpenedRequest) -> dict[str, Any]:
+    r = opened.request
+    return {
+        "version": f"{r.major}.{r.minor}",
+        "vm": r.vm,
+        "license_status": r.license_status,
+        "binding_expiration": r.binding_expiration,
+        "app_id": str(r.app_id),
+        "sku_id": str(r.sku_id),
+        "kms_id": str(r.kms_id),
+        "cmid": str(r.cmid),
+        "previous_cmid": str(r.previous_cmid),
+        "request_time": iso_time(r.request_time),
+        "workstation": r.workstation,
+        "n_policy": r.n_policy,
+        "checks": dict(opened.checks),
+    }
+
+
+def response_fields(opened: framing.OpenedResponse) -> dict[str, Any]:
+    r = opened.response
+    out: dict[str, Any] = {
+        "version": f"{r.major}.{r.minor}",
+        "epid": r.epid,
+        "cmid": str(r.cmid),
+        "request_time": iso_time(r.request_time),
+        "count": r.count,
+        "activation_interval": r.activation_interval,
+        "renewal_interval": r.renewal_interval,
+        "verified": opened.verified,
+        "checks": dict(opened.checks),
+    }
+    if opened.major == 6:
+        out["hwid"] = opened.hwid.hex().upper()
+    return out
+
+
+@dataclass
+class Exchange:
+    """One client PDU and the host's answer, decoded as far as they go."""
+
+    client_pdu: bytes
+    host_pdu: bytes | None = None
+    client: rpc.Pdu | None = None
+    host: rpc.Pdu | None = None
+    ndr64: bool = False
+    request: framing.OpenedRequest | None = None
+    response: framing.OpenedResponse | None = None
+    hresult: int | None = None
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def is_kms(self) -> bool:
+        return isinstance(self.client, rpc.Request)
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"ndr": 64 if self.ndr64 else 32}
+        if self.client is not None:
+            out["call_id"] = self.client.header.call_id
+        out["request"] = request_fields(self.request) if self.request else None
+        if self.response is not None:
+            out["response"] = response_fields(self.response)
+        elif self.hresult is not None:
+            out["response"] = {"hresult": f"0x{self.hresult:08X}", "hresult_name": hresult.name(self.hresult)}
+        elif isinstance(self.host, rpc.Fault):
+            out["response"] = {"fault": f"0x{self.host.status:08X}", "fault_name": hresult.name(self.host.status)}
+        else:
+            out["response"] = None
+        if self.errors:
+            out["errors"] = list(self.errors)
+        return out
+
+
+@dataclass
+class Connection:
+    """RPC state of one connection, seen from outside (a decoder or a client)."""
+
+    # accepted presentation contexts: cont_id -> is NDR64
+    contexts: dict[int, bool] = field(default_factory=dict)
+    pending_bind: rpc.Bind | None = None
+
+    def note_bind(self, bind: rpc.Bind) -> None:
+        self.pending_bind = bind
+
+    def note_bind_ack(self, ack: rpc.BindAck) -> None:
+        if self.pending_bind is None:
+            return
+        for ctx, result in zip(self.pending_bind.contexts, ack.results):
+            if result.result == rpc.ACCEPTANCE:
+                self.contexts[ctx.cont_id] = result.transfer == rpc.NDR64
+        self.pending_bind = None
+
+    def syntax_of(self, cont_id: int) -> bool | None:
+        return self.contexts.get(cont_id)
+
+
+def decode_kms(exchange: Exchange, conn: Connection) -> None:
+    """Fill the KMS part of an exchange whose client PDU is a request."""
+    req = exchange.client
+    assert isinstance(req, rpc.Request)
+    ndr64 = conn.syntax_of(req.cont_id)
+    if ndr64 is None:
+        exchange.errors.append(f"request on context {req.cont_id}, which the host never accepted")
+        ndr64 = False
+    exchange.ndr64 = ndr64
+    try:
+        payload = ndr.decode_request_stub(req.stub, ndr64)
+        exchange.request = framing.open_request(payload, allow_minor=True)
+    except DecodeError as exc:
+        exchange.errors.append(f"request: {exc}")
+        return
+    host = exchange.host
+    if not isinstance(host, rpc.Response):
+        return
+    try:
+        body, code = ndr.decode_response_stub(host.stub, ndr64)
+        if body is None:
+            exchange.hresult = code
+            return
+        exchange.response = framing.open_response(body, exchange.request.iv)
+        if code:
+            exchange.hresult = code
+    except DecodeError as exc:
+        exchange.errors.append(f"response: {exc}")
+
+
+def decode_connection(client_pdus: list[bytes], host_pdus: list[bytes]) -> list[Exchange]:
+    """Pair the n-th client PDU with the n-th host PDU (KMS is strictly request/answer)."""
+    conn = Connection()
+    exchanges = []
+    for i, raw in enumerate(client_pdus):
+        ex = Exchange(raw, host_pdus[i] if i < len(host_pdus) else None)
+        try:
+            ex.client = rpc.decode_pdu(raw)
+        except DecodeError as exc:
+            ex.errors.append(f"client PDU: {exc}")
+        if ex.host_pdu is not None:
+            try:
+                ex.host = rpc.decode_pdu(ex.host_pdu)
+            except DecodeError as exc:
+                ex.errors.append(f"host PDU: {exc}")
+        if isinstance(ex.client, rpc.Bind):
+            conn.note_bind(ex.client)
+            if isinstance(ex.host, rpc.BindAck):
+                conn.note_bind_ack(ex.host)
+        elif isinstance(ex.client, rpc.Request):
+            decode_kms(ex, conn)
+        exchanges.append(ex)
+    return exchanges
+
