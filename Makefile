@@ -1,0 +1,58 @@
+# Two entry points for a fresh machine: `make run` (the suite against the embedded
+# reference host) and `make test` (the project's own tests). Both set everything up.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTEST := $(VENV)/bin/pytest
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+APT_PACKAGES := tshark bind9 bind9-utils
+NODE_BIN := node_modules/.bin
+
+.PHONY: setup setup-python setup-system setup-allure run test bench captures report fuzz-long clean
+
+setup: setup-python setup-system setup-allure
+
+setup-python: $(VENV)/.installed
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+# tshark (Wireshark cross-checks) and BIND's named (DNS tests), from Debian, when missing.
+setup-system:
+	@missing=""; command -v tshark >/dev/null || missing="$$missing tshark"; \
+	command -v named >/dev/null || [ -x /usr/sbin/named ] || missing="$$missing bind9 bind9-utils"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  echo "wireshark-common wireshark-common/install-setuid boolean false" | $(SUDO) debconf-set-selections; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+# The Allure 3 command line, from npm (no Java needed).
+setup-allure: $(NODE_BIN)/allure
+$(NODE_BIN)/allure: package.json
+	npm install --no-audit --no-fund --loglevel=error
+	touch $@
+
+run: setup
+	$(PYTEST) conformance/suite --alluredir reports/allure-results
+
+test: setup
+	$(PYTEST) -n 2 tests conformance/suite
+
+bench: setup-python
+	$(PY) -m conformance.bench --out reports/bench.json
+
+captures: setup-python
+	$(PY) -m conformance.pcap.generate captures/reference
+
+report: setup
+	$(PYTEST) conformance/suite --alluredir reports/allure-results --clean-alluredir || true
+	$(NODE_BIN)/allure generate reports/allure-results -o reports/allure-report
+
+fuzz-long: setup-python
+	$(PYTEST) -m fuzz tests --fuzz-runs 20000
+
+clean:
+	rm -rf reports/* $(VENV) node_modules

@@ -1,0 +1,242 @@
+"""`kmsconf`: one entry point for the reference host and client, decoding, and the suite."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import sys
+import time
+import uuid
+from pathlib import Path
+
+EXIT_USAGE = 2
+
+
+class UsageError(Exception):
+    """A bad argument or file; printed as one line, exit status 2."""
+
+
+def parse_address(text: str, default_port: int = 1688) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or "]" in port:
+        host, port = text, str(default_port)
+    host = host.strip("[]")
+    if not host:
+        raise UsageError(f"address {text!r} has no host (write HOST:PORT, e.g. 127.0.0.1:1688)")
+    try:
+        number = int(port)
+    except ValueError:
+        raise UsageError(f"port {port!r} in {text!r} is not a number") from None
+    if not 0 <= number <= 65535:
+        raise UsageError(f"port {number} in {text!r} is outside 0..65535")
+    return host, number
+
+
+def _print_json(data: object) -> None:
+    json.dump(data, sys.stdout, indent=2)
+    sys.stdout.write("\n")
+
+
+# --- host ---
+def cmd_host(args: argparse.Namespace) -> int:
+    from conformance.reference.config import HostConfig
+    from conformance.reference.host import ReferenceHost
+
+    host, port = parse_address(args.listen)
+    try:
+        config = HostConfig(
+            host=host, port=port, activation_interval=args.activation_interval,
+            renewal_interval=args.renewal_interval, key_group=args.key_group, host_build=args.host_os,
+            db=args.db, event_log=args.event_log, low_priority=args.low_priority,
+            dns_publish=args.dns_publish, control=args.control,
+            max_connections=args.max_connections, idle_timeout=args.idle_timeout,
+        )
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+    async def serve() -> None:
+        try:
+            reference = ReferenceHost(config)
+        except (LookupError, ValueError) as exc:
+            raise UsageError(str(exc)) from None
+        address = await reference.start()
+        print(f"kmsconf host listening on {address[0]}:{address[1]}", flush=True)
+        if reference.control_address:
+            print(f"test control on {reference.control_address[0]}:{reference.control_address[1]}", flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        await reference.stop()
+        reference.service.store.close()
+        print("kmsconf host stopped", flush=True)
+
+    try:
+        asyncio.run(serve())
+    except OSError as exc:
+        raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    return 0
+
+
+def cmd_host_status(args: argparse.Namespace) -> int:
+    from conformance.reference.config import HostConfig
+    from conformance.reference.service import KmsService
+    from conformance.reference.store import Store
+
+    try:
+        store = Store.open_existing(args.db)
+    except FileNotFoundError as exc:
+        raise UsageError(str(exc)) from None
+    settings = store.get("settings", {})
+    config = HostConfig(db=args.db, **{k: v for k, v in settings.items() if k in HostConfig.__dataclass_fields__})
+    service = KmsService(config, store=store)
+    status = service.status()
+    if args.json:
+        _print_json(status)
+    else:
+        for key in ("count", "cache_size", "key_group", "epid", "hwid", "activation_interval", "renewal_interval"):
+            print(f"{key.replace('_', ' '):<20}: {status[key]}")
+    return 0
+
+
+# --- client ---
+def cmd_activate(args: argparse.Namespace) -> int:
+    from conformance import catalog
+    from conformance.reference.client import BindOptions, activate, build_request
+
+    host, port = parse_address(args.target)
+    try:
+        edition = catalog.load().edition(args.product)
+    except LookupError as exc:
+        raise UsageError(str(exc.args[0] if exc.args else exc)) from None
+    try:
+        cmid = uuid.UUID(args.cmid) if args.cmid else None
+    except ValueError:
+        raise UsageError(f"--cmid {args.cmid!r} is not a GUID") from None
+    request = build_request(edition, cmid=cmid, workstation=args.workstation, protocol=args.protocol)
+    options = BindOptions(ndr32=True, ndr64=args.ndr != 32, btfn=not args.no_btfn,
+                          multiplex=not args.no_multiplex, prefer_ndr64=args.ndr != 32)
+    try:
+        result = activate(host, port, request, options, timeout=args.timeout)
+    except OSError as exc:
+        print(f"kmsconf activate: cannot reach {host}:{port}: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        _print_json(result.to_json())
+    else:
+        print(f"product     : {edition.name} (KMS V{request.major})")
+        if result.response:
+            r = result.response.response
+            print(f"ePID        : {r.epid}")
+            if result.response.hwid:
+                print(f"HwId        : {result.response.hwid.hex().upper()}")
+            print(f"count       : {r.count} (needs {request.n_policy})")
+            print(f"intervals   : activation {r.activation_interval} min, renewal {r.renewal_interval} min")
+        for problem in result.problems:
+            print(f"problem     : {problem}")
+        print(f"verified    : {'yes' if result.verified else 'NO'}; activated: {'yes' if result.activated else 'no'}")
+    return 0 if result.verified else 1
+
+
+# --- decode ---
+def cmd_decode(args: argparse.Namespace) -> int:
+    from conformance.pcap.decode import decode_capture, exchanges_json
+    from conformance.pcap.reader import CaptureError
+
+    try:
+        decoded = decode_capture(Path(args.file), args.port)
+    except CaptureError as exc:
+        raise UsageError(str(exc)) from None
+    items = exchanges_json(decoded)
+    if args.json:
+        _print_json(items)
+        return 0
+    for n, item in enumerate(items, 1):
+        print(f"== exchange {n}: {item['client']} -> {item['host']} (NDR{item['ndr']}, call_id {item.get('call_id')})")
+        for side in ("request", "response"):
+            print(f"  {side}:")
+            for key, value in (item.get(side) or {}).items():
+                print(f"    {key:<20} {value}")
+        for err in item.get("errors", []):
+            print(f"  error: {err}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="kmsconf", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, help_text: str, examples: str):
+        return sub.add_parser(name, help=help_text, description=help_text, epilog="examples:\n" + examples,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+
+    p = add("host", "run the reference KMS host in the foreground",
+            "  kmsconf host --listen 127.0.0.1:1688\n  kmsconf host --key-group server-b --db host.sqlite")
+    p.add_argument("--listen", default="127.0.0.1:1688", metavar="ADDR:PORT", help="address to listen on (/sprt)")
+    p.add_argument("--activation-interval", type=int, default=120, metavar="MIN", help="retry interval (/sai)")
+    p.add_argument("--renewal-interval", type=int, default=10080, metavar="MIN", help="renewal interval (/sri)")
+    p.add_argument("--key-group", default=None, help="host key: client-vl, server-a, server-b, server-c or a catalog slug")
+    p.add_argument("--host-os", type=int, default=26100, metavar="BUILD", help="host OS build, e.g. 7601 or 26100")
+    p.add_argument("--db", default=":memory:", help="SQLite database for the client table and settings")
+    p.add_argument("--event-log", default=None, metavar="PATH", help="JSON event lines ('-' for stderr)")
+    p.add_argument("--low-priority", action="store_true", help="lower the process priority (/cpri)")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--dns-publish", dest="dns_publish", action="store_true", help="publish SRV records (/sdns)")
+    g.add_argument("--no-dns-publish", dest="dns_publish", action="store_false", help="do not publish (/cdns)")
+    p.add_argument("--control", action="store_true", help="offer the loopback test-control channel")
+    p.add_argument("--max-connections", type=int, default=2048)
+    p.add_argument("--idle-timeout", type=float, default=30.0, metavar="SECONDS")
+    p.set_defaults(func=cmd_host, dns_publish=False)
+
+    p = add("host-status", "show a host's count, cache, key group, ePID and intervals from its database (/dli)",
+            "  kmsconf host-status --db host.sqlite --json")
+    p.add_argument("--db", required=True)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_host_status)
+
+    p = add("activate", "one activation exchange against a host; exit 0 only if the response verified",
+            "  kmsconf activate 127.0.0.1:1688 --product 'Windows 7 Enterprise'\n"
+            "  kmsconf activate 127.0.0.1:1688 --product 34e1ae55-27f8-4950-8877-7a03be5fb181 --protocol 6 --json")
+    p.add_argument("target", metavar="HOST[:PORT]")
+    p.add_argument("--product", required=True, help="edition name or SKU GUID from the catalog")
+    p.add_argument("--protocol", type=int, choices=(4, 5, 6), help="KMS version (default: the edition's)")
+    p.add_argument("--ndr", type=int, choices=(32, 64), default=64, help="transfer syntax to prefer")
+    p.add_argument("--no-btfn", action="store_true", help="no bind-time feature negotiation context")
+    p.add_argument("--no-multiplex", action="store_true", help="clear PFC_CONC_MPX in the bind")
+    p.add_argument("--cmid", help="client machine id (default: random)")
+    p.add_argument("--workstation", help="workstation name (default: this host's name)")
+    p.add_argument("--timeout", type=float, default=10.0)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_activate)
+
+    p = add("decode", "decode the KMS exchanges in a pcap/pcapng file (decrypting V5/V6, verifying hashes)",
+            "  kmsconf decode capture.pcap\n  kmsconf decode capture.pcapng --port 21688 --json")
+    p.add_argument("file")
+    p.add_argument("--port", type=int, help="only TCP connections on this port (default: any)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_decode)
+
+    from conformance import commands
+
+    commands.register(add)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except UsageError as exc:
+        print(f"kmsconf {args.command}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,230 @@
+"""The pytest plugin: options, the target fixture, clause verdicts, expected deviations, summary.
+
+Registered through the `pytest11` entry point, so `pytest --target HOST:PORT` works in
+any checkout or after `pip install kms-conformance`. Without --target the session
+starts the reference host in-process on a free loopback port.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from . import clauses as clause_registry
+from .evidence import Inconclusive
+
+VERDICT_ORDER = ("fail", "xpass", "inconclusive", "xfail", "pass", "skip")
+SUMMARY_DEFAULT = "reports/summary.json"
+INCONCLUSIVE_PREFIX = "inconclusive: "
+
+
+@dataclass(frozen=True)
+class Deviation:
+    clause: str
+    reason: str
+    text: str = ""
+
+
+def load_expectations(path: str) -> dict[str, Deviation]:
+    try:
+        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise pytest.UsageError(f"--expect {path}: {exc}") from None
+    known = clause_registry.load()
+    out = {}
+    for row in data.get("deviation", []):
+        cid, reason = row.get("clause"), row.get("reason")
+        if cid not in known:
+            raise pytest.UsageError(f"--expect {path}: unknown clause {cid!r}")
+        if not reason:
+            raise pytest.UsageError(f"--expect {path}: deviation {cid} has no reason (a reason is mandatory)")
+        out[cid] = Deviation(cid, reason, row.get("text", ""))
+    return out
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("kms-conformance", "KMS conformance suite")
+    group.addoption("--target", default=None, metavar="HOST:PORT",
+                    help="KMS host under test (default: start the embedded reference host)")
+    group.addoption("--protocol", default="all", choices=("4", "5", "6", "all"), help="KMS versions to check")
+    group.addoption("--profile", default="microsoft", choices=clause_registry.PROFILES,
+                    help="microsoft: what a genuine host must do; emulator: tolerate what emulators skip")
+    group.addoption("--host-key-group", default="auto",
+                    choices=("auto", "client-vl", "server-a", "server-b", "server-c"),
+                    help="the target's host key group (auto: inferred from its answers)")
+    group.addoption("--target-timeout", type=float, default=10.0, metavar="SECONDS")
+    group.addoption("--control", default=None, metavar="HOST:PORT",
+                    help="test-control channel of a reference host started with `kmsconf host --control`")
+    group.addoption("--activation-interval", type=int, default=120, metavar="MIN",
+                    help="activation interval the target is configured with")
+    group.addoption("--renewal-interval", type=int, default=10080, metavar="MIN",
+                    help="renewal interval the target is configured with")
+    group.addoption("--expect", default=None, metavar="FILE.toml", help="expected deviations of this target")
+    group.addoption("--summary", default=SUMMARY_DEFAULT, metavar="PATH", help="where summary.json goes")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "clause(id): the conformance clause a check enforces")
+    config.addinivalue_line("markers", "needs_control: the check needs the reference host's control channel")
+    config._kms_expect = load_expectations(config.getoption("--expect")) if config.getoption("--expect") else {}
+    config._kms_results = defaultdict(list)  # clause id -> [(verdict, message)]
+    config._kms_target_name = config.getoption("--target") or "embedded"
+
+
+def selected_protocols(config: pytest.Config) -> tuple[int, ...]:
+    choice = config.getoption("--protocol")
+    return (4, 5, 6) if choice == "all" else (int(choice),)
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "protocol" in metafunc.fixturenames:
+        versions = selected_protocols(metafunc.config)
+        metafunc.parametrize("protocol", versions, ids=[f"v{v}" for v in versions])
+
+
+def _clause_of(item: pytest.Item) -> clause_registry.Clause | None:
+    marker = item.get_closest_marker("clause")
+    return clause_registry.get(marker.args[0]) if marker else None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    profile = config.getoption("--profile")
+    for item in items:
+        clause = _clause_of(item)
+        if clause is None:
+            continue
+        item.user_properties.append(("clause", clause.id))
+        if profile not in clause.profiles:
+            item.add_marker(pytest.mark.skip(reason=f"{clause.id} does not apply to the {profile} profile"))
+
+
+@pytest.fixture(scope="session")
+def kms_target(pytestconfig: pytest.Config):
+    """The host under test; starts and stops the embedded reference host when no --target is given."""
+    from conformance.reference.config import HostConfig
+    from conformance.reference.host import HostThread
+
+    from .target import ControlChannel, Target
+
+    common = dict(
+        timeout=pytestconfig.getoption("--target-timeout"),
+        profile=pytestconfig.getoption("--profile"),
+        protocols=selected_protocols(pytestconfig),
+        key_group=pytestconfig.getoption("--host-key-group"),
+        activation_interval=pytestconfig.getoption("--activation-interval"),
+        renewal_interval=pytestconfig.getoption("--renewal-interval"),
+    )
+    address = pytestconfig.getoption("--target")
+    if address:
+        from conformance.cli import UsageError, parse_address
+
+        try:
+            host, port = parse_address(address)
+            control = pytestconfig.getoption("--control")
+            channel = ControlChannel.tcp(*parse_address(control)) if control else None
+        except (UsageError, ValueError) as exc:
+            raise pytest.UsageError(str(exc)) from None
+        yield Target(host, port, control=channel, **common)
+        return
+    thread = HostThread(HostConfig(port=0, control=False))
+    host, port = thread.start()
+    channel = ControlChannel(lambda command: thread.call(thread.host.control, command))
+    try:
+        yield Target(host, port, embedded=True, control=channel, **common)
+    finally:
+        thread.stop()
+
+
+@pytest.fixture
+def control(kms_target):
+    """The control channel; checks that need it skip on targets without one, saying so."""
+    if kms_target.control is None:
+        pytest.skip("needs control over the host's clock and client table: only the reference host started "
+                    "with `kmsconf host --control` (and --control HOST:PORT here) offers that")
+    return kms_target.control
+
+
+def _verdict(report: pytest.TestReport, call) -> tuple[str, str]:
+    if report.skipped:
+        if hasattr(report, "wasxfail"):
+            return "xfail", report.wasxfail
+        message = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        if message.startswith("Skipped: "):
+            message = message[len("Skipped: "):]
+        if message.startswith(INCONCLUSIVE_PREFIX):
+            return "inconclusive", message[len(INCONCLUSIVE_PREFIX):]
+        return "skip", message
+    if report.failed:
+        if hasattr(report, "wasxfail"):
+            return "xpass", f"passed, but was expected to fail: {report.wasxfail}"
+        text = str(call.excinfo.value) if call is not None and call.excinfo else str(report.longrepr)
+        return "fail", text
+    return "pass", ""
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    outcome = yield
+    report: pytest.TestReport = outcome.get_result()
+    clause = _clause_of(item)
+    if clause is None:
+        return
+    if call.excinfo is not None and call.excinfo.errisinstance(Inconclusive):
+        report.outcome = "skipped"
+        report.longrepr = (str(item.path), item.location[1] or 0, INCONCLUSIVE_PREFIX + str(call.excinfo.value))
+    deviation = item.config._kms_expect.get(clause.id)
+    if deviation is not None and report.when == "call":
+        if report.failed and deviation.text in str(call.excinfo.value if call.excinfo else ""):
+            report.outcome = "skipped"
+            report.wasxfail = f"{deviation.reason}"
+        elif report.passed:
+            report.outcome = "failed"
+            report.wasxfail = deviation.reason
+            report.longrepr = f"{clause.id} passed, but the expectations file says it fails: {deviation.reason}"
+    if report.when == "call" or (report.when == "setup" and (report.skipped or report.failed)):
+        verdict, message = _verdict(report, call)
+        item.config._kms_results[clause.id].append((verdict, message.strip()))
+
+
+def clause_records(config: pytest.Config) -> list[dict]:
+    records = []
+    for cid, results in sorted(config._kms_results.items()):
+        clause = clause_registry.get(cid)
+        verdict = min((v for v, _ in results), key=VERDICT_ORDER.index)
+        message = next((m for v, m in results if v == verdict and m), "")
+        records.append({"clause": cid, "title": clause.title, "area": clause.area, "level": clause.level,
+                        "ref": clause.ref, "verdict": verdict, "message": message[:4000],
+                        "target": config._kms_target_name})
+    return records
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    records = clause_records(config)
+    path = Path(config.getoption("--summary"))
+    if not path.is_absolute():
+        path = Path(config.rootpath) / path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(records, indent=2) + "\n", encoding="utf-8")
+    tmp.replace(path)
+    if not records:
+        return
+    tr = terminalreporter
+    tr.section(f"KMS conformance: {config._kms_target_name}")
+    by_area: dict[str, list[dict]] = defaultdict(list)
+    for record in records:
+        by_area[record["area"]].append(record)
+    for area, rows in by_area.items():
+        counts = {v: [r["clause"] for r in rows if r["verdict"] == v] for v in VERDICT_ORDER}
+        summary = ", ".join(f"{len(ids)} {v}" for v, ids in counts.items() if ids)
+        tr.write_line(f"{area:<6} {clause_registry.AREAS[area]:<40} {summary}")
+        for verdict in ("fail", "xpass", "inconclusive"):
+            for cid in counts[verdict]:
+                tr.write_line(f"         {verdict.upper():<12} {cid}")
+    tr.write_line(f"summary written to {path}")

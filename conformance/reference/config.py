@@ -1,0 +1,74 @@
+"""Reference host settings, mirroring what slmgr.vbs sets on a genuine host."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+DEFAULT_PORT = 1688
+DEFAULT_ACTIVATION_INTERVAL = 120  # minutes (/sai)
+DEFAULT_RENEWAL_INTERVAL = 10080  # minutes (/sri)
+INTERVAL_RANGE = (15, 43200)  # 15 minutes .. 30 days
+TIME_TOLERANCE_SECONDS = 4 * 3600
+NEWEST_HOST_BUILD = 26100
+
+# Deliberate deviations, for proving that the suite's checks can fail. Never on by default.
+QUIRKS = {
+    "count-repeats": "count a repeated CMID again",
+    "no-expiry": "never age client entries out",
+    "no-renewal-replace": "a renewal keeps the entry's original time",
+    "fixed-count": "always report the configured fixed_count",
+    "shrink-cache": "cache capacity follows the latest N instead of the highest",
+    "ignore-key-group": "activate every KMS id whatever the host key",
+    "ignore-time": "accept any request time",
+    "bad-hash": "corrupt the V5/V6 hash / V4 MAC",
+    "bad-hmac": "corrupt the V6 HMAC",
+    "random-epid": "a new ePID on every request",
+    "random-hwid": "a new HwId on every request",
+    "wrong-version": "answer with version 6.0 whatever was asked",
+    "wrong-cmid": "echo a different CMID",
+    "wrong-time": "echo a different request time",
+    "no-call-id-echo": "answer every PDU with call_id 2",
+    "ignore-opnum": "treat any opnum as RequestActivation",
+    "accept-foreign-interface": "accept binds for any interface",
+    "no-mpx-mirror": "always set PFC_CONC_MPX in bind_ack",
+    "accept-bad-version": "answer unsupported versions as if they were 6.0",
+    "close-after-response": "close the connection after each response",
+}
+
+
+@dataclass
+class HostConfig:
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    activation_interval: int = DEFAULT_ACTIVATION_INTERVAL
+    renewal_interval: int = DEFAULT_RENEWAL_INTERVAL
+    key_group: str | None = None  # None = the catalog's default (newest) host keys
+    host_build: int = NEWEST_HOST_BUILD
+    lcid: int = 1033
+    hwid: bytes | None = None  # None = random once, then persisted
+    db: str = ":memory:"
+    ndr64: bool | None = None  # None = as the host OS would (builds 9200 and later)
+    time_tolerance: int = TIME_TOLERANCE_SECONDS
+    idle_timeout: float = 30.0
+    read_timeout: float = 10.0  # a started PDU must complete within this
+    max_connections: int = 2048
+    max_pdu: int = 5840
+    fixed_count: int | None = None
+    control: bool = False  # the loopback test-control channel (advance clock, reset)
+    event_log: str | None = None  # path, or "-" for stderr
+    low_priority: bool = False
+    dns_publish: bool = False
+    quirks: frozenset[str] = field(default_factory=frozenset)
+
+    def __post_init__(self) -> None:
+        unknown = set(self.quirks) - set(QUIRKS)
+        if unknown:
+            raise ValueError(f"unknown quirks: {', '.join(sorted(unknown))}")
+        for name in ("activation_interval", "renewal_interval"):
+            value = getattr(self, name)
+            if not INTERVAL_RANGE[0] <= value <= INTERVAL_RANGE[1]:
+                raise ValueError(f"{name} {value} outside {INTERVAL_RANGE[0]}..{INTERVAL_RANGE[1]} minutes")
+
+    @property
+    def uses_ndr64(self) -> bool:
+        return self.host_build >= 9200 if self.ndr64 is None else self.ndr64

@@ -1,0 +1,138 @@
+"""The DCE/RPC half of the reference host: one connection's PDUs in, replies out (PROTOCOL.md 2, H1-H5, H13)."""
+
+from __future__ import annotations
+
+import itertools
+import random
+from dataclasses import dataclass
+
+from conformance.wire import hresult, ndr, rpc
+from conformance.wire.messages import DecodeError
+
+from .config import HostConfig
+from .service import KmsService, Outcome
+
+_assoc_groups = itertools.count(random.randrange(0x10000000, 0x7FFFFFFF))
+
+
+@dataclass
+class Reply:
+    data: bytes | None  # bytes to send, or None
+    close: bool = False  # close the connection after sending
+    outcome: Outcome | None = None  # the KMS outcome of a request
+    problem: str = ""  # why a PDU was refused, for the event log
+
+
+class RpcSession:
+    def __init__(self, service: KmsService, config: HostConfig):
+        self.service = service
+        self.config = config
+        self.contexts: dict[int, bool] = {}  # accepted cont_id -> NDR64
+        self.assoc_group = 0
+
+    def _reply_header(self, ptype: rpc.PType, request: rpc.Header, flags: int = rpc.FIRST_LAST) -> rpc.Header:
+        call_id = 2 if "no-call-id-echo" in self.config.quirks else request.call_id
+        return rpc.Header(ptype, flags, call_id, drep=request.drep)
+
+    def _fault(self, header: rpc.Header, status: int, cont_id: int = 0) -> bytes:
+        flags = rpc.FIRST_LAST | rpc.PFC_DID_NOT_EXECUTE
+        return rpc.Fault(status, self._reply_header(rpc.PType.FAULT, header, flags), cont_id).encode()
+
+    def handle(self, data: bytes) -> Reply:
+        try:
+            header, _ = rpc.Header.decode(data)
+        except DecodeError as exc:
+            return Reply(None, close=True, problem=str(exc))
+        if header.drep != rpc.DREP_LE or header.auth_length:
+            return Reply(None, close=True, problem="unsupported data representation or authentication")
+        if (header.vers, header.vers_minor) != (5, 0):
+            if header.ptype in (rpc.PType.BIND, rpc.PType.ALTER_CONTEXT):
+                nak = rpc.BindNak(rpc.BIND_NAK_PROTOCOL_VERSION, [(5, 0)], self._reply_header(rpc.PType.BIND_NAK, header))
+                return Reply(nak.encode(), close=True, problem=f"RPC version {header.vers}.{header.vers_minor}")
+            return Reply(self._fault(header, hresult.NCA_S_PROTO_ERROR), close=True,
+                         problem=f"RPC version {header.vers}.{header.vers_minor}")
+        try:
+            pdu = rpc.decode_pdu(data)
+        except DecodeError as exc:
+            if header.ptype in (rpc.PType.REQUEST,):
+                return Reply(self._fault(header, hresult.NCA_S_PROTO_ERROR), problem=str(exc))
+            return Reply(None, close=True, problem=str(exc))
+        if header.flags & rpc.FIRST_LAST != rpc.FIRST_LAST:
+            # KMS never fragments; refuse rather than reassemble (PROTOCOL.md 2.2)
+            return Reply(self._fault(header, hresult.NCA_S_PROTO_ERROR), problem="fragmented PDU")
+        if isinstance(pdu, rpc.Bind):
+            return self._bind(pdu)
+        if isinstance(pdu, rpc.Request):
+            return self._request(pdu)
+        return Reply(None, close=True, problem=f"PDU type {header.ptype} not expected from a client")
+
+    def _context_result(self, ctx: rpc.ContextElement, chosen: tuple[int, bool] | None) -> rpc.ContextResult:
+        for syntax, _version in ctx.transfers:
+            features = rpc.btfn_features(syntax)
+            if features is not None:
+                return rpc.ContextResult(rpc.NEGOTIATE_ACK, features & rpc.BTFN_FEATURES)
+        foreign = ctx.abstract != rpc.KMS_INTERFACE or ctx.abstract_version != rpc.KMS_INTERFACE_VERSION
+        if foreign and "accept-foreign-interface" not in self.config.quirks:
+            return rpc.ContextResult(rpc.PROVIDER_REJECTION, rpc.REASON_ABSTRACT_SYNTAX)
+        if chosen is not None and chosen[0] == ctx.cont_id:
+            syntax = rpc.NDR64 if chosen[1] else rpc.NDR32
+            return rpc.ContextResult(rpc.ACCEPTANCE, 0, syntax, rpc.TRANSFER_VERSIONS[syntax])
+        return rpc.ContextResult(rpc.PROVIDER_REJECTION, rpc.REASON_TRANSFER_SYNTAXES)
+
+    def _choose(self, contexts: list[rpc.ContextElement]) -> tuple[int, bool] | None:
+        """The one KMS context to accept: NDR64 if this host speaks it and it is offered, else NDR32."""
+        offered = [
+            (ctx.cont_id, syntax)
+            for ctx in contexts
+            if ctx.abstract == rpc.KMS_INTERFACE or "accept-foreign-interface" in self.config.quirks
+            for syntax, version in ctx.transfers
+            if rpc.TRANSFER_VERSIONS.get(syntax) == version
+        ]
+        for wanted in ([rpc.NDR64] if self.config.uses_ndr64 else []) + [rpc.NDR32]:
+            for cont_id, syntax in offered:
+                if syntax == wanted:
+                    return cont_id, syntax == rpc.NDR64
+        return None
+
+    def _bind(self, bind: rpc.Bind) -> Reply:
+        is_alter = bind.header.ptype == rpc.PType.ALTER_CONTEXT
+        chosen = self._choose(bind.contexts)
+        results = [self._context_result(ctx, chosen) for ctx in bind.contexts]
+        for ctx, result in zip(bind.contexts, results):
+            if result.result == rpc.ACCEPTANCE:
+                self.contexts[ctx.cont_id] = result.transfer == rpc.NDR64
+        if not self.assoc_group:
+            self.assoc_group = bind.assoc_group or next(_assoc_groups)
+        mpx = bind.header.flags & rpc.PFC_CONC_MPX
+        if "no-mpx-mirror" in self.config.quirks:
+            mpx = rpc.PFC_CONC_MPX
+        ptype = rpc.PType.ALTER_CONTEXT_RESP if is_alter else rpc.PType.BIND_ACK
+        ack = rpc.BindAck(
+            results,
+            self._reply_header(ptype, bind.header, rpc.FIRST_LAST | mpx),
+            bind.max_xmit,
+            bind.max_recv,
+            self.assoc_group,
+            b"" if is_alter else f"{self.config.port}\0".encode("ascii"),
+        )
+        return Reply(ack.encode())
+
+    def _request(self, req: rpc.Request) -> Reply:
+        ndr64 = self.contexts.get(req.cont_id)
+        if ndr64 is None:
+            return Reply(self._fault(req.header, hresult.NCA_S_UNK_IF, req.cont_id),
+                         problem=f"request on context {req.cont_id}, not accepted")
+        if req.opnum != 0 and "ignore-opnum" not in self.config.quirks:
+            return Reply(self._fault(req.header, hresult.NCA_S_OP_RNG_ERROR, req.cont_id), problem=f"opnum {req.opnum}")
+        try:
+            payload = ndr.decode_request_stub(req.stub, ndr64)
+        except DecodeError as exc:
+            outcome = Outcome(None, hresult.E_INVALID_DATA, reason=str(exc))
+        else:
+            outcome = self.service.handle(payload)
+        if outcome.payload is None:
+            stub = ndr.encode_error_stub(outcome.hresult, ndr64)
+        else:
+            stub = ndr.encode_response_stub(outcome.payload, ndr64)
+        response = rpc.Response(stub, self._reply_header(rpc.PType.RESPONSE, req.header), req.cont_id)
+        return Reply(response.encode(), close="close-after-response" in self.config.quirks, outcome=outcome)

@@ -1,0 +1,197 @@
+"""The KMS half of the reference host: a request payload in, a response payload or HRESULT out."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Callable, TextIO
+
+from conformance import catalog as catalog_mod
+from conformance.wire import crypto, epid, framing, hresult
+from conformance.wire.messages import FILETIME_UNIX_EPOCH, DecodeError, KmsResponse
+
+from .config import HostConfig
+from .state import ClientTable
+from .store import Store
+
+
+@dataclass(frozen=True)
+class Outcome:
+    payload: bytes | None  # the KMS response, or None when refused
+    hresult: int
+    count: int | None = None
+    opened: framing.OpenedRequest | None = None
+    reason: str = ""
+
+
+class Clock:
+    """Wall clock plus an offset the test-control channel can advance."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def __call__(self) -> float:
+        return time.time() + self.offset
+
+
+class KmsService:
+    def __init__(self, config: HostConfig, catalog: catalog_mod.Catalog | None = None,
+                 clock: Callable[[], float] | None = None, store: Store | None = None):
+        self.config = config
+        self.catalog = catalog or catalog_mod.load()
+        self.clock = clock or Clock()
+        self.store = store or Store(config.db)
+        quirks = config.quirks
+        self.table = ClientTable(expire="no-expiry" not in quirks, renew_replaces="no-renewal-replace" not in quirks)
+        self.store.load_into(self.table)
+        self.host_keys = self._select_host_keys()
+        self.host_build = self.catalog.host_build(config.host_build)
+        if self.host_build is None:
+            raise ValueError(f"host build {config.host_build} is not in the catalog's host builds")
+        self.hwid = self._stable("hwid", lambda: (config.hwid or os.urandom(8)).hex(), config.hwid)
+        self.epids = {k.slug: self._stable(f"epid:{k.slug}", lambda k=k: str(self._new_epid(k))) for k in self.host_keys}
+        self.events = self._open_event_log(config.event_log)
+        self.store.put("settings", {"activation_interval": config.activation_interval,
+                                    "renewal_interval": config.renewal_interval, "key_group": config.key_group,
+                                    "host_build": config.host_build, "lcid": config.lcid})
+
+    def _select_host_keys(self) -> tuple[catalog_mod.HostKey, ...]:
+        if self.config.key_group is None:
+            return self.catalog.default_host_keys()
+        return (self.catalog.host_key(self.config.key_group),)
+
+    def _stable(self, key: str, make: Callable[[], str], override: bytes | None = None) -> str:
+        """A value generated once and then kept in the store, so restarts keep ePID and HwId."""
+        value = self.store.get(key)
+        if value is None or override is not None:
+            value = make()
+            self.store.put(key, value)
+        return value
+
+    def _new_epid(self, key: catalog_mod.HostKey) -> epid.Epid:
+        return epid.build_epid(key, self.host_build, self.config.lcid, random.Random())
+
+    @staticmethod
+    def _open_event_log(target: str | None) -> TextIO | None:
+        if target is None:
+            return None
+        return sys.stderr if target == "-" else open(target, "a", buffering=1, encoding="utf-8")
+
+    def log_event(self, client: str, outcome: Outcome, **extra: object) -> None:
+        if self.events is None:
+            return
+        record: dict[str, object] = {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.clock())),
+                                     "client": client, "result": hresult.name(outcome.hresult)}
+        if outcome.opened is not None:
+            r = outcome.opened.request
+            record.update(cmid=str(r.cmid), workstation=r.workstation, sku=str(r.sku_id), kms_id=str(r.kms_id),
+                          version=f"{r.major}.{r.minor}")
+        if outcome.count is not None:
+            record["count"] = outcome.count
+        if outcome.reason:
+            record["reason"] = outcome.reason
+        record.update(extra)
+        self.events.write(json.dumps(record) + "\n")
+
+    def key_for(self, kms_id: uuid.UUID) -> catalog_mod.HostKey | None:
+        for key in self.host_keys:
+            if kms_id in key.activates:
+                return key
+        return None
+
+    def handle(self, payload: bytes) -> Outcome:
+        quirks = self.config.quirks
+        try:
+            opened = framing.open_request(payload, allow_minor="accept-bad-version" in quirks)
+        except framing.UnsupportedVersion as exc:
+            if "accept-bad-version" not in quirks:
+                return Outcome(None, hresult.E_INVALID_DATA, reason=str(exc))
+            patched = bytes(payload[:2]) + b"\x06\x00" + bytes(payload[4:])
+            return self.handle(patched)
+        except DecodeError as exc:
+            return Outcome(None, hresult.E_INVALID_DATA, reason=str(exc))
+        if not opened.verified:
+            failed = [k for k, ok in opened.checks.items() if not ok]
+            return Outcome(None, hresult.E_INVALID_DATA, opened=opened, reason=f"request failed {', '.join(failed)}")
+        request = opened.request
+        key = self.key_for(request.kms_id)
+        if key is None and "ignore-key-group" in quirks:
+            key = self.host_keys[0]
+        if key is None:
+            return Outcome(None, hresult.SL_E_VL_KEY_MANAGEMENT_SERVICE_ID_MISMATCH, opened=opened,
+                           reason=f"KMS id {request.kms_id} is not activated by this host's key(s)")
+        now = self.clock()
+        request_unix = (request.request_time - FILETIME_UNIX_EPOCH) / 1e7
+        if abs(request_unix - now) > self.config.time_tolerance and "ignore-time" not in quirks:
+            return Outcome(None, hresult.SL_E_VL_INVALID_TIMESTAMP, opened=opened,
+                           reason=f"request time is {request_unix - now:+.0f} s from the host clock")
+        count = self._count(request.app_id, request.cmid, request.n_policy, now)
+        response = KmsResponse(
+            epid=str(self._new_epid(key)) if "random-epid" in quirks else self.epids[key.slug],
+            cmid=uuid.uuid4() if "wrong-cmid" in quirks else request.cmid,
+            request_time=request.request_time + (10**7 if "wrong-time" in quirks else 0),
+            count=count,
+            activation_interval=self.config.activation_interval,
+            renewal_interval=self.config.renewal_interval,
+            major=6 if "wrong-version" in quirks else request.major,
+            minor=request.minor,
+        )
+        hwid = os.urandom(8) if "random-hwid" in quirks else bytes.fromhex(self.hwid)
+        sealed = framing.seal_response(response, opened, hwid=hwid)
+        return Outcome(self._corrupt(sealed, opened.major), hresult.S_OK, count, opened)
+
+    def _count(self, app_id: uuid.UUID, cmid: uuid.UUID, n_policy: int, now: float) -> int:
+        quirks = self.config.quirks
+        if "fixed-count" in quirks:
+            return self.config.fixed_count if self.config.fixed_count is not None else 2 * n_policy
+        if "count-repeats" in quirks:
+            cmid = uuid.uuid4()
+        if "shrink-cache" in quirks and app_id in self.table.apps:
+            self.table.apps[app_id].capacity = 2 * n_policy
+        recorded = self.table.record(app_id, cmid, n_policy, now)
+        self.store.save_record(app_id, cmid, now, self.table.capacity(app_id), recorded)
+        return recorded.count
+
+    def _corrupt(self, sealed: bytes, major: int) -> bytes:
+        """Apply the integrity quirks after sealing; V5/V6 re-encrypt so only the named field is wrong."""
+        quirks = self.config.quirks
+        if not quirks & {"bad-hash", "bad-hmac"}:
+            return sealed
+        if major == 4:
+            return sealed[:-1] + bytes([sealed[-1] ^ 1]) if "bad-hash" in quirks else sealed
+        cipher = crypto.V5_AES if major == 5 else crypto.V6_AES
+        iv = sealed[4:20]
+        plain = bytearray(crypto.pkcs7_unpad(cipher.cbc_decrypt(iv, sealed[20:])) or b"")
+        if "bad-hash" in quirks:
+            plain[-1 - (40 if major == 6 else 0)] ^= 1  # last byte of Hash (V6: HwId, XoredIVs, HMAC follow)
+        if "bad-hmac" in quirks and major == 6:
+            plain[-1] ^= 1
+        return sealed[:20] + cipher.cbc_encrypt(iv, crypto.pkcs7_pad(bytes(plain)))
+
+    # --- administration (host-status) and the test-control channel ---
+    def status(self) -> dict[str, object]:
+        now = self.clock()
+        apps = {str(app): {"count": self.table.count(app, now), "cache_size": self.table.capacity(app)}
+                for app in self.table.apps}
+        windows = apps.get(str(catalog_mod.WINDOWS_APP_ID), {"count": 0, "cache_size": 0})
+        return {
+            "count": windows["count"],
+            "cache_size": windows["cache_size"],
+            "applications": apps,
+            "key_group": self.config.key_group or "default",
+            "host_keys": [k.slug for k in self.host_keys],
+            "epid": self.epids[self.host_keys[0].slug],
+            "epids": dict(self.epids),
+            "hwid": self.hwid.upper(),
+            "activation_interval": self.config.activation_interval,
+            "renewal_interval": self.config.renewal_interval,
+        }
+
+    def reset(self) -> None:
+        self.table.reset()
+        self.store.reset_clients()

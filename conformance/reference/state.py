@@ -1,0 +1,92 @@
+"""The host's client table: the counting rules of the Volume Activation guide (PROTOCOL.md 10).
+
+One table per ApplicationID (Windows and Office count separately). The count is
+the number of live distinct CMIDs; capacity is twice the highest N policy seen
+and never shrinks; an entry lives 30 days and a renewal restarts it; beyond
+capacity the oldest entry goes.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+ENTRY_LIFETIME_SECONDS = 30 * 86400
+
+
+@dataclass
+class Entry:
+    cmid: uuid.UUID
+    last_seen: float  # host clock, seconds since the epoch
+
+
+@dataclass
+class AppTable:
+    capacity: int = 0
+    # insertion order = age order: a renewal moves the CMID to the end
+    entries: "OrderedDict[uuid.UUID, Entry]" = field(default_factory=OrderedDict)
+
+
+@dataclass(frozen=True)
+class Recorded:
+    count: int
+    new_client: bool
+    evicted: tuple[uuid.UUID, ...]
+    expired: tuple[uuid.UUID, ...]
+
+
+class ClientTable:
+    """Pure rules, no I/O; `store.py` persists what `record` changes."""
+
+    def __init__(self, lifetime: float = ENTRY_LIFETIME_SECONDS, *, expire: bool = True, renew_replaces: bool = True):
+        self.lifetime = lifetime
+        self.expire = expire
+        self.renew_replaces = renew_replaces
+        self.apps: dict[uuid.UUID, AppTable] = {}
+
+    def _purge(self, table: AppTable, now: float) -> list[uuid.UUID]:
+        if not self.expire:
+            return []
+        gone = []
+        for cmid, entry in table.entries.items():
+            if now - entry.last_seen < self.lifetime:
+                break  # ordered by age: the rest are younger
+            gone.append(cmid)
+        for cmid in gone:
+            del table.entries[cmid]
+        return gone
+
+    def record(self, app_id: uuid.UUID, cmid: uuid.UUID, n_policy: int, now: float) -> Recorded:
+        table = self.apps.setdefault(app_id, AppTable())
+        table.capacity = max(table.capacity, 2 * n_policy)
+        expired = self._purge(table, now)
+        new_client = cmid not in table.entries
+        if not new_client and self.renew_replaces:
+            table.entries.move_to_end(cmid)
+        if new_client or self.renew_replaces:
+            table.entries[cmid] = Entry(cmid, now)
+        evicted = []
+        while len(table.entries) > max(table.capacity, 1):
+            evicted.append(table.entries.popitem(last=False)[0])
+        return Recorded(len(table.entries), new_client, tuple(evicted), tuple(expired))
+
+    def count(self, app_id: uuid.UUID, now: float) -> int:
+        table = self.apps.get(app_id)
+        if table is None:
+            return 0
+        self._purge(table, now)
+        return len(table.entries)
+
+    def capacity(self, app_id: uuid.UUID) -> int:
+        table = self.apps.get(app_id)
+        return table.capacity if table else 0
+
+    def restore(self, app_id: uuid.UUID, capacity: int, entries: list[Entry]) -> None:
+        table = self.apps.setdefault(app_id, AppTable())
+        table.capacity = max(table.capacity, capacity)
+        for entry in sorted(entries, key=lambda e: e.last_seen):
+            table.entries[entry.cmid] = entry
+
+    def reset(self) -> None:
+        self.apps.clear()
