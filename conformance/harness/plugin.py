@@ -66,6 +66,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--renewal-interval", type=int, default=10080, metavar="MIN",
                     help="renewal interval the target is configured with")
     group.addoption("--expect", default=None, metavar="FILE.toml", help="expected deviations of this target")
+    group.addoption("--clause", default=None, metavar="ID[,ID...]", help="run only the checks of these clauses")
     group.addoption("--summary", default=SUMMARY_DEFAULT, metavar="PATH", help="where summary.json goes")
 
 
@@ -95,6 +96,15 @@ def _clause_of(item: pytest.Item) -> clause_registry.Clause | None:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     profile = config.getoption("--profile")
+    wanted = config.getoption("--clause")
+    if wanted:
+        ids = {c.strip() for c in wanted.split(",")}
+        unknown = ids - set(clause_registry.load())
+        if unknown:
+            raise pytest.UsageError(f"--clause: unknown clause ids {sorted(unknown)} (see `kmsconf clauses`)")
+        keep = [i for i in items if (c := _clause_of(i)) is not None and c.id in ids]
+        config.hook.pytest_deselected(items=[i for i in items if i not in keep])
+        items[:] = keep
     for item in items:
         clause = _clause_of(item)
         if clause is None:

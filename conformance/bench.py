@@ -1,0 +1,204 @@
+"""`make bench`: reference host throughput, client-side cost, and the loopback ceiling, to reports/bench.json.
+
+The host runs as its own process (`kmsconf host`), the load generator here sends
+pre-sealed requests, so the host's figure is the host's cost. The same generator
+against a trivial echo server gives the machine's loopback ceiling in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from conformance import catalog
+from conformance.reference.client import BindOptions, build_request
+from conformance.wire import framing, ndr, rpc
+
+SECONDS = 2.0
+
+
+def _pdus(protocol: int) -> tuple[bytes, bytes]:
+    """An NDR32-only bind and one request PDU for `protocol` (the request is re-sent verbatim)."""
+    edition = {4: "Windows 7 Enterprise", 5: "Windows 8 Enterprise", 6: "Windows Server 2019 Datacenter"}[protocol]
+    request = build_request(catalog.load().edition(edition), workstation="bench.local")
+    options = BindOptions(ndr64=False, btfn=False)
+    bind = rpc.Bind(options.contexts(), rpc.Header(rpc.PType.BIND, options.flags, 2)).encode()
+    payload = framing.seal_request(request)
+    req = rpc.Request(ndr.encode_request_stub(payload), rpc.Header(rpc.PType.REQUEST, rpc.FIRST_LAST, 2)).encode()
+    return bind, req
+
+
+def _recv_pdu(sock: socket.socket) -> bytes:
+    buf = b""
+    while len(buf) < 16:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionError("closed")
+        buf += chunk
+    frag = rpc.peek_frag_length(buf)
+    while len(buf) < frag:
+        buf += sock.recv(65536)
+    return buf
+
+
+def rate_one_connection(address: tuple[str, int], bind: bytes, req: bytes, seconds: float = SECONDS) -> float:
+    with socket.create_connection(address) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.sendall(bind)
+        _recv_pdu(sock)
+        n, end = 0, time.perf_counter() + seconds
+        start = time.perf_counter()
+        while time.perf_counter() < end:
+            sock.sendall(req)
+            _recv_pdu(sock)
+            n += 1
+        return n / (time.perf_counter() - start)
+
+
+def rate_new_connection(address: tuple[str, int], bind: bytes, req: bytes, seconds: float = SECONDS) -> float:
+    n, end = 0, time.perf_counter() + seconds
+    start = time.perf_counter()
+    while time.perf_counter() < end:
+        with socket.create_connection(address) as sock:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.sendall(bind)
+            _recv_pdu(sock)
+            sock.sendall(req)
+            _recv_pdu(sock)
+        n += 1
+    return n / (time.perf_counter() - start)
+
+
+def rate_concurrent(address: tuple[str, int], bind: bytes, req: bytes, clients: int, seconds: float = SECONDS) -> float:
+    counts = [0] * clients
+    end = time.perf_counter() + seconds
+
+    def worker(i: int) -> None:
+        with socket.create_connection(address) as sock:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.sendall(bind)
+            _recv_pdu(sock)
+            while time.perf_counter() < end:
+                sock.sendall(req)
+                _recv_pdu(sock)
+                counts[i] += 1
+
+    start = time.perf_counter()
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return sum(counts) / (time.perf_counter() - start)
+
+
+def _echo_server() -> tuple[tuple[str, int], asyncio.AbstractEventLoop]:
+    """A loopback server answering each PDU with the same bytes: the ceiling of this generator."""
+    loop = asyncio.new_event_loop()
+    ready = threading.Event()
+    holder: dict = {}
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                header = await reader.readexactly(16)
+                body = await reader.readexactly(rpc.peek_frag_length(header) - 16)
+                writer.write(header + body)
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            writer.close()
+
+    async def main() -> None:
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        holder["address"] = server.sockets[0].getsockname()[:2]
+        ready.set()
+
+    threading.Thread(target=lambda: (loop.run_until_complete(main()), loop.run_forever()), daemon=True).start()
+    ready.wait(5)
+    return holder["address"], loop
+
+
+def client_cost_us(protocol: int, rounds: int = 300) -> float:
+    """Microseconds per exchange on the client side: build + seal request, open + verify response."""
+    from conformance.reference.config import HostConfig
+    from conformance.reference.service import KmsService
+
+    service = KmsService(HostConfig())
+    edition = catalog.load().edition({4: "Windows 7 Enterprise", 5: "Windows 8 Enterprise",
+                                      6: "Windows Server 2019 Datacenter"}[protocol])
+    request = build_request(edition, workstation="bench.local")
+    payload = framing.seal_request(request)
+    response = service.handle(payload).payload
+    start = time.perf_counter()
+    for _ in range(rounds):
+        framing.seal_request(request)
+        framing.open_response(response, payload[4:20])
+    return (time.perf_counter() - start) / rounds * 1e6
+
+
+def start_host_process() -> tuple[subprocess.Popen, tuple[str, int]]:
+    proc = subprocess.Popen([sys.executable, "-m", "conformance.cli", "host", "--listen", "127.0.0.1:0"],
+                            stdout=subprocess.PIPE, text=True)
+    line = proc.stdout.readline()
+    host, port = line.rsplit(" ", 1)[1].strip().rsplit(":", 1)
+    return proc, (host, int(port))
+
+
+def run(out: Path, seconds: float) -> dict:
+    results: dict = {"machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
+                                 "platform": platform.platform()}, "seconds_per_figure": seconds, "figures": {}}
+    figures = results["figures"]
+    echo_addr, echo_loop = _echo_server()
+    proc, host_addr = start_host_process()
+    try:
+        for protocol in (4, 5, 6):
+            bind, req = _pdus(protocol)
+            ceiling_one = rate_one_connection(echo_addr, bind, req, seconds)
+            ceiling_new = rate_new_connection(echo_addr, bind, req, seconds)
+            row = {
+                "one_connection_rps": rate_one_connection(host_addr, bind, req, seconds),
+                "new_connection_rps": rate_new_connection(host_addr, bind, req, seconds),
+                "echo_one_connection_rps": ceiling_one,
+                "echo_new_connection_rps": ceiling_new,
+                "client_us_per_exchange": client_cost_us(protocol),
+            }
+            for clients in (1, 8, 64):
+                row[f"concurrent_{clients}_rps"] = rate_concurrent(host_addr, bind, req, clients, seconds)
+            row["one_connection_ratio_to_ceiling"] = row["one_connection_rps"] / ceiling_one
+            row["new_connection_ratio_to_ceiling"] = row["new_connection_rps"] / ceiling_new
+            figures[f"v{protocol}"] = row
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        echo_loop.call_soon_threadsafe(echo_loop.stop)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--out", default="reports/bench.json")
+    parser.add_argument("--seconds", type=float, default=SECONDS, help="duration of each figure")
+    args = parser.parse_args()
+    results = run(Path(args.out), args.seconds)
+    print(f"{'':4} {'1 conn/s':>10} {'new conn/s':>11} {'8 cl/s':>8} {'64 cl/s':>8} {'client us':>10} "
+          f"{'% ceiling (1 conn / new)':>26}")
+    for name, row in results["figures"].items():
+        print(f"{name:4} {row['one_connection_rps']:10.0f} {row['new_connection_rps']:11.0f} "
+              f"{row['concurrent_8_rps']:8.0f} {row['concurrent_64_rps']:8.0f} {row['client_us_per_exchange']:10.0f} "
+              f"{100 * row['one_connection_ratio_to_ceiling']:12.1f} / {100 * row['new_connection_ratio_to_ceiling']:.1f}")
+    print(f"written to {args.out}")
+
+
+if __name__ == "__main__":
+    main()

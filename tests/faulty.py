@@ -1,0 +1,40 @@
+"""Run the conformance suite against a deliberately faulty reference host and read its verdicts.
+
+This is how the project proves each clause can fail: start a reference host with
+a quirk (HostConfig.quirks) on loopback, run `pytest conformance/suite` against it in
+a subprocess with --target/--control, and return the per-clause records of
+summary.json.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from conformance.reference.config import HostConfig
+from conformance.reference.host import HostThread
+
+ROOT = Path(__file__).resolve().parents[1]
+SUITE = ROOT / "conformance" / "suite"
+
+
+def run_suite(tmp_path: Path, *, clauses: list[str], extra: list[str] = (), **config) -> dict[str, dict]:
+    """Verdict records by clause id for the given clauses, against a host built from `config`."""
+    host_config = HostConfig(port=0, control=True, **config)
+    summary = tmp_path / "summary.json"
+    with HostThread(host_config) as thread:
+        host, port = thread.host.address
+        ctl_host, ctl_port = thread.host.control_address
+        argv = [sys.executable, "-m", "pytest", str(SUITE), "-q", "-p", "no:cacheprovider", "-p", "no:randomly",
+                "--target", f"{host}:{port}", "--control", f"{ctl_host}:{ctl_port}",
+                "--summary", str(summary), "--clause", ",".join(clauses), *extra]
+        proc = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    if not summary.exists():
+        raise AssertionError(f"suite run wrote no summary (exit {proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    records = {r["clause"]: r for r in json.loads(summary.read_text())}
+    missing = set(clauses) - set(records)
+    if missing:
+        raise AssertionError(f"no verdict for {sorted(missing)}:\n{proc.stdout[-3000:]}\n{proc.stderr[-2000:]}")
+    return records

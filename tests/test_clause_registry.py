@@ -1,0 +1,49 @@
+"""The registry and the suite agree: every check names a known clause, every clause has a check."""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from conformance.harness import clauses
+
+SUITE = Path(__file__).resolve().parents[1] / "conformance" / "suite"
+
+
+def suite_checks() -> dict[str, list[str]]:
+    """test function name -> clause ids it is marked with, read from the suite's source."""
+    found: dict[str, list[str]] = {}
+    for path in sorted(SUITE.glob("test_*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef) and node.name.startswith("test_"):
+                ids = [
+                    dec.args[0].value
+                    for dec in node.decorator_list
+                    if isinstance(dec, ast.Call) and getattr(dec.func, "attr", "") == "clause"
+                    and dec.args and isinstance(dec.args[0], ast.Constant)
+                ]
+                found[f"{path.name}::{node.name}"] = ids
+    return found
+
+
+def test_every_check_names_exactly_one_known_clause():
+    registry = clauses.load()
+    for name, ids in suite_checks().items():
+        assert len(ids) == 1, f"{name} must carry exactly one @pytest.mark.clause, has {ids}"
+        assert ids[0] in registry, f"{name} names unknown clause {ids[0]}"
+
+
+def test_every_clause_has_a_check():
+    used = {cid for ids in suite_checks().values() for cid in ids}
+    missing = sorted(set(clauses.load()) - used)
+    assert not missing, f"clauses without a check: {missing}"
+
+
+def test_registry_rejects_bad_rows(tmp_path):
+    bad = tmp_path / "c.toml"
+    bad.write_text('[[clause]]\nid = "KMS-XYZ-001"\ntitle = "t"\nref = "r"\nlevel = "MUST"\n')
+    with pytest.raises(ValueError, match="known area"):
+        clauses.load.__wrapped__(bad)
+    bad.write_text('[[clause]]\nid = "KMS-RPC-001"\ntitle = "t"\nref = "r"\nlevel = "MAY"\n')
+    with pytest.raises(ValueError, match="MUST or SHOULD"):
+        clauses.load.__wrapped__(bad)
