@@ -103,7 +103,8 @@ class RpcSession:
                 self.contexts[ctx.cont_id] = result.transfer == rpc.NDR64
         if not self.assoc_group:
             self.assoc_group = bind.assoc_group or next(_assoc_groups)
-        mpx = bind.header.flags & rpc.PFC_CONC_MPX
+        # bind_ack mirrors the client's multiplex bit; alter_context_resp never sets it (vlmcs warns otherwise)
+        mpx = 0 if is_alter else bind.header.flags & rpc.PFC_CONC_MPX
         if "no-mpx-mirror" in self.config.quirks:
             mpx = rpc.PFC_CONC_MPX
         ptype = rpc.PType.ALTER_CONTEXT_RESP if is_alter else rpc.PType.BIND_ACK

@@ -89,6 +89,8 @@ def test_alter_context(kms_target):
         expect(resp.results and resp.results[0].result == rpc.ACCEPTANCE and resp.results[0].transfer == rpc.NDR32,
                "NDR32 accepted", [(r.result, str(r.transfer)) for r in resp.results], conn.transcript)
         expect(resp.sec_addr == b"", "empty secondary address", resp.sec_addr, conn.transcript)
+        expect(resp.header.flags == rpc.FIRST_LAST, "alter_context_resp flags 0x03 (no PFC_CONC_MPX)",
+               f"0x{resp.header.flags:02x}", conn.transcript)
     still_serves(kms_target)
 
 
