@@ -9,7 +9,7 @@ import pytest
 from conformance.harness.clauses import get as clause
 from conformance.harness.evidence import expect
 from conformance.reference.client import BindOptions
-from conformance.wire import rpc
+from conformance.wire import framing, rpc
 
 FOREIGN_INTERFACE = uuid.UUID("12345778-1234-abcd-ef00-0123456789ac")  # SAMR, not KMS
 
@@ -102,7 +102,7 @@ def test_call_id_echo(kms_target):
         expect(ack.header.call_id == 0x1234, "bind_ack call_id 0x1234", hex(ack.header.call_id), conn.transcript)
         cont_id, ndr64 = next(iter(conn.contexts.items()))
         conn.call_id = 0x5678
-        reply = conn.call(b"\x00" * 8, cont_id, ndr64)
+        reply = conn.call(framing.seal_request(kms_target.request(6)), cont_id, ndr64)
         expect(reply.header.call_id == 0x5678, "answer call_id 0x5678", hex(reply.header.call_id), conn.transcript)
     still_serves(kms_target)
 
@@ -123,8 +123,6 @@ def test_unknown_opnum_fault(kms_target):
     rule = clause("KMS-RPC-008").expect
     with kms_target.connect() as conn:
         cont_id, ndr64 = conn.negotiate()
-        from conformance.wire import framing
-
         reply = conn.call(framing.seal_request(kms_target.request(6)), cont_id, ndr64, opnum=1)
         got = f"fault 0x{reply.status:08X}" if isinstance(reply, rpc.Fault) else type(reply).__name__
         expect(isinstance(reply, rpc.Fault) and reply.status == rule["status"], f"fault 0x{rule['status']:08X}", got,
