@@ -37,5 +37,9 @@ def expect(condition: bool, expected: object, actual: object,
         message += f"\n  {detail}"
     transcript = list(transcript)
     if transcript:
-        message += "\n" + transcript_text(transcript)
+        dump = transcript_text(transcript)
+        message += "\n" + dump
+        from conformance.report.allure_labels import attach_transcript
+
+        attach_transcript(dump)
     raise AssertionError(message)

@@ -114,6 +114,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.skip(reason=f"{clause.id} does not apply to the {profile} profile"))
 
 
+@pytest.fixture(autouse=True)
+def _allure_clause_labels(request: pytest.FixtureRequest) -> None:
+    """Label each check in Allure from its clause when the run writes Allure results."""
+    clause = _clause_of(request.node)
+    if clause is not None and request.config.getoption("allure_report_dir", default=None):
+        from conformance.report import allure_labels
+
+        allure_labels.apply(clause, (request.node.function.__doc__ or "").strip())
+
+
 @pytest.fixture(scope="session")
 def kms_target(pytestconfig: pytest.Config):
     """The host under test; starts and stops the embedded reference host when no --target is given."""

@@ -1,0 +1,28 @@
+"""Allure labels for a check, derived from its clause (epic = area, feature = source, story = id)."""
+
+from __future__ import annotations
+
+from conformance.harness.clauses import Clause
+
+
+
+
+def apply(clause: Clause, description: str) -> None:
+    import allure
+
+    allure.dynamic.epic(clause.area_title)
+    allure.dynamic.feature(clause.ref)
+    allure.dynamic.story(clause.id)
+    allure.dynamic.severity(allure.severity_level.CRITICAL if clause.level == "MUST" else allure.severity_level.NORMAL)
+    allure.dynamic.label("clause", clause.id)
+    allure.dynamic.title(f"{clause.id}: {clause.title}")
+    allure.dynamic.description(f"{clause.level}: {clause.title}\n\nSource: {clause.ref}.\n\n{description}".strip())
+
+
+def attach_transcript(text: str) -> None:
+    """The exchange's bytes as annotated hex, when an Allure run is recording."""
+    try:
+        import allure
+    except ImportError:
+        return
+    allure.attach(text, name="exchange (hex)", attachment_type=allure.attachment_type.TEXT)
