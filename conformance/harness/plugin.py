@@ -66,6 +66,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--renewal-interval", type=int, default=10080, metavar="MIN",
                     help="renewal interval the target is configured with")
     group.addoption("--expect", default=None, metavar="FILE.toml", help="expected deviations of this target")
+    group.addoption("--client-cmd", default=None, metavar="COMMAND",
+                    help='client under test, run against an instrumented reference host: "vlmcs {host}:{port}"')
     group.addoption("--clause", default=None, metavar="ID[,ID...]", help="run only the checks of these clauses")
     group.addoption("--summary", default=SUMMARY_DEFAULT, metavar="PATH", help="where summary.json goes")
 
@@ -159,6 +161,24 @@ def kms_target(pytestconfig: pytest.Config):
         yield Target(host, port, embedded=True, control=channel, **common)
     finally:
         thread.stop()
+
+
+@pytest.fixture(scope="session")
+def client_run(pytestconfig: pytest.Config):
+    """What the client under test sent; client checks skip without --client-cmd, saying so."""
+    command = pytestconfig.getoption("--client-cmd")
+    if not command:
+        pytest.skip('client conformance checks need a client to test: --client-cmd "COMMAND {host} {port}"')
+    from .client_mode import run_client
+
+    try:
+        run = run_client(command, timeout=pytestconfig.getoption("--target-timeout") * 6)
+    except ValueError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    if not run.requests:
+        pytest.fail(f"the client sent no KMS request the host could decode (exit {run.returncode}):\n"
+                    f"{run.stdout[-2000:]}\n{run.stderr[-2000:]}")
+    return run
 
 
 @pytest.fixture

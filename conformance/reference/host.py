@@ -14,11 +14,12 @@ import json
 import os
 import threading
 from dataclasses import dataclass
+from typing import Callable
 
 from conformance.wire import rpc
 
 from .config import HostConfig
-from .rpc_session import RpcSession
+from .rpc_session import Reply, RpcSession
 from .service import Clock, KmsService, Outcome
 
 
@@ -43,6 +44,8 @@ class ReferenceHost:
         self._writers: set[asyncio.StreamWriter] = set()
         self.address: tuple[str, int] | None = None
         self.control_address: tuple[str, int] | None = None
+        # called with (peer, client PDU, Reply) for every PDU: the client-conformance harness records with it
+        self.on_pdu: Callable[[str, bytes, Reply], None] | None = None
 
     async def start(self) -> tuple[str, int]:
         if self.config.low_priority:
@@ -103,6 +106,8 @@ class ReferenceHost:
                     self._log(peer, None, "PDU cut short or sent too slowly")
                     return
                 reply = session.handle(header + body)
+                if self.on_pdu is not None:
+                    self.on_pdu(peer, header + body, reply)
                 self.stats.requests += reply.outcome is not None
                 self._log(peer, reply.outcome, reply.problem)
                 if reply.data:

@@ -1,0 +1,77 @@
+"""Client conformance: run a client under test against an instrumented reference host and record what it sends."""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+import time
+from dataclasses import dataclass, field
+
+from conformance.reference.config import HostConfig
+from conformance.reference.host import HostThread
+from conformance.reference.rpc_session import Reply
+from conformance.wire import rpc
+from conformance.wire.messages import DecodeError
+
+
+@dataclass
+class RecordedPdu:
+    peer: str
+    data: bytes
+    pdu: rpc.Pdu | None
+    reply: Reply
+    received: float  # host clock when it arrived
+
+
+@dataclass
+class ClientRun:
+    command: str
+    returncode: int
+    stdout: str
+    stderr: str
+    pdus: list[RecordedPdu] = field(default_factory=list)
+
+    @property
+    def requests(self) -> list[RecordedPdu]:
+        """KMS requests whose payload the host could open (outcome carries the decoded request)."""
+        return [p for p in self.pdus if isinstance(p.pdu, rpc.Request) and p.reply.outcome is not None
+                and p.reply.outcome.opened is not None]
+
+    def transcript(self, peer: str | None = None) -> list[tuple[str, bytes]]:
+        out = []
+        for p in self.pdus:
+            if peer is None or p.peer == peer:
+                out.append(("client", p.data))
+                if p.reply.data:
+                    out.append(("host", p.reply.data))
+        return out
+
+
+def run_client(command: str, timeout: float = 60.0, config: HostConfig | None = None) -> ClientRun:
+    """Start a reference host on loopback, run `command` with {host} and {port} filled in, record every PDU."""
+    thread = HostThread(config or HostConfig(port=0))
+    host, port = thread.start()
+    recorded: list[RecordedPdu] = []
+
+    def on_pdu(peer: str, data: bytes, reply: Reply) -> None:
+        try:
+            pdu = rpc.decode_pdu(data)
+        except DecodeError:
+            pdu = None
+        recorded.append(RecordedPdu(peer, data, pdu, reply, thread.host.clock()))
+
+    thread.host.on_pdu = on_pdu
+    try:
+        argv = [part.format(host=host, port=port) for part in shlex.split(command)]
+        try:
+            proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+            result = ClientRun(command, proc.returncode, proc.stdout, proc.stderr)
+        except FileNotFoundError:
+            raise ValueError(f"--client-cmd: {argv[0]!r} not found") from None
+        except subprocess.TimeoutExpired as exc:
+            result = ClientRun(command, -1, str(exc.stdout or ""), f"timed out after {timeout} s")
+        time.sleep(0.05)  # let the host's loop finish logging the last PDU
+        result.pdus = list(recorded)
+        return result
+    finally:
+        thread.stop()
