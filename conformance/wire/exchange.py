@@ -128,18 +128,20 @@ def decode_kms(exchange: Exchange, conn: Connection) -> None:
         exchange.request = framing.open_request(payload, allow_minor=True)
     except DecodeError as exc:
         exchange.errors.append(f"request: {exc}")
-        return
     host = exchange.host
     if not isinstance(host, rpc.Response):
         return
     try:
         body, code = ndr.decode_response_stub(host.stub, ndr64)
-        if body is None:
-            exchange.hresult = code
-            return
+    except DecodeError as exc:
+        exchange.errors.append(f"response: {exc}")
+        return
+    if code or body is None:
+        exchange.hresult = code
+    if body is None or exchange.request is None:
+        return  # a refusal, or an answer to a request we could not read
+    try:
         exchange.response = framing.open_response(body, exchange.request.iv)
-        if code:
-            exchange.hresult = code
     except DecodeError as exc:
         exchange.errors.append(f"response: {exc}")
 
