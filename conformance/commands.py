@@ -69,7 +69,64 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return 1 if diffs else 0
 
 
+def cmd_fuzz(args: argparse.Namespace) -> int:
+    from conformance.cli import UsageError, parse_address
+    from conformance.fuzz.campaign import campaign, print_progress
+    from conformance.fuzz.mutators import Seed
+    from conformance.harness.target import Target
+
+    host, port = parse_address(args.target)
+    if args.runs is None and args.budget is None:
+        args.runs = 500
+    seed = Seed.default(args.protocol)
+    if args.seed_pcap:
+        from conformance.pcap.decode import decode_capture
+        from conformance.pcap.reader import CaptureError
+
+        try:
+            requests = [e.request for c in decode_capture(Path(args.seed_pcap)) for e in c.kms if e.request]
+        except CaptureError as exc:
+            raise UsageError(str(exc)) from None
+        if not requests:
+            raise UsageError(f"{args.seed_pcap}: no decodable KMS request to use as the seed")
+        seed = Seed(requests[0].request, requests[0].major)
+    target = Target(host, port, timeout=args.timeout)
+    show = print_progress if sys.stderr.isatty() and not args.json else None
+    result = campaign(target, runs=args.runs, budget=args.budget, seed_protocol=seed.protocol,
+                      findings_dir=Path(args.findings), timeout=args.timeout, seed=seed, progress=show)
+    if show:
+        sys.stderr.write("\n")
+    summary = {"runs": result.runs, "seconds": round(result.seconds, 2), "rate": round(result.rate, 1),
+               "outcomes": dict(result.outcomes),
+               "findings": [{"outcome": f.outcome, "mutation": f.mutation.describe(), "detail": f.detail,
+                             "pcap": str(f.pcap)} for f in result.findings]}
+    if args.json:
+        json.dump(summary, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        print(f"{result.runs} runs in {result.seconds:.1f} s ({result.rate:.0f}/s)")
+        for outcome, count in sorted(result.outcomes.items()):
+            print(f"  {outcome:<10} {count}")
+        for f in summary["findings"]:
+            print(f"FINDING {f['outcome']}: {f['mutation']} -> {f['detail']}\n  reproducer: {f['pcap']}")
+    return 1 if result.findings else 0
+
+
 def register(add) -> None:
+    p = add("fuzz", "mutate and fuzz a KMS host; findings (dead, hang, rule broken) saved as reproducer pcaps",
+            "  kmsconf fuzz --target 127.0.0.1:1688 --runs 2000\n"
+            "  kmsconf fuzz --target 127.0.0.1:1688 --budget 60 --seed-pcap capture.pcap")
+    p.add_argument("--target", required=True, metavar="HOST:PORT")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--runs", type=int, help="number of mutated exchanges (default 500)")
+    g.add_argument("--budget", type=float, metavar="SECONDS", help="run for this long")
+    p.add_argument("--seed-pcap", metavar="FILE", help="mutate the first KMS request of this capture")
+    p.add_argument("--protocol", type=int, choices=(4, 5, 6), default=6, help="seed request version")
+    p.add_argument("--findings", default="reports/findings", metavar="DIR")
+    p.add_argument("--timeout", type=float, default=3.0)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_fuzz)
+
     p = add("replay", "re-send a capture's client PDUs to a target and compare its answers field by field",
             "  kmsconf replay captures/reference/v6_multi3_sameconn.pcap --target 127.0.0.1:1688 --refresh\n"
             "  kmsconf replay old.pcapng --target 127.0.0.1:1688 --port 1688 --json")

@@ -2,3 +2,18 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))  # tests import their helpers (faulty.py) directly
+
+
+def pytest_addoption(parser):
+    parser.addoption("--fuzz-runs", default="2000", help="runs of the long fuzz campaign (-m fuzz)")
+
+
+def pytest_collection_modifyitems(config, items):
+    # the long campaign runs only when asked for: `-m fuzz` (make fuzz-long)
+    import pytest
+
+    if "fuzz" not in (config.getoption("-m") or ""):
+        skip = pytest.mark.skip(reason="long fuzz campaign: run with -m fuzz (make fuzz-long)")
+        for item in items:
+            if "fuzz" in item.keywords:
+                item.add_marker(skip)

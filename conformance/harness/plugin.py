@@ -74,7 +74,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "clause(id): the conformance clause a check enforces")
-    config.addinivalue_line("markers", "needs_control: the check needs the reference host's control channel")
+    config.addinivalue_line("markers", "fuzz: a fuzz campaign, run only with -m fuzz")
     config._kms_expect = load_expectations(config.getoption("--expect")) if config.getoption("--expect") else {}
     config._kms_results = defaultdict(list)  # clause id -> [(verdict, message)]
     config._kms_target_name = config.getoption("--target") or "embedded"
@@ -107,7 +107,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         keep = [i for i in items if (c := _clause_of(i)) is not None and c.id in ids]
         config.hook.pytest_deselected(items=[i for i in items if i not in keep])
         items[:] = keep
+    fuzzing = "fuzz" in (config.getoption("-m") or "")
     for item in items:
+        if "fuzz" in item.keywords and not fuzzing:
+            item.add_marker(pytest.mark.skip(reason="fuzz campaign: run with -m fuzz"))
         clause = _clause_of(item)
         if clause is None:
             continue

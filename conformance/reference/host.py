@@ -93,8 +93,15 @@ class ReferenceHost:
         try:
             while True:
                 try:
-                    header = await asyncio.wait_for(reader.readexactly(rpc.HEADER_SIZE), self.config.idle_timeout)
+                    first = await asyncio.wait_for(reader.readexactly(1), self.config.idle_timeout)
                 except (asyncio.IncompleteReadError, asyncio.TimeoutError, ConnectionError):
+                    return
+                try:
+                    # from a PDU's first byte on, the slow-sender limit applies (slowloris)
+                    header = first + await asyncio.wait_for(reader.readexactly(rpc.HEADER_SIZE - 1),
+                                                            self.config.read_timeout)
+                except (asyncio.IncompleteReadError, asyncio.TimeoutError, ConnectionError):
+                    self._log(peer, None, "RPC header cut short or sent too slowly")
                     return
                 frag = rpc.peek_frag_length(header)
                 if frag < rpc.HEADER_SIZE or frag > self.config.max_pdu:

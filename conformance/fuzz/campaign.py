@@ -1,0 +1,184 @@
+"""Fuzz a KMS host: hypothesis draws mutations, each outcome is classified, findings become reproducer pcaps.
+
+Outcomes: response (a KMS answer), error (failure stub with an HRESULT), fault, bind_nak,
+closed (connection closed by the host), timeout, dead (the host no longer activates).
+Findings are `dead`, `timeout` (a hang) and answers that break a rule (a success
+response whose integrity does not verify, or an answer of the wrong PDU type).
+"""
+
+from __future__ import annotations
+
+import socket
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from hypothesis import HealthCheck, given, settings
+
+from conformance.harness.target import Target
+from conformance.pcap.writer import write_pcap
+from conformance.wire import ndr, rpc
+from conformance.wire.framing import open_response
+from conformance.wire.messages import DecodeError
+
+from .mutators import Mutation, Seed, apply, mutations
+
+FINDING_OUTCOMES = {"dead", "timeout", "violation"}
+
+
+@dataclass
+class Finding:
+    outcome: str
+    mutation: Mutation
+    detail: str
+    pcap: Path | None = None
+
+
+@dataclass
+class CampaignResult:
+    runs: int = 0
+    outcomes: Counter = field(default_factory=Counter)
+    findings: list[Finding] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def rate(self) -> float:
+        return self.runs / self.seconds if self.seconds else 0.0
+
+
+def _recv_pdu(sock: socket.socket) -> bytes | None:
+    buf = b""
+    while len(buf) < 16:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return None
+        buf += chunk
+    frag = rpc.peek_frag_length(buf)
+    while len(buf) < frag:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return None
+        buf += chunk
+    return buf[:frag]
+
+
+def _complete(pdu: bytes) -> bool:
+    return len(pdu) >= rpc.HEADER_SIZE and rpc.peek_frag_length(pdu) <= len(pdu)
+
+
+def classify(answer: bytes | None, request_payload_iv: bytes) -> tuple[str, str]:
+    """Outcome class and detail for the host's answer to the (possibly mutated) request."""
+    if answer is None:
+        return "closed", "connection closed"
+    try:
+        pdu = rpc.decode_pdu(answer)
+    except DecodeError as exc:
+        return "violation", f"undecodable answer: {exc}"
+    if isinstance(pdu, rpc.Fault):
+        return "fault", f"fault 0x{pdu.status:08X}"
+    if isinstance(pdu, rpc.BindNak):
+        return "bind_nak", f"reason {pdu.reason}"
+    if not isinstance(pdu, rpc.Response):
+        return "violation", f"answered a request with {type(pdu).__name__}"
+    try:
+        body, code = ndr.decode_response_stub(pdu.stub)
+        if body is None:
+            return "error", f"HRESULT 0x{code:08X}"
+        opened = open_response(body, request_payload_iv)
+    except DecodeError as exc:
+        return "violation", f"response does not decode: {exc}"
+    if not opened.verified:
+        return "violation", f"response fails {', '.join(opened.failed_checks())}"
+    return "response", f"count {opened.response.count}"
+
+
+def run_one(target: Target, bind: bytes, request: bytes, timeout: float) -> tuple[str, str, list[tuple[str, bytes]]]:
+    transcript: list[tuple[str, bytes]] = []
+    try:
+        with socket.create_connection((target.host, target.port), timeout=timeout) as sock:
+            sock.sendall(bind)
+            transcript.append(("client", bind))
+            if not _complete(bind):
+                sock.shutdown(socket.SHUT_WR)  # nothing more is coming: let the host see EOF, not wait
+            ack = _recv_pdu(sock)
+            if ack is None:
+                return "closed", "closed after bind", transcript
+            transcript.append(("host", ack))
+            sock.sendall(request)
+            transcript.append(("client", request))
+            sock.shutdown(socket.SHUT_WR)
+            answer = _recv_pdu(sock)
+            if answer is not None:
+                transcript.append(("host", answer))
+            iv = request[24 + 8 + 4 : 24 + 8 + 20] if len(request) >= 52 else b""
+            outcome, detail = classify(answer, iv)
+            return outcome, detail, transcript
+    except socket.timeout:
+        return "timeout", f"no answer within {timeout} s", transcript
+    except ConnectionRefusedError:
+        return "dead", "connection refused", transcript
+    except OSError as exc:
+        return "closed", str(exc), transcript
+
+
+def alive(target: Target) -> bool:
+    try:
+        return target.alive().verified
+    except OSError:
+        return False
+
+
+def campaign(target: Target, runs: int | None = None, budget: float | None = None, seed_protocol: int = 6,
+             findings_dir: Path = Path("reports/findings"), timeout: float = 3.0,              progress: Callable[[CampaignResult], None] | None = None, seed: Seed | None = None) -> CampaignResult:
+    """Up to `runs` mutations or `budget` seconds, whichever ends first."""
+    seed = seed or Seed.default(seed_protocol)
+    result = CampaignResult()
+    started = time.monotonic()
+    max_examples = runs or 10**6
+
+    @settings(max_examples=max_examples, deadline=None, database=None, 
+              suppress_health_check=list(HealthCheck), phases=[settings.default.phases[2]])
+    @given(mutations())
+    def one(mutation: Mutation) -> None:
+        if (budget is not None and time.monotonic() - started > budget) or (runs and result.runs >= runs):
+            return
+        bind, request = apply(seed, mutation)
+        outcome, detail, transcript = run_one(target, bind, request, timeout)
+        # a close or silence is fine only while the host still activates afterwards
+        if outcome in ("closed", "timeout") and not alive(target):
+            outcome, detail = "dead", f"host stopped answering after: {detail}"
+        result.runs += 1
+        result.outcomes[outcome] += 1
+        if outcome in FINDING_OUTCOMES:
+            finding = Finding(outcome, mutation, detail)
+            finding.pcap = save_finding(findings_dir, len(result.findings) + 1, finding, transcript, target)
+            result.findings.append(finding)
+        if progress is not None:
+            result.seconds = time.monotonic() - started
+            progress(result)
+
+    one()
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def save_finding(directory: Path, number: int, finding: Finding, transcript: list[tuple[str, bytes]],
+                 target: Target) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"finding-{number:03d}-{finding.outcome}.pcap"
+    write_pcap(path, [transcript], host=(target.host, target.port))
+    path.with_suffix(".txt").write_text(
+        f"outcome: {finding.outcome}\nmutation: {finding.mutation.describe()}\ndetail: {finding.detail}\n"
+        f"reproduce: kmsconf replay {path} --target {target.host}:{target.port}\n", encoding="utf-8")
+    return path
+
+
+def print_progress(result: CampaignResult, stream=sys.stderr) -> None:
+    if result.runs % 25 and result.runs > 1:
+        return
+    outcomes = " ".join(f"{k}={v}" for k, v in sorted(result.outcomes.items()))
+    stream.write(f"\r{result.runs} runs, {result.rate:.0f}/s, findings {len(result.findings)} | {outcomes}   ")
+    stream.flush()

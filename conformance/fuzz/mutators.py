@@ -1,0 +1,163 @@
+"""Field-aware mutations of one KMS exchange (bind + request), as hypothesis strategies.
+
+A mutation is data: which field, and the value or operation. `apply()` turns the
+seed exchange into the (bind, request) byte strings to send, so a finding can be
+written down, replayed and shrunk.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import struct
+from dataclasses import dataclass
+
+from hypothesis import strategies as st
+
+from conformance import catalog
+from conformance.reference.client import BindOptions, build_request
+from conformance.wire import crypto, framing, ndr, rpc
+from conformance.wire.messages import KmsRequest, filetime_now
+
+BOUNDARY_U8 = (0, 1, 0x7F, 0x80, 0xFF)
+BOUNDARY_U16 = (0, 1, 0x10, 0x7FFF, 0x8000, 0xFFFF)
+BOUNDARY_U32 = (0, 1, 0x7FFFFFFF, 0x80000000, 0xFFFFFFFF)
+
+
+@dataclass(frozen=True)
+class Mutation:
+    target: str  # "bind" | "request" | "payload" | "kms" | "bytes"
+    field: str
+    value: object = None
+
+    def describe(self) -> str:
+        shown = self.value.hex() if isinstance(self.value, bytes) else self.value
+        return f"{self.target}.{self.field}={shown}"
+
+
+@dataclass
+class Seed:
+    """A valid V6 exchange to mutate: NDR32 bind and its request."""
+
+    request: KmsRequest
+    protocol: int = 6
+
+    @classmethod
+    def default(cls, protocol: int = 6) -> "Seed":
+        name = {4: "Windows 7 Enterprise", 5: "Windows 8 Enterprise", 6: "Windows Server 2019 Datacenter"}[protocol]
+        return cls(build_request(catalog.load().edition(name), workstation="fuzz.example.test", protocol=protocol),
+                   protocol)
+
+
+# Header offsets (PROTOCOL.md 2.1) and body fields per PDU, for "set this field to that value".
+HEADER_FIELDS = {"vers": (0, "B"), "vers_minor": (1, "B"), "ptype": (2, "B"), "flags": (3, "B"),
+                 "drep0": (4, "B"), "frag_length": (8, "H"), "auth_length": (10, "H"), "call_id": (12, "I")}
+BIND_FIELDS = {"max_xmit": (16, "H"), "max_recv": (18, "H"), "assoc_group": (20, "I"), "n_context": (24, "B"),
+               "cont_id": (28, "H"), "n_transfer": (30, "B"), "if_major": (48, "H"), "if_minor": (50, "H"),
+               "transfer_version": (68, "I")}
+REQUEST_FIELDS = {"alloc_hint": (16, "I"), "cont_id": (20, "H"), "opnum": (22, "H"),
+                  "request_size": (24, "I"), "max_count": (28, "I")}
+KMS_FIELDS = ("major", "minor", "vm", "license_status", "binding_expiration", "n_policy", "request_time",
+              "workstation", "kms_id", "app_id")
+
+
+def _set(data: bytes, offset: int, fmt: str, value: int) -> bytes:
+    size = struct.calcsize("<" + fmt)
+    if offset + size > len(data):
+        return data
+    value &= (1 << (8 * size)) - 1
+    return data[:offset] + struct.pack("<" + fmt, value) + data[offset + size :]
+
+
+def _values(fmt: str) -> st.SearchStrategy[int]:
+    bounds = {"B": BOUNDARY_U8, "H": BOUNDARY_U16, "I": BOUNDARY_U32}[fmt]
+    bits = {"B": 8, "H": 16, "I": 32}[fmt]
+    return st.one_of(st.sampled_from(bounds), st.integers(0, (1 << bits) - 1))
+
+
+def mutations() -> st.SearchStrategy[Mutation]:
+    header = st.sampled_from(["bind", "request"]).flatmap(
+        lambda pdu: st.sampled_from(sorted(HEADER_FIELDS)).flatmap(
+            lambda f: _values(HEADER_FIELDS[f][1]).map(lambda v: Mutation(pdu, f, v))))
+    bind = st.sampled_from(sorted(BIND_FIELDS)).flatmap(
+        lambda f: _values(BIND_FIELDS[f][1]).map(lambda v: Mutation("bind", f, v)))
+    request = st.sampled_from(sorted(REQUEST_FIELDS)).flatmap(
+        lambda f: _values(REQUEST_FIELDS[f][1]).map(lambda v: Mutation("request", f, v)))
+    kms = st.one_of(
+        st.sampled_from(["major", "minor", "vm", "license_status", "binding_expiration", "n_policy"]).flatmap(
+            lambda f: _values("H" if f in ("major", "minor") else "I").map(lambda v: Mutation("kms", f, v))),
+        st.integers(0, 2**64 - 1).map(lambda v: Mutation("kms", "request_time", v)),
+        st.text(min_size=0, max_size=63).map(lambda v: Mutation("kms", "workstation", v)),
+        st.uuids().map(lambda v: Mutation("kms", "kms_id", v)),
+        st.uuids().map(lambda v: Mutation("kms", "app_id", v)),
+    )
+    payload = st.one_of(
+        st.integers(0, 259 * 8).map(lambda bit: Mutation("payload", "bitflip", bit)),  # inside the ciphertext
+        st.integers(0, 259).map(lambda n: Mutation("payload", "truncate", n)),
+        st.integers(1, 4096).map(lambda n: Mutation("payload", "oversize", n)),
+        st.sampled_from([b"\x00" * 4, b"\x05" * 4, b"\x04\x04\x04\x05"]).map(lambda p: Mutation("payload", "padding", p)),
+    )
+    raw = st.one_of(
+        st.tuples(st.sampled_from(["bind", "request"]), st.integers(0, 400)).map(
+            lambda t: Mutation("bytes", f"{t[0]}.truncate", t[1])),
+        st.tuples(st.sampled_from(["bind", "request"]), st.integers(0, 400 * 8)).map(
+            lambda t: Mutation("bytes", f"{t[0]}.bitflip", t[1])),
+        st.binary(min_size=1, max_size=64).map(lambda b: Mutation("bytes", "garbage", b)),
+    )
+    return st.one_of(header, bind, request, kms, payload, raw)
+
+
+def _kms_changed(request: KmsRequest, mutation: Mutation) -> KmsRequest:
+    if mutation.field == "workstation":
+        return dataclasses.replace(request, workstation=mutation.value[:63])
+    return dataclasses.replace(request, **{mutation.field: mutation.value})
+
+
+def apply(seed: Seed, mutation: Mutation) -> tuple[bytes, bytes]:
+    """(bind bytes, request bytes) with the mutation applied; KMS-field mutations are re-encrypted."""
+    options = BindOptions(ndr64=False, btfn=False)
+    bind = rpc.Bind(options.contexts(), rpc.Header(rpc.PType.BIND, options.flags, 2)).encode()
+    request = dataclasses.replace(seed.request, request_time=filetime_now())
+    payload = None
+    if mutation.target == "kms":
+        try:
+            payload = framing.seal_request(_kms_changed(request, mutation), os.urandom(16))
+        except (ValueError, struct.error, UnicodeEncodeError):
+            payload = None  # a value the encoder refuses (e.g. a lone surrogate): the seed goes unchanged
+    if payload is None:
+        payload = framing.seal_request(request, os.urandom(16))
+    if mutation.target == "payload":
+        if mutation.field == "bitflip":
+            bit = mutation.value % (len(payload) * 8)
+            payload = payload[: bit // 8] + bytes([payload[bit // 8] ^ (1 << bit % 8)]) + payload[bit // 8 + 1 :]
+        elif mutation.field == "truncate":
+            payload = payload[: mutation.value]
+        elif mutation.field == "oversize":
+            payload = payload + os.urandom(mutation.value)
+        elif mutation.field == "padding" and request.major in (5, 6):
+            cipher = crypto.V5_AES if request.major == 5 else crypto.V6_AES
+            payload = payload[:20] + cipher.cbc_encrypt(payload[4:20], request.encode() + mutation.value)
+    req = rpc.Request(ndr.encode_request_stub(payload), rpc.Header(rpc.PType.REQUEST, rpc.FIRST_LAST, 2)).encode()
+    if mutation.target in ("bind", "request") and mutation.field in HEADER_FIELDS:
+        offset, fmt = HEADER_FIELDS[mutation.field]
+        if mutation.target == "bind":
+            bind = _set(bind, offset, fmt, mutation.value)
+        else:
+            req = _set(req, offset, fmt, mutation.value)
+    elif mutation.target == "bind":
+        bind = _set(bind, *BIND_FIELDS[mutation.field], mutation.value)
+    elif mutation.target == "request":
+        req = _set(req, *REQUEST_FIELDS[mutation.field], mutation.value)
+    elif mutation.target == "bytes":
+        if mutation.field == "garbage":
+            req = mutation.value
+        else:
+            which, op = mutation.field.split(".")
+            data = bind if which == "bind" else req
+            if op == "truncate":
+                data = data[: mutation.value]
+            else:
+                bit = mutation.value % (len(data) * 8)
+                data = data[: bit // 8] + bytes([data[bit // 8] ^ (1 << bit % 8)]) + data[bit // 8 + 1 :]
+            bind, req = (data, req) if which == "bind" else (bind, data)
+    return bind, req

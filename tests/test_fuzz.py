@@ -1,0 +1,61 @@
+"""Fuzzing: a short campaign finds nothing against the reference host and finds a broken one."""
+
+import json
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+
+from conformance.cli import main
+from conformance.fuzz.campaign import campaign
+from conformance.fuzz.mutators import Seed, apply, mutations
+from conformance.harness.target import Target
+from conformance.reference.config import HostConfig
+from conformance.reference.host import HostThread
+from conformance.wire import rpc
+
+
+@settings(max_examples=200, deadline=None)
+@given(mutations())
+def test_every_mutation_yields_bytes_to_send(mutation):
+    bind, request = apply(Seed.default(), mutation)
+    assert isinstance(bind, bytes) and isinstance(request, bytes)
+
+
+def test_kms_field_mutations_are_reencrypted_not_broken():
+    from conformance.fuzz.mutators import Mutation
+    from conformance.wire import framing, ndr
+
+    _, request = apply(Seed.default(), Mutation("kms", "n_policy", 7))
+    payload = ndr.decode_request_stub(rpc.decode_pdu(request).stub)
+    opened = framing.open_request(payload)
+    assert opened.verified and opened.request.n_policy == 7
+
+
+def test_short_campaign_against_reference_host_finds_nothing(tmp_path):
+    with HostThread(HostConfig(port=0)) as thread:
+        host, port = thread.host.address
+        result = campaign(Target(host, port), runs=150, findings_dir=tmp_path, timeout=2)
+        assert thread.host.stats.malformed > 0, "the campaign never reached the host's error paths"
+    assert result.runs == 150 and not result.findings, [(f.mutation, f.detail) for f in result.findings]
+    assert {"response", "error"} <= set(result.outcomes)
+
+
+def test_campaign_reports_violations_with_reproducers(tmp_path, capsys):
+    with HostThread(HostConfig(port=0, quirks=frozenset({"bad-hmac"}))) as thread:
+        host, port = thread.host.address
+        code = main(["fuzz", "--target", f"{host}:{port}", "--runs", "40", "--findings", str(tmp_path), "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert code == 1 and out["findings"], out
+    finding = out["findings"][0]
+    assert finding["outcome"] == "violation" and "hmac" in finding["detail"]
+    assert Path(finding["pcap"]).exists() and "kmsconf replay" in Path(finding["pcap"]).with_suffix(".txt").read_text()
+
+
+@pytest.mark.fuzz
+def test_long_campaign(tmp_path, pytestconfig):
+    runs = int(pytestconfig.getoption("--fuzz-runs"))
+    with HostThread(HostConfig(port=0)) as thread:
+        host, port = thread.host.address
+        result = campaign(Target(host, port), runs=runs, findings_dir=tmp_path, timeout=2)
+    assert not result.findings, [(f.mutation, f.detail) for f in result.findings]
