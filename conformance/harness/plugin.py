@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
+import sys
 import tomllib
 from collections import defaultdict
 from dataclasses import dataclass
@@ -22,6 +24,7 @@ from .evidence import Inconclusive
 VERDICT_ORDER = ("fail", "xpass", "inconclusive", "xfail", "pass", "skip")
 SUMMARY_DEFAULT = "reports/summary.json"
 INCONCLUSIVE_PREFIX = "inconclusive: "
+REFERENCE_CLIENT_PRODUCT = "Windows 10/11 Enterprise"
 
 
 @dataclass(frozen=True)
@@ -170,6 +173,9 @@ def kms_target(pytestconfig: pytest.Config):
 def client_run(pytestconfig: pytest.Config):
     """What the client under test sent; client checks skip without --client-cmd, saying so."""
     command = pytestconfig.getoption("--client-cmd")
+    if not command and not pytestconfig.getoption("--target"):
+        # the embedded run checks the reference client too
+        command = f"{shlex.quote(sys.executable)} -m conformance.cli activate {{host}}:{{port}} --product '{REFERENCE_CLIENT_PRODUCT}'"
     if not command:
         pytest.skip('client conformance checks need a client to test: --client-cmd "COMMAND {host} {port}"')
     from .client_mode import run_client
