@@ -52,6 +52,9 @@ def cmd_host(args: argparse.Namespace) -> int:
             renewal_interval=args.renewal_interval, key_group=args.key_group, host_build=args.host_os,
             db=args.db, event_log=args.event_log, low_priority=args.low_priority,
             dns_publish=args.dns_publish, control=args.control,
+            dns_server=parse_address(args.dns_server, 53) if args.dns_server else None,
+            dns_publish_list=tuple(args.dns_domain), dns_hostname=args.dns_hostname,
+            dns_unpublish_on_exit=args.dns_unpublish_on_exit,
             max_connections=args.max_connections, idle_timeout=args.idle_timeout,
         )
     except ValueError as exc:
@@ -64,6 +67,8 @@ def cmd_host(args: argparse.Namespace) -> int:
             raise UsageError(str(exc)) from None
         address = await reference.start()
         print(f"kmsconf host listening on {address[0]}:{address[1]}", flush=True)
+        for domain, ok, detail in reference.publish_results:
+            print(f"DNS: {'published in' if ok else 'FAILED to publish in'} {domain} ({detail})", flush=True)
         if reference.control_address:
             print(f"test control on {reference.control_address[0]}:{reference.control_address[1]}", flush=True)
         stop = asyncio.Event()
@@ -108,7 +113,8 @@ def cmd_activate(args: argparse.Namespace) -> int:
     from conformance import catalog
     from conformance.reference.client import BindOptions, activate, build_request
 
-    host, port = parse_address(args.target)
+    if not args.target and not args.discover:
+        raise UsageError("give HOST[:PORT] (like /skms) or --discover DOMAIN with --dns-server")
     try:
         edition = catalog.load().edition(args.product)
     except LookupError as exc:
@@ -120,11 +126,36 @@ def cmd_activate(args: argparse.Namespace) -> int:
     request = build_request(edition, cmid=cmid, workstation=args.workstation, protocol=args.protocol)
     options = BindOptions(ndr32=True, ndr64=args.ndr != 32, btfn=not args.no_btfn,
                           multiplex=not args.no_multiplex, prefer_ndr64=args.ndr != 32)
-    try:
-        result = activate(host, port, request, options, timeout=args.timeout)
-    except OSError as exc:
-        print(f"kmsconf activate: cannot reach {host}:{port}: {exc}", file=sys.stderr)
-        return 1
+    if args.target:
+        host, port = parse_address(args.target)
+        try:
+            result = activate(host, port, request, options, timeout=args.timeout)
+        except OSError as exc:
+            print(f"kmsconf activate: cannot reach {host}:{port}: {exc}", file=sys.stderr)
+            return 1
+    else:
+        from conformance.reference.discovery import DiscoveringClient, DiscoveryError
+
+        if not args.dns_server:
+            raise UsageError("--discover needs --dns-server HOST[:PORT]")
+        client = DiscoveringClient(args.discover, parse_address(args.dns_server, 53))
+        outcome = {}
+
+        def attempt(h: str, p: int) -> bool:
+            try:
+                outcome["result"] = activate(h, p, request, options, timeout=args.timeout)
+            except OSError:
+                return False
+            return outcome["result"].verified
+
+        try:
+            host, port = client.run(attempt)
+        except DiscoveryError as exc:
+            print(f"kmsconf activate: {exc} (0x{exc.code:08X})", file=sys.stderr)
+            return 1
+        result = outcome["result"]
+        if not args.json:
+            print(f"discovered  : {host}:{port}")
     if args.json:
         _print_json(result.to_json())
     else:
@@ -188,6 +219,11 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_mutually_exclusive_group()
     g.add_argument("--dns-publish", dest="dns_publish", action="store_true", help="publish SRV records (/sdns)")
     g.add_argument("--no-dns-publish", dest="dns_publish", action="store_false", help="do not publish (/cdns)")
+    p.add_argument("--dns-server", metavar="HOST[:PORT]", help="DNS server taking dynamic updates")
+    p.add_argument("--dns-domain", action="append", default=[], metavar="DOMAIN[,PRIO[,WEIGHT]]",
+                   help="publish _vlmcs._tcp in this domain (repeatable: the DnsDomainPublishList)")
+    p.add_argument("--dns-hostname", default="kms", help="this host's label in each domain (default kms)")
+    p.add_argument("--dns-unpublish-on-exit", action="store_true", help="remove the records on clean shutdown")
     p.add_argument("--control", action="store_true", help="offer the loopback test-control channel")
     p.add_argument("--max-connections", type=int, default=2048)
     p.add_argument("--idle-timeout", type=float, default=30.0, metavar="SECONDS")
@@ -202,7 +238,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("activate", "one activation exchange against a host; exit 0 only if the response verified",
             "  kmsconf activate 127.0.0.1:1688 --product 'Windows 7 Enterprise'\n"
             "  kmsconf activate 127.0.0.1:1688 --product 34e1ae55-27f8-4950-8877-7a03be5fb181 --protocol 6 --json")
-    p.add_argument("target", metavar="HOST[:PORT]")
+    p.add_argument("target", metavar="HOST[:PORT]", nargs="?", help="the KMS host (omit with --discover)")
+    p.add_argument("--discover", action="append", default=[], metavar="DOMAIN",
+                   help="find the host through _vlmcs._tcp SRV records in DOMAIN (repeatable: suffix list)")
+    p.add_argument("--dns-server", metavar="HOST[:PORT]", help="DNS server for --discover")
     p.add_argument("--product", required=True, help="edition name or SKU GUID from the catalog")
     p.add_argument("--protocol", type=int, choices=(4, 5, 6), help="KMS version (default: the edition's)")
     p.add_argument("--ndr", type=int, choices=(32, 64), default=64, help="transfer syntax to prefer")

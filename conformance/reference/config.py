@@ -58,6 +58,10 @@ class HostConfig:
     event_log: str | None = None  # path, or "-" for stderr
     low_priority: bool = False
     dns_publish: bool = False
+    dns_server: tuple[str, int] | None = None  # where dynamic updates go
+    dns_publish_list: tuple[str, ...] = ()  # "domain[,priority[,weight]]" (DnsDomainPublishList)
+    dns_hostname: str = "kms"  # this host's label in each published domain
+    dns_unpublish_on_exit: bool = False
     quirks: frozenset[str] = field(default_factory=frozenset)
 
     def __post_init__(self) -> None:

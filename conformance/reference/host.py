@@ -46,6 +46,7 @@ class ReferenceHost:
         self.control_address: tuple[str, int] | None = None
         # called with (peer, client PDU, Reply) for every PDU: the client-conformance harness records with it
         self.on_pdu: Callable[[str, bytes, Reply], None] | None = None
+        self.publish_results: list[tuple[str, bool, str]] = []  # (domain, ok, detail) of the last publication
 
     async def start(self) -> tuple[str, int]:
         if self.config.low_priority:
@@ -55,12 +56,29 @@ class ReferenceHost:
         sock = self._server.sockets[0].getsockname()
         self.address = (sock[0], sock[1])
         self.config.port = sock[1]  # the real port goes into bind_ack's secondary address
+        if self.config.dns_publish:
+            self._publish()
         if self.config.control:
             self._control = await asyncio.start_server(self._serve_control, "127.0.0.1", 0)
             self.control_address = self._control.sockets[0].getsockname()[:2]
         return self.address
 
+    def _publisher(self):
+        from .discovery import Publisher, PublishTarget
+
+        if self.config.dns_server is None or not self.config.dns_publish_list:
+            raise ValueError("DNS publishing needs a DNS server and at least one domain to publish in")
+        targets = [PublishTarget.parse(entry) for entry in self.config.dns_publish_list]
+        return Publisher(self.config.dns_server, self.config.dns_hostname, self.address[0], self.address[1],
+                         targets, log=self.service.log_record)
+
+    def _publish(self) -> None:
+        """Publish SRV and A records (events 12294 / 12293); a failure is logged, the host keeps serving."""
+        self.publish_results = self._publisher().publish()
+
     async def stop(self) -> None:
+        if self.config.dns_publish and self.config.dns_unpublish_on_exit and self.address:
+            self._publisher().unpublish()
         for server in (self._server, self._control):
             if server is not None:
                 server.close()

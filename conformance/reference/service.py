@@ -82,6 +82,12 @@ class KmsService:
             return None
         return sys.stderr if target == "-" else open(target, "a", buffering=1, encoding="utf-8")
 
+    def log_record(self, record: dict) -> None:
+        """One JSON event line (DNS publication and other host events)."""
+        if self.events is not None:
+            stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.clock()))
+            self.events.write(json.dumps({"time": stamp, **record}) + "\n")
+
     def log_event(self, client: str, outcome: Outcome, **extra: object) -> None:
         if self.events is None:
             return
