@@ -112,7 +112,41 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
     return 1 if result.findings else 0
 
 
+def cmd_dns_lab(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    from conformance.cli import UsageError, parse_address
+    from conformance.dns.lab import DnsLab
+
+    host, port = parse_address(args.listen, 0)
+    if not (host.startswith("127.") or host == "::1"):
+        raise UsageError(f"the DNS lab listens on loopback only, not {host}")
+    lab = DnsLab(zones=tuple(args.zone or ["kms.test"]), host=host, port=port)
+    try:
+        lab.start()
+    except (FileNotFoundError, RuntimeError, TimeoutError) as exc:
+        raise UsageError(str(exc)) from None
+    print(f"named (BIND) on {lab.host}:{lab.port}, zones {', '.join(lab.zones)} take dynamic updates from 127.0.0.0/8",
+          flush=True)
+    print(f"  publish: kmsconf host --dns-publish --dns-server {lab.host}:{lab.port} --dns-domain {lab.zones[0]}")
+    print(f"  find:    kmsconf activate --discover {lab.zones[0]} --dns-server {lab.host}:{lab.port} --product ...",
+          flush=True)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait()
+    lab.stop()
+    return 0
+
+
 def register(add) -> None:
+    p = add("dns-lab", "run a real BIND named on loopback with zones that accept dynamic updates",
+            "  kmsconf dns-lab --listen 127.0.0.1:5353 --zone kms.test")
+    p.add_argument("--listen", default="127.0.0.1:0", metavar="ADDR:PORT")
+    p.add_argument("--zone", action="append", metavar="DOMAIN", help="zone to serve (repeatable; default kms.test)")
+    p.set_defaults(func=cmd_dns_lab)
+
     p = add("fuzz", "mutate and fuzz a KMS host; findings (dead, hang, rule broken) saved as reproducer pcaps",
             "  kmsconf fuzz --target 127.0.0.1:1688 --runs 2000\n"
             "  kmsconf fuzz --target 127.0.0.1:1688 --budget 60 --seed-pcap capture.pcap")

@@ -71,6 +71,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--expect", default=None, metavar="FILE.toml", help="expected deviations of this target")
     group.addoption("--client-cmd", default=None, metavar="COMMAND",
                     help='client under test, run against an instrumented reference host: "vlmcs {host}:{port}"')
+    group.addoption("--dns-domain", default=None, metavar="DOMAIN", help="audit the _vlmcs._tcp records of DOMAIN")
+    group.addoption("--dns-server", default=None, metavar="HOST:PORT", help="DNS server to ask (with --dns-domain)")
+    group.addoption("--dns-port", type=int, default=1688, help="the KMS port the deployment advertises")
     group.addoption("--clause", default=None, metavar="ID[,ID...]", help="run only the checks of these clauses")
     group.addoption("--summary", default=SUMMARY_DEFAULT, metavar="PATH", help="where summary.json goes")
 
@@ -188,6 +191,40 @@ def client_run(pytestconfig: pytest.Config):
         pytest.fail(f"the client sent no KMS request the host could decode (exit {run.returncode}):\n"
                     f"{run.stdout[-2000:]}\n{run.stderr[-2000:]}")
     return run
+
+
+@dataclass
+class DnsDeployment:
+    domain: str
+    server: tuple[str, int]
+    port: int
+
+
+@pytest.fixture(scope="session")
+def dns_deployment(pytestconfig: pytest.Config, kms_target):
+    """The deployment whose DNS the KMS-DNS checks audit; the embedded run publishes into a lab named."""
+    from conformance.cli import UsageError, parse_address
+
+    domain = pytestconfig.getoption("--dns-domain")
+    if domain:
+        server = pytestconfig.getoption("--dns-server")
+        if not server:
+            raise pytest.UsageError("--dns-domain needs --dns-server HOST:PORT")
+        try:
+            yield DnsDeployment(domain, parse_address(server, 53), pytestconfig.getoption("--dns-port"))
+        except UsageError as exc:
+            raise pytest.UsageError(str(exc)) from None
+        return
+    from conformance.dns.lab import DnsLab, find_named
+    from conformance.reference.discovery import Publisher, PublishTarget
+
+    if not kms_target.embedded:
+        pytest.skip("DNS checks need --dns-domain DOMAIN --dns-server HOST:PORT for a target's deployment")
+    if find_named() is None:
+        pytest.skip("DNS checks of the embedded host need BIND's named (Debian bind9; `make setup` installs it)")
+    with DnsLab(zones=("kms.test",)) as lab:
+        Publisher(lab.address, "kms", kms_target.host, kms_target.port, [PublishTarget("kms.test")]).publish()
+        yield DnsDeployment("kms.test", lab.address, kms_target.port)
 
 
 @pytest.fixture
