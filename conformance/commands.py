@@ -140,7 +140,53 @@ def cmd_dns_lab(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_matrix(args: argparse.Namespace) -> int:
+    from conformance.cli import UsageError, parse_address
+    from conformance.report.matrix import MatrixTarget, build, run_target
+
+    expects = {}
+    for item in args.expect:
+        name, sep, path = item.partition("=")
+        if not sep or not Path(path).is_file():
+            raise UsageError(f"--expect {item!r}: write NAME=FILE.toml with an existing file")
+        expects[name] = path
+    targets = []
+    for item in args.target:
+        name, sep, address = item.partition("=")
+        if not sep or not name:
+            raise UsageError(f"--target {item!r}: write NAME=HOST:PORT")
+        parse_address(address)
+        targets.append(MatrixTarget(name, address, expects.get(name)))
+    unknown = set(expects) - {t.name for t in targets}
+    if unknown:
+        raise UsageError(f"--expect names no --target: {', '.join(sorted(unknown))}")
+    out = Path(args.out)
+    results = {}
+    for n, target in enumerate(targets, 1):
+        print(f"[{n}/{len(targets)}] {target.name} ({target.address}) ...", end=" ", flush=True)
+        try:
+            results[target.name] = run_target(target, out, args.profile)
+        except RuntimeError as exc:
+            print("error")
+            print(f"kmsconf matrix: {exc}", file=sys.stderr)
+            return 1
+        verdicts = [r["verdict"] for r in results[target.name]]
+        print(", ".join(f"{verdicts.count(v)} {v}" for v in dict.fromkeys(verdicts)))
+    build(results, targets, out)
+    print(f"matrix: {out / 'index.html'} and {out / 'index.json'}")
+    return 0
+
+
 def register(add) -> None:
+    p = add("matrix", "run the suite against several implementations and write a side-by-side report",
+            "  kmsconf matrix --target reference=127.0.0.1:1688 --target vlmcsd=127.0.0.1:1689 \\\n"
+            "                 --expect vlmcsd=targets/vlmcsd.toml")
+    p.add_argument("--target", action="append", required=True, metavar="NAME=HOST:PORT")
+    p.add_argument("--expect", action="append", default=[], metavar="NAME=FILE.toml")
+    p.add_argument("--profile", default="microsoft", choices=("microsoft", "emulator"))
+    p.add_argument("--out", default="reports/matrix")
+    p.set_defaults(func=cmd_matrix)
+
     p = add("dns-lab", "run a real BIND named on loopback with zones that accept dynamic updates",
             "  kmsconf dns-lab --listen 127.0.0.1:5353 --zone kms.test")
     p.add_argument("--listen", default="127.0.0.1:0", metavar="ADDR:PORT")

@@ -74,6 +74,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--dns-domain", default=None, metavar="DOMAIN", help="audit the _vlmcs._tcp records of DOMAIN")
     group.addoption("--dns-server", default=None, metavar="HOST:PORT", help="DNS server to ask (with --dns-domain)")
     group.addoption("--dns-port", type=int, default=1688, help="the KMS port the deployment advertises")
+    group.addoption("--evidence-dir", default=None, metavar="DIR",
+                    help="write each check's exchanges there as pcap and decoded JSON")
     group.addoption("--clause", default=None, metavar="ID[,ID...]", help="run only the checks of these clauses")
     group.addoption("--summary", default=SUMMARY_DEFAULT, metavar="PATH", help="where summary.json goes")
 
@@ -83,6 +85,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "fuzz: a fuzz campaign, run only with -m fuzz")
     config._kms_expect = load_expectations(config.getoption("--expect")) if config.getoption("--expect") else {}
     config._kms_results = defaultdict(list)  # clause id -> [(verdict, message)]
+    config._kms_evidence = defaultdict(list)  # clause id -> evidence file names
     config._kms_target_name = config.getoption("--target") or "embedded"
 
 
@@ -133,6 +136,34 @@ def _allure_clause_labels(request: pytest.FixtureRequest) -> None:
         from conformance.report import allure_labels
 
         allure_labels.apply(clause, (request.node.function.__doc__ or "").strip())
+
+
+@pytest.fixture(autouse=True)
+def _evidence(request: pytest.FixtureRequest):
+    """With --evidence-dir, keep every exchange a host check made as <clause>-<check>.pcap and .json."""
+    directory = request.config.getoption("--evidence-dir")
+    clause = _clause_of(request.node)
+    if not directory or clause is None or "kms_target" not in request.fixturenames:
+        yield
+        return
+    target = request.getfixturevalue("kms_target")
+    target.recorded.clear()
+    yield
+    transcripts = [t for t in target.recorded if t]
+    if not transcripts:
+        return
+    from conformance.pcap.decode import decode_tcp, exchanges_json
+    from conformance.pcap.reader import read_connections
+    from conformance.pcap.writer import write_pcap
+
+    base = Path(directory) / f"{clause.id}-{request.node.name}".replace("/", "_")
+    pcap = write_pcap(base.with_suffix(".pcap"), transcripts, host=(target.host, target.port))
+    try:
+        decoded = exchanges_json([decode_tcp(c) for c in read_connections(pcap)])
+    except ValueError as exc:
+        decoded = [{"error": str(exc)}]
+    base.with_suffix(".json").write_text(json.dumps(decoded, indent=2, default=str), encoding="utf-8")
+    request.config._kms_evidence[clause.id].extend([pcap.name, base.with_suffix(".json").name])
 
 
 @pytest.fixture(scope="session")
@@ -286,7 +317,7 @@ def clause_records(config: pytest.Config) -> list[dict]:
         message = next((m for v, m in results if v == verdict and m), "")
         records.append({"clause": cid, "title": clause.title, "area": clause.area, "level": clause.level,
                         "ref": clause.ref, "verdict": verdict, "message": message[:4000],
-                        "target": config._kms_target_name})
+                        "target": config._kms_target_name, "evidence": config._kms_evidence.get(cid, [])})
     return records
 
 

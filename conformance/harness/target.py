@@ -61,6 +61,8 @@ class Target:
     embedded: bool = False
     control: ControlChannel | None = None
     catalog: catalog_mod.Catalog = field(default_factory=catalog_mod.load)
+    # transcripts of every connection the current check made: its evidence (pcap, decoded exchanges)
+    recorded: list[list[tuple[str, bytes]]] = field(default_factory=list)
 
     @property
     def name(self) -> str:
@@ -78,10 +80,14 @@ class Target:
 
     def activate(self, request: KmsRequest | None = None, options: BindOptions = BindOptions(),
                  protocol: int = 6) -> ActivationResult:
-        return activate(self.host, self.port, request or self.request(protocol), options, self.timeout)
+        result = activate(self.host, self.port, request or self.request(protocol), options, self.timeout)
+        self.recorded.append(result.transcript)
+        return result
 
     def connect(self) -> RpcConnection:
-        return RpcConnection(self.host, self.port, self.timeout)
+        conn = RpcConnection(self.host, self.port, self.timeout)
+        self.recorded.append(conn.transcript)  # the same list object: it fills as the check runs
+        return conn
 
     def alive(self) -> ActivationResult:
         """A valid activation: the sanity probe run before and after negative checks."""
