@@ -296,29 +296,42 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
         report.outcome = "skipped"
         report.longrepr = (str(item.path), item.location[1] or 0, INCONCLUSIVE_PREFIX + str(call.excinfo.value))
     deviation = item.config._kms_expect.get(clause.id)
-    if deviation is not None and report.when == "call":
-        if report.failed and deviation.text in str(call.excinfo.value if call.excinfo else ""):
+    if deviation is not None and report.when == "call" and report.failed:
+        if deviation.text in str(call.excinfo.value if call.excinfo else ""):
             report.outcome = "skipped"
             report.wasxfail = f"{deviation.reason}"
-        elif report.passed:
-            report.outcome = "failed"
-            report.wasxfail = deviation.reason
-            report.longrepr = f"{clause.id} passed, but the expectations file says it fails: {deviation.reason}"
     if report.when == "call" or (report.when == "setup" and (report.skipped or report.failed)):
         verdict, message = _verdict(report, call)
         item.config._kms_results[clause.id].append((verdict, message.strip()))
+
+
+def _clause_verdict(config: pytest.Config, cid: str, results: list[tuple[str, str]]) -> str:
+    verdict = min((v for v, _ in results), key=VERDICT_ORDER.index)
+    if cid in config._kms_expect and verdict == "pass":
+        return "xpass"  # declared to fail, yet no check of the clause failed: the declaration is stale
+    return verdict
 
 
 def clause_records(config: pytest.Config) -> list[dict]:
     records = []
     for cid, results in sorted(config._kms_results.items()):
         clause = clause_registry.get(cid)
-        verdict = min((v for v, _ in results), key=VERDICT_ORDER.index)
+        verdict = _clause_verdict(config, cid, results)
+        if verdict == "xpass" and not any(v == "xpass" for v, _ in results):
+            results = results + [("xpass", f"passed, but declared to fail: {config._kms_expect[cid].reason}")]
         message = next((m for v, m in results if v == verdict and m), "")
         records.append({"clause": cid, "title": clause.title, "area": clause.area, "level": clause.level,
                         "ref": clause.ref, "verdict": verdict, "message": message[:4000],
                         "target": config._kms_target_name, "evidence": config._kms_evidence.get(cid, [])})
     return records
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """An unexpected pass of a declared deviation fails the run, as tlsfuzzer's XPASS does."""
+    config = session.config
+    stale = [cid for cid, results in config._kms_results.items() if _clause_verdict(config, cid, results) == "xpass"]
+    if stale and session.exitstatus == 0:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
