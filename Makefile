@@ -7,7 +7,7 @@ PYTEST := $(VENV)/bin/pytest
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 NODE_BIN := node_modules/.bin
 
-.PHONY: setup setup-python setup-system setup-allure run test bench captures report fuzz-long clean
+.PHONY: setup setup-python setup-system setup-allure run test bench captures report fuzz-long soak clean
 
 setup: setup-python setup-system setup-allure
 
@@ -55,6 +55,10 @@ report: setup
 
 fuzz-long: setup-python
 	$(PYTEST) -m fuzz tests --fuzz-runs 20000
+
+# 100,000 activations from 10,000 CMIDs against the reference host (about 5 minutes)
+soak: setup-python
+	$(PYTEST) -m slow tests
 
 clean:
 	rm -rf reports/* $(VENV) node_modules

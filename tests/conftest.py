@@ -12,8 +12,10 @@ def pytest_collection_modifyitems(config, items):
     # the long campaign runs only when asked for: `-m fuzz` (make fuzz-long)
     import pytest
 
-    if "fuzz" not in (config.getoption("-m") or ""):
-        skip = pytest.mark.skip(reason="long fuzz campaign: run with -m fuzz (make fuzz-long)")
-        for item in items:
-            if "fuzz" in item.keywords:
-                item.add_marker(skip)
+    selected = config.getoption("-m") or ""
+    for marker, reason in (("fuzz", "long fuzz campaign: run with -m fuzz (make fuzz-long)"),
+                           ("slow", "soak test: run with -m slow (make soak)")):
+        if marker not in selected:
+            for item in items:
+                if marker in item.keywords:
+                    item.add_marker(pytest.mark.skip(reason=reason))

@@ -52,6 +52,7 @@ class HostConfig:
     idle_timeout: float = 30.0
     read_timeout: float = 10.0  # a started PDU must complete within this
     max_connections: int = 2048
+    backlog: int = 1024  # listen() queue, for bursts of new connections
     max_pdu: int = 5840
     fixed_count: int | None = None
     control: bool = False  # the loopback test-control channel (advance clock, reset)

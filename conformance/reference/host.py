@@ -52,7 +52,7 @@ class ReferenceHost:
         if self.config.low_priority:
             os.nice(10)
         self._server = await asyncio.start_server(self._serve, self.config.host, self.config.port,
-                                                  reuse_address=True, backlog=1024)
+                                                  reuse_address=True, backlog=self.config.backlog)
         sock = self._server.sockets[0].getsockname()
         self.address = (sock[0], sock[1])
         self.config.port = sock[1]  # the real port goes into bind_ack's secondary address
@@ -189,6 +189,7 @@ class HostThread:
         asyncio.run_coroutine_threadsafe(self.host.stop(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
+        self._loop.close()  # its selector and self-pipe are file descriptors too
         self.host.service.store.close()
 
     def call(self, fn, *args):
