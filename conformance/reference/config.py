@@ -33,6 +33,10 @@ QUIRKS = {
     "no-mpx-mirror": "always set PFC_CONC_MPX in bind_ack",
     "accept-bad-version": "answer unsupported versions as if they were 6.0",
     "close-after-response": "close the connection after each response",
+    "bad-epid": "an ePID with an invalid LCID (9999)",
+    "pad-response": "append 512 bytes to every KMS response payload",
+    "reuse-request-iv": "V6: answer with the request's IV",
+    "crash-on-malformed": "stop serving after the first malformed input",
 }
 
 

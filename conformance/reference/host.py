@@ -16,7 +16,7 @@ import threading
 from dataclasses import dataclass
 from typing import Callable
 
-from conformance.wire import rpc
+from conformance.wire import hresult, rpc
 
 from .config import HostConfig
 from .rpc_session import Reply, RpcSession
@@ -30,6 +30,13 @@ class HostStats:
     refused: int = 0
     requests: int = 0
     malformed: int = 0
+
+
+def _malformed(reply: Reply) -> bool:
+    if reply.problem:
+        return True
+    outcome = reply.outcome
+    return outcome is not None and outcome.payload is None and outcome.hresult == hresult.E_INVALID_DATA
 
 
 class ReferenceHost:
@@ -124,6 +131,8 @@ class ReferenceHost:
                 frag = rpc.peek_frag_length(header)
                 if frag < rpc.HEADER_SIZE or frag > self.config.max_pdu:
                     self._log(peer, None, f"frag_length {frag} outside {rpc.HEADER_SIZE}..{self.config.max_pdu}")
+                    if "crash-on-malformed" in self.config.quirks:
+                        self._crash()
                     return
                 try:
                     body = await asyncio.wait_for(reader.readexactly(frag - rpc.HEADER_SIZE), self.config.read_timeout)
@@ -133,6 +142,9 @@ class ReferenceHost:
                 reply = session.handle(header + body)
                 if self.on_pdu is not None:
                     self.on_pdu(peer, header + body, reply)
+                if "crash-on-malformed" in self.config.quirks and _malformed(reply):
+                    self._crash()
+                    return
                 self.stats.requests += reply.outcome is not None
                 self._log(peer, reply.outcome, reply.problem)
                 if reply.data:
@@ -145,6 +157,13 @@ class ReferenceHost:
         finally:
             self.stats.active -= 1
             self._writers.discard(writer)
+            writer.close()
+
+    def _crash(self) -> None:
+        """The crash-on-malformed quirk: stop listening and drop every connection, as a dead host would."""
+        if self._server is not None:
+            self._server.close()
+        for writer in list(self._writers):
             writer.close()
 
     async def _serve_control(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

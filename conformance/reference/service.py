@@ -138,7 +138,7 @@ class KmsService:
                            reason=f"request time is {request_unix - now:+.0f} s from the host clock")
         count = self._count(request.app_id, request.cmid, request.n_policy, now)
         response = KmsResponse(
-            epid=str(self._new_epid(key)) if "random-epid" in quirks else self.epids[key.slug],
+            epid=self._epid_for(key),
             cmid=uuid.uuid4() if "wrong-cmid" in quirks else request.cmid,
             request_time=request.request_time + (10**7 if "wrong-time" in quirks else 0),
             count=count,
@@ -148,8 +148,19 @@ class KmsService:
             minor=request.minor,
         )
         hwid = os.urandom(8) if "random-hwid" in quirks else bytes.fromhex(self.hwid)
-        sealed = framing.seal_response(response, opened, hwid=hwid)
+        block = crypto.V6_AES.decrypt_block(opened.iv) if "reuse-request-iv" in quirks and opened.major == 6 else None
+        sealed = framing.seal_response(response, opened, hwid=hwid, response_block=block)
+        if "pad-response" in quirks:
+            sealed += bytes(512)
         return Outcome(self._corrupt(sealed, opened.major), hresult.S_OK, count, opened)
+
+    def _epid_for(self, key: catalog_mod.HostKey) -> str:
+        quirks = self.config.quirks
+        if "random-epid" in quirks:
+            return str(self._new_epid(key))
+        if "bad-epid" in quirks:
+            return self.epids[key.slug].replace(f"-{self.config.lcid}-", "-9999-")
+        return self.epids[key.slug]
 
     def _count(self, app_id: uuid.UUID, cmid: uuid.UUID, n_policy: int, now: float) -> int:
         quirks = self.config.quirks

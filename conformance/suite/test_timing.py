@@ -1,0 +1,55 @@
+"""Intervals the host dictates and the 4-hour request-time rule (guide 10.3, PROTOCOL.md 9)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from conformance.harness.clauses import get as clause
+from conformance.harness.evidence import expect
+from conformance.wire.messages import filetime_now
+
+HOUR = 3600 * 10**7  # FILETIME ticks
+
+
+def activated(target, **changes):
+    request = dataclasses.replace(target.request(max(target.protocols)), **changes)
+    return request, target.activate(request)
+
+
+@pytest.mark.clause("KMS-TIME-001")
+def test_activation_interval(kms_target):
+    _, result = activated(kms_target)
+    expect(result.response is not None, "a response", result.problems, result.transcript)
+    got = result.response.response.activation_interval
+    expect(got == kms_target.activation_interval, f"activation interval {kms_target.activation_interval} min",
+           f"{got} min", result.transcript, detail="pass --activation-interval if the host is configured otherwise")
+
+
+@pytest.mark.clause("KMS-TIME-002")
+def test_renewal_interval(kms_target):
+    _, result = activated(kms_target)
+    expect(result.response is not None, "a response", result.problems, result.transcript)
+    got = result.response.response.renewal_interval
+    expect(got == kms_target.renewal_interval, f"renewal interval {kms_target.renewal_interval} min",
+           f"{got} min", result.transcript, detail="pass --renewal-interval if the host is configured otherwise")
+
+
+@pytest.mark.clause("KMS-TIME-003")
+@pytest.mark.parametrize("sign", [-1, 1], ids=["past", "future"])
+def test_request_time_far_off_refused(kms_target, sign):
+    rule = clause("KMS-TIME-003").expect
+    _, result = activated(kms_target, request_time=filetime_now() + sign * rule["offset_hours"] * HOUR)
+    got = f"HRESULT 0x{result.hresult:08X}" if result.hresult is not None else "an activation"
+    expect(result.hresult == rule["hresult"], f"refusal 0x{rule['hresult']:08X} for a time "
+           f"{rule['offset_hours']} h off", got, result.transcript)
+
+
+@pytest.mark.clause("KMS-TIME-004")
+@pytest.mark.parametrize("sign", [-1, 1], ids=["past", "future"])
+def test_request_time_within_tolerance_accepted(kms_target, sign):
+    rule = clause("KMS-TIME-004").expect
+    _, result = activated(kms_target, request_time=filetime_now() + sign * rule["offset_hours"] * HOUR)
+    expect(result.verified, f"an activation for a time {rule['offset_hours']} h off", result.problems,
+           result.transcript)
