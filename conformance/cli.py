@@ -49,7 +49,8 @@ def cmd_host(args: argparse.Namespace) -> int:
     try:
         config = HostConfig(
             host=host, port=port, activation_interval=args.activation_interval,
-            renewal_interval=args.renewal_interval, key_group=args.key_group, host_build=args.host_os,
+            renewal_interval=args.renewal_interval, key_group=args.key_group, host_build=args.host_build,
+            host_os=args.host_os,
             db=args.db, event_log=args.event_log, low_priority=args.low_priority,
             dns_publish=args.dns_publish, control=args.control,
             dns_server=parse_address(args.dns_server, 53) if args.dns_server else None,
@@ -212,7 +213,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--activation-interval", type=int, default=120, metavar="MIN", help="retry interval (/sai)")
     p.add_argument("--renewal-interval", type=int, default=10080, metavar="MIN", help="renewal interval (/sri)")
     p.add_argument("--key-group", default=None, help="host key: client-vl, server-a, server-b, server-c or a catalog slug")
-    p.add_argument("--host-os", type=int, default=26100, metavar="BUILD", help="host OS build, e.g. 7601 or 26100")
+    p.add_argument("--host-build", type=int, default=26100, metavar="BUILD", help="host OS build, e.g. 7601 or 26100")
+    p.add_argument("--host-os", default=None, metavar="NAME",
+                   help="host OS name, checked against Table 2 (e.g. 'Windows 7' carries only client-vl)")
     p.add_argument("--db", default=":memory:", help="SQLite database for the client table and settings")
     p.add_argument("--event-log", default=None, metavar="PATH", help="JSON event lines ('-' for stderr)")
     p.add_argument("--low-priority", action="store_true", help="lower the process priority (/cpri)")

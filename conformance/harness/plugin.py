@@ -264,7 +264,10 @@ def control(kms_target):
     if kms_target.control is None:
         pytest.skip("needs control over the host's clock and client table: only the reference host started "
                     "with `kmsconf host --control` (and --control HOST:PORT here) offers that")
-    return kms_target.control
+    channel = kms_target.control
+    channel.on_clock = lambda offset: setattr(kms_target, "clock_offset", offset)
+    yield channel
+    channel.reset()  # later checks meet a fresh host on real time
 
 
 def _verdict(report: pytest.TestReport, call) -> tuple[str, str]:

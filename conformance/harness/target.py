@@ -10,7 +10,7 @@ from typing import Any, Callable
 
 from conformance import catalog as catalog_mod
 from conformance.reference.client import ActivationResult, BindOptions, RpcConnection, activate, build_request
-from conformance.wire.messages import KmsRequest
+from conformance.wire.messages import KmsRequest, filetime_now
 
 # Editions the checks use for each protocol version (SKU ids, all present in the third-party captures).
 SAMPLE_SKUS = {
@@ -25,6 +25,7 @@ class ControlChannel:
 
     def __init__(self, call: Callable[[dict], dict]):
         self._call = call
+        self.on_clock: Callable[[float], None] = lambda offset: None  # keeps the checks' clients in step
 
     @classmethod
     def tcp(cls, host: str, port: int, timeout: float = 5.0) -> "ControlChannel":
@@ -39,10 +40,15 @@ class ControlChannel:
         return cls(call)
 
     def advance(self, seconds: float) -> dict:
-        return self._call({"op": "advance", "seconds": seconds})
+        answer = self._call({"op": "advance", "seconds": seconds})
+        self.on_clock(answer["clock_offset"])
+        return answer
 
     def reset(self) -> dict:
-        return self._call({"op": "reset"})
+        """Empty client table, clock back to real time."""
+        answer = self._call({"op": "reset"})
+        self.on_clock(answer["clock_offset"])
+        return answer
 
     def status(self) -> dict:
         return self._call({"op": "status"})["status"]
@@ -63,6 +69,7 @@ class Target:
     catalog: catalog_mod.Catalog = field(default_factory=catalog_mod.load)
     # transcripts of every connection the current check made: its evidence (pcap, decoded exchanges)
     recorded: list[list[tuple[str, bytes]]] = field(default_factory=list)
+    clock_offset: float = 0.0  # seconds the host's clock was advanced through the control channel
 
     @property
     def name(self) -> str:
@@ -75,7 +82,10 @@ class Target:
         return self.catalog.edition(SAMPLE_SKUS[protocol])
 
     def request(self, protocol: int = 6, edition: catalog_mod.Edition | None = None, **fields: Any) -> KmsRequest:
+        """A request as a client living on the host's (possibly advanced) clock would send it."""
         edition = edition or self.sample_edition(protocol)
+        if self.clock_offset and "request_time" not in fields:
+            fields["request_time"] = filetime_now() + int(self.clock_offset * 10**7)
         return build_request(edition, protocol=protocol, workstation=fields.pop("workstation", "kmsconf.test"), **fields)
 
     def activate(self, request: KmsRequest | None = None, options: BindOptions = BindOptions(),

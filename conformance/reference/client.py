@@ -175,18 +175,19 @@ def check_response(request: KmsRequest, opened: framing.OpenedResponse) -> list[
 
 def build_request(edition, *, cmid: uuid.UUID | None = None, workstation: str | None = None,
                   protocol: int | None = None, **fields: Any) -> KmsRequest:
-    """A request for a catalog edition with fresh CMID and current time unless given."""
-    return KmsRequest(
-        app_id=edition.app_id,
-        sku_id=edition.sku_id,
-        kms_id=edition.kms_id,
-        cmid=cmid or uuid.uuid4(),
-        n_policy=fields.pop("n_policy", edition.n_policy),
-        request_time=fields.pop("request_time", None) or filetime_now(),
-        workstation=workstation if workstation is not None else socket.gethostname()[:63],
-        major=protocol or edition.protocol,
-        **fields,
-    )
+    """A request for a catalog edition with fresh CMID and current time; any field can be overridden."""
+    values: dict[str, Any] = {
+        "app_id": edition.app_id,
+        "sku_id": edition.sku_id,
+        "kms_id": edition.kms_id,
+        "cmid": cmid or uuid.uuid4(),
+        "n_policy": edition.n_policy,
+        "request_time": filetime_now(),
+        "workstation": workstation if workstation is not None else socket.gethostname()[:63],
+        "major": protocol or edition.protocol,
+    }
+    values.update(fields)
+    return KmsRequest(**values)
 
 
 def exchange_on(conn: RpcConnection, request: KmsRequest, cont_id: int, ndr64: bool,

@@ -37,6 +37,7 @@ QUIRKS = {
     "pad-response": "append 512 bytes to every KMS response payload",
     "reuse-request-iv": "V6: answer with the request's IV",
     "crash-on-malformed": "stop serving after the first malformed input",
+    "non-cumulative-groups": "a host key activates only its own tier, not the tiers below (breaks Table 2)",
 }
 
 
@@ -47,6 +48,7 @@ class HostConfig:
     activation_interval: int = DEFAULT_ACTIVATION_INTERVAL
     renewal_interval: int = DEFAULT_RENEWAL_INTERVAL
     key_group: str | None = None  # None = the catalog's default (newest) host keys
+    host_os: str | None = None  # e.g. "Windows 7": must be able to carry the key (Table 2)
     host_build: int = NEWEST_HOST_BUILD
     lcid: int = 1033
     hwid: bytes | None = None  # None = random once, then persisted

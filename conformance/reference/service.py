@@ -62,8 +62,15 @@ class KmsService:
 
     def _select_host_keys(self) -> tuple[catalog_mod.HostKey, ...]:
         if self.config.key_group is None:
-            return self.catalog.default_host_keys()
-        return (self.catalog.host_key(self.config.key_group),)
+            keys = self.catalog.default_host_keys()
+        else:
+            keys = (self.catalog.host_key(self.config.key_group),)
+        host_os = self.config.host_os
+        for key in keys:
+            if host_os and key.host_os and host_os.casefold() not in (h.casefold() for h in key.host_os):
+                raise ValueError(f"a {host_os} host cannot carry the {key.name} key (Table 2: "
+                                 f"{', '.join(key.host_os)})")
+        return keys
 
     def _stable(self, key: str, make: Callable[[], str], override: bytes | None = None) -> str:
         """A value generated once and then kept in the store, so restarts keep ePID and HwId."""
@@ -106,6 +113,9 @@ class KmsService:
 
     def key_for(self, kms_id: uuid.UUID) -> catalog_mod.HostKey | None:
         for key in self.host_keys:
+            if "non-cumulative-groups" in self.config.quirks and key.tier is not None:
+                if self.catalog.tier_of(kms_id) != key.tier:
+                    continue
             if kms_id in key.activates:
                 return key
         return None
