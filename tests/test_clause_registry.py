@@ -47,3 +47,19 @@ def test_registry_rejects_bad_rows(tmp_path):
     bad.write_text('[[clause]]\nid = "KMS-RPC-001"\ntitle = "t"\nref = "r"\nlevel = "MAY"\n')
     with pytest.raises(ValueError, match="MUST or SHOULD"):
         clauses.load.__wrapped__(bad)
+
+
+PROOF_MODULES = ["test_rpc_clauses_fail.py", "test_msg_time_rob_clauses_fail.py", "test_behaviour_clauses_fail.py",
+                 "test_client_clauses_fail.py", "test_dns_clauses_fail.py", "test_fuzz.py"]
+
+
+def test_every_clause_is_proven_able_to_fail():
+    """Each clause id appears in a module that runs its check against a faulty host, client or deployment."""
+    import re
+
+    here = Path(__file__).parent
+    proven = set()
+    for name in PROOF_MODULES:
+        proven |= set(re.findall(r"KMS-[A-Z]+-\d{3}", (here / name).read_text()))
+    missing = sorted(set(clauses.load()) - proven)
+    assert not missing, f"clauses with no failure proof: {missing}"

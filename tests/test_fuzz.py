@@ -59,3 +59,10 @@ def test_long_campaign(tmp_path, pytestconfig):
         host, port = thread.host.address
         result = campaign(Target(host, port), runs=runs, findings_dir=tmp_path, timeout=2)
     assert not result.findings, [(f.mutation, f.detail) for f in result.findings]
+
+
+def test_fuzz_clause_fails_against_a_host_with_broken_integrity(tmp_path):
+    from faulty import run_suite
+
+    records = run_suite(tmp_path, clauses=["KMS-ROB-005"], quirks=frozenset({"bad-hmac"}), extra=["-m", "fuzz"])
+    assert records["KMS-ROB-005"]["verdict"] == "fail", records["KMS-ROB-005"]

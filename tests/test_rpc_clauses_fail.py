@@ -10,6 +10,13 @@ FAULTS = [
     ("no-call-id-echo", "KMS-RPC-006"),
     ("no-mpx-mirror", "KMS-RPC-004"),
     ("close-after-response", "KMS-RPC-011"),
+    ("reject-ndr32", "KMS-RPC-001"),
+    ("accept-all-syntaxes", "KMS-RPC-002"),
+    ("zero-assoc-group", "KMS-RPC-003"),
+    ("no-alter-context", "KMS-RPC-005"),
+    ("process-unbound-context", "KMS-RPC-009"),
+    ("bad-alloc-hint", "KMS-RPC-010"),
+    ("require-mpx", "KMS-RPC-012"),
 ]
 
 

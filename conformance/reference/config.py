@@ -38,6 +38,13 @@ QUIRKS = {
     "reuse-request-iv": "V6: answer with the request's IV",
     "crash-on-malformed": "stop serving after the first malformed input",
     "non-cumulative-groups": "a host key activates only its own tier, not the tiers below (breaks Table 2)",
+    "reject-ndr32": "never accept the NDR32 transfer syntax",
+    "accept-all-syntaxes": "accept every offered KMS transfer syntax, not exactly one",
+    "zero-assoc-group": "answer binds with assoc_group 0",
+    "no-alter-context": "close the connection on alter_context",
+    "process-unbound-context": "serve requests on contexts never accepted (as NDR32)",
+    "bad-alloc-hint": "alloc_hint 0 in responses",
+    "require-mpx": "close binds that do not set PFC_CONC_MPX",
 }
 
 

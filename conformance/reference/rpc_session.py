@@ -74,6 +74,9 @@ class RpcSession:
         foreign = ctx.abstract != rpc.KMS_INTERFACE or ctx.abstract_version != rpc.KMS_INTERFACE_VERSION
         if foreign and "accept-foreign-interface" not in self.config.quirks:
             return rpc.ContextResult(rpc.PROVIDER_REJECTION, rpc.REASON_ABSTRACT_SYNTAX)
+        quirks = self.config.quirks
+        if "accept-all-syntaxes" in quirks and ctx.abstract == rpc.KMS_INTERFACE and ctx.transfer in rpc.TRANSFER_VERSIONS:
+            return rpc.ContextResult(rpc.ACCEPTANCE, 0, ctx.transfer, rpc.TRANSFER_VERSIONS[ctx.transfer])
         if chosen is not None and chosen[0] == ctx.cont_id:
             syntax = rpc.NDR64 if chosen[1] else rpc.NDR32
             return rpc.ContextResult(rpc.ACCEPTANCE, 0, syntax, rpc.TRANSFER_VERSIONS[syntax])
@@ -88,7 +91,10 @@ class RpcSession:
             for syntax, version in ctx.transfers
             if rpc.TRANSFER_VERSIONS.get(syntax) == version
         ]
-        for wanted in ([rpc.NDR64] if self.config.uses_ndr64 else []) + [rpc.NDR32]:
+        syntaxes = ([rpc.NDR64] if self.config.uses_ndr64 else []) + [rpc.NDR32]
+        if "reject-ndr32" in self.config.quirks:
+            syntaxes.remove(rpc.NDR32)
+        for wanted in syntaxes:
             for cont_id, syntax in offered:
                 if syntax == wanted:
                     return cont_id, syntax == rpc.NDR64
@@ -96,12 +102,16 @@ class RpcSession:
 
     def _bind(self, bind: rpc.Bind) -> Reply:
         is_alter = bind.header.ptype == rpc.PType.ALTER_CONTEXT
+        quirks = self.config.quirks
+        if (is_alter and "no-alter-context" in quirks) or (
+                "require-mpx" in quirks and not bind.header.flags & rpc.PFC_CONC_MPX):
+            return Reply(None, close=True, problem="refused by quirk")
         chosen = self._choose(bind.contexts)
         results = [self._context_result(ctx, chosen) for ctx in bind.contexts]
         for ctx, result in zip(bind.contexts, results):
             if result.result == rpc.ACCEPTANCE:
                 self.contexts[ctx.cont_id] = result.transfer == rpc.NDR64
-        if not self.assoc_group:
+        if not self.assoc_group and "zero-assoc-group" not in quirks:
             self.assoc_group = bind.assoc_group or next(_assoc_groups)
         # bind_ack mirrors the client's multiplex bit; alter_context_resp never sets it (vlmcs warns otherwise)
         mpx = 0 if is_alter else bind.header.flags & rpc.PFC_CONC_MPX
@@ -120,6 +130,8 @@ class RpcSession:
 
     def _request(self, req: rpc.Request) -> Reply:
         ndr64 = self.contexts.get(req.cont_id)
+        if ndr64 is None and "process-unbound-context" in self.config.quirks:
+            ndr64 = False
         if ndr64 is None:
             return Reply(self._fault(req.header, hresult.NCA_S_UNK_IF, req.cont_id),
                          problem=f"request on context {req.cont_id}, not accepted")
@@ -135,5 +147,6 @@ class RpcSession:
             stub = ndr.encode_error_stub(outcome.hresult, ndr64)
         else:
             stub = ndr.encode_response_stub(outcome.payload, ndr64)
-        response = rpc.Response(stub, self._reply_header(rpc.PType.RESPONSE, req.header), req.cont_id)
+        hint = 0 if "bad-alloc-hint" in self.config.quirks else None
+        response = rpc.Response(stub, self._reply_header(rpc.PType.RESPONSE, req.header), req.cont_id, alloc_hint=hint)
         return Reply(response.encode(), close="close-after-response" in self.config.quirks, outcome=outcome)
