@@ -42,8 +42,8 @@ def main(fault: str, host: str, port: int) -> None:
             conn.call(payload, cont_id, ndr64, opnum=3)
             return
         exchange_on(conn, request, cont_id, ndr64, payload)
-        if fault == "changing-cmid":
-            exchange_on(conn, dataclasses.replace(request, cmid=uuid.uuid4()), cont_id, ndr64)
+        if fault == "shared-cmid":
+            exchange_on(conn, dataclasses.replace(request, workstation="another.machine"), cont_id, ndr64)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ FAULTS = [
     ("wrong-n", "KMS-CLI-003"),
     ("wrong-kms-id", "KMS-CLI-004"),
     ("zero-cmid", "KMS-CLI-005"),
-    ("changing-cmid", "KMS-CLI-005"),
+    ("shared-cmid", "KMS-CLI-005"),
     ("old-time", "KMS-CLI-006"),
     ("bad-status", "KMS-CLI-007"),
     ("empty-workstation", "KMS-CLI-008"),
