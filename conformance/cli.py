@@ -116,9 +116,11 @@ def cmd_activate(args: argparse.Namespace) -> int:
 
     if not args.target and not args.discover:
         raise UsageError("give HOST[:PORT] (like /skms) or --discover DOMAIN with --dns-server")
+    if bool(args.product) == bool(args.gvlk):
+        raise UsageError("name the product with --product NAME-or-SKU, or give its setup key with --gvlk KEY")
     try:
-        edition = catalog.load().edition(args.product)
-    except LookupError as exc:
+        edition = catalog.load().edition_by_gvlk(args.gvlk) if args.gvlk else catalog.load().edition(args.product)
+    except (LookupError, ValueError) as exc:
         raise UsageError(str(exc.args[0] if exc.args else exc)) from None
     try:
         cmid = uuid.UUID(args.cmid) if args.cmid else None
@@ -245,7 +247,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--discover", action="append", default=[], metavar="DOMAIN",
                    help="find the host through _vlmcs._tcp SRV records in DOMAIN (repeatable: suffix list)")
     p.add_argument("--dns-server", metavar="HOST[:PORT]", help="DNS server for --discover")
-    p.add_argument("--product", required=True, help="edition name or SKU GUID from the catalog")
+    p.add_argument("--product", help="edition name or SKU GUID from the catalog")
+    p.add_argument("--gvlk", metavar="KEY", help="the edition's KMS client setup key (Table 6), instead of --product")
     p.add_argument("--protocol", type=int, choices=(4, 5, 6), help="KMS version (default: the edition's)")
     p.add_argument("--ndr", type=int, choices=(32, 64), default=64, help="transfer syntax to prefer")
     p.add_argument("--no-btfn", action="store_true", help="no bind-time feature negotiation context")

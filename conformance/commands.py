@@ -177,7 +177,51 @@ def cmd_matrix(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from conformance.cli import UsageError
+    from conformance.reference.simulate import simulate
+
+    if args.clients < 0 or args.servers < 0 or args.days <= 0:
+        raise UsageError("--clients and --servers must be >= 0 and --days > 0")
+    down = None
+    if args.host_down:
+        try:
+            start, end = (float(x) for x in args.host_down.split(":"))
+        except ValueError:
+            raise UsageError(f"--host-down {args.host_down!r}: write FROM:TO in days, e.g. 20:40") from None
+        down = (start, end)
+    result = simulate(args.clients, args.servers, args.days, seed=args.seed, host_down=down)
+    if args.json:
+        json.dump({"attempts": result.attempts, "final_count": result.final_count,
+                   "events": [e.__dict__ for e in result.events],
+                   "machines": {m.name: m.life.licence.value for m in result.machines}}, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return 0
+    print(f"{args.clients} clients (N=25) and {args.servers} servers (N=5) over {args.days:g} days"
+          + (f", host down from day {down[0]:g} to {down[1]:g}" if down else ""))
+    for event in result.events:
+        count = "" if event.count is None else f"  (count {event.count})"
+        print(f"day {event.day:8.3f}  {event.machine:<10} {event.what}{count}")
+    states = {}
+    for m in result.machines:
+        states[m.life.licence.value] = states.get(m.life.licence.value, 0) + 1
+    print(f"after {args.days:g} days: {', '.join(f'{n} {s}' for s, n in sorted(states.items()))}; "
+          f"host count {result.final_count}; {result.attempts} requests")
+    return 0
+
+
 def register(add) -> None:
+    p = add("simulate", "run many KMS clients against the reference host on a virtual clock and print the timeline",
+            "  kmsconf simulate --clients 30 --servers 6 --days 200\n"
+            "  kmsconf simulate --clients 20 --servers 2 --days 400 --host-down 30:250")
+    p.add_argument("--clients", type=int, default=30, help="client OS machines (N = 25)")
+    p.add_argument("--servers", type=int, default=6, help="server OS machines (N = 5)")
+    p.add_argument("--days", type=float, default=200)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--host-down", metavar="FROM:TO", help="days during which the host does not answer")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_simulate)
+
     p = add("matrix", "run the suite against several implementations and write a side-by-side report",
             "  kmsconf matrix --target reference=127.0.0.1:1688 --target vlmcsd=127.0.0.1:1689 \\\n"
             "                 --expect vlmcsd=targets/vlmcsd.toml")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import difflib
 import functools
+import re
 import tomllib
 import uuid
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from pathlib import Path
 
 PRODUCTS_FILE = Path(__file__).with_name("products.toml")
 WINDOWS_APP_ID = uuid.UUID("55c92734-d682-4d71-983e-d6ec3f16059f")
+GVLK_PATTERN = re.compile(r"^[0-9A-Z]{5}(-[0-9A-Z]{5}){4}$")
 TIERS = ("client-vl", "server-a", "server-b", "server-c")  # Table 2's hierarchy, lowest first
 
 
@@ -76,59 +78,139 @@ def _date(text: str | None) -> dt.date | None:
     return dt.date.fromisoformat(text) if text else None
 
 
+def _slug(name: str) -> str:
+    """Loose form for lookups: "Windows 7 Enterprise" and "win7-enterprise" both give "win7enterprise"."""
+    return "".join(ch for ch in name.casefold().replace("windows", "win") if ch.isalnum())
+
+
+def _rows(data: dict, table: str, source: str) -> list[dict]:
+    rows = data.get(table)
+    if not isinstance(rows, list) or not rows:
+        raise ValueError(f"{source}: no [[{table}]] rows")
+    return rows
+
+
 class Catalog:
     def __init__(self, data: dict, source: str = "catalog"):
-        self.applications = {uuid.UUID(a["id"]): Application(uuid.UUID(a["id"]), a["name"]) for a in data["application"]}
+        # Every check names the offending row, so a bad edit of products.toml is found at once.
+        self._row = "header"  # the row being read, for messages about a missing field or a bad GUID
+        try:
+            self._build(data, source)
+        except ValueError as exc:
+            if str(exc).startswith(source):
+                raise
+            raise ValueError(f"{source}: {exc} in {self._row}") from None
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"{source}: missing or malformed field {exc} in {self._row}") from None
+        del self._row
+
+    def _build(self, data: dict, source: str) -> None:
+        self.applications: dict[uuid.UUID, Application] = {}
+        for row in _rows(data, "application", source):
+            self._row = f"application {row.get('name')!r}"
+            self.applications[uuid.UUID(row["id"])] = Application(uuid.UUID(row["id"]), row["name"])
         self.kms_ids: dict[uuid.UUID, KmsId] = {}
-        for row in data["kms_id"]:
-            app = uuid.UUID(row["application"])
+        for row in _rows(data, "kms_id", source):
+            self._row = f"kms_id {row.get('name')!r}"
+            app, kid, tier = uuid.UUID(row["application"]), uuid.UUID(row["id"]), row.get("tier")
             if app not in self.applications:
                 raise ValueError(f"{source}: kms_id {row['name']!r} names unknown application {app}")
-            kid = uuid.UUID(row["id"])
-            self.kms_ids[kid] = KmsId(kid, row["name"], app, row["n_policy"], row["protocol"], row.get("tier"))
+            if kid in self.kms_ids:
+                raise ValueError(f"{source}: kms_id {row['name']!r} repeats id {kid}")
+            if tier is not None and tier not in TIERS:
+                raise ValueError(f"{source}: kms_id {row['name']!r} has tier {tier!r}, not one of {TIERS}")
+            self.kms_ids[kid] = KmsId(kid, row["name"], app, row["n_policy"], row["protocol"], tier)
         editions = []
-        for row in data["edition"]:
+        self._by_name: dict[str, Edition] = {}  # casefolded name or alias -> edition
+        self._by_gvlk: dict[str, Edition] = {}
+        for row in _rows(data, "edition", source):
+            self._row = f"edition {row.get('name')!r}"
             kms = self.kms_ids.get(uuid.UUID(row["kms_id"]))
             if kms is None:
                 raise ValueError(f"{source}: edition {row['name']!r} names unknown kms_id {row['kms_id']}")
-            editions.append(Edition(row["name"], uuid.UUID(row["sku_id"]), kms.id, kms.application,
-                                    row.get("n_policy", kms.n_policy), row.get("protocol", kms.protocol),
-                                    row.get("gvlk"), tuple(row.get("tables", ()))))
+            if "kms_id_alt" in row and uuid.UUID(row["kms_id_alt"]) not in self.kms_ids:
+                raise ValueError(f"{source}: edition {row['name']!r} names unknown kms_id_alt {row['kms_id_alt']}")
+            edition = Edition(row["name"], uuid.UUID(row["sku_id"]), kms.id, kms.application,
+                              row.get("n_policy", kms.n_policy), row.get("protocol", kms.protocol),
+                              row.get("gvlk"), tuple(row.get("tables", ())))
+            for name in (row["name"], *row.get("aliases", ())):
+                if self._by_name.setdefault(name.casefold(), edition) is not edition:
+                    raise ValueError(f"{source}: edition {row['name']!r}: name or alias {name!r} is already taken")
+            for gvlk in filter(None, (row.get("gvlk"), row.get("gvlk_alt"))):  # gvlk_alt: a source's other value
+                if self._by_gvlk.setdefault(gvlk, edition) is not edition:
+                    raise ValueError(f"{source}: edition {row['name']!r}: GVLK {gvlk} is already another edition's")
+            editions.append(edition)
         self.editions = tuple(editions)
         self._by_sku = {e.sku_id: e for e in editions}
         if len(self._by_sku) != len(editions):
-            raise ValueError(f"{source}: an SKU id appears twice")
+            seen: set[uuid.UUID] = set()
+            dup = next(e for e in editions if e.sku_id in seen or seen.add(e.sku_id))
+            raise ValueError(f"{source}: edition {dup.name!r} repeats SKU id {dup.sku_id}")
+        # Loose slugs only where unambiguous; a clash simply leaves that slug out.
+        slugs: dict[str, list[Edition]] = {}
+        for name, edition in self._by_name.items():
+            bucket = slugs.setdefault(_slug(name), [])
+            if edition not in bucket:
+                bucket.append(edition)
+        self._by_slug = {s: found[0] for s, found in slugs.items() if len(found) == 1}
         keys = []
-        for row in data["host_key"]:
+        for row in _rows(data, "host_key", source):
+            self._row = f"host_key {row.get('slug')!r}"
             activates = frozenset(uuid.UUID(a) for a in row["activates"])
             unknown = activates - set(self.kms_ids)
             if unknown:
                 raise ValueError(f"{source}: host key {row['slug']} activates unknown ids {sorted(map(str, unknown))}")
+            if row.get("tier") is not None and row["tier"] not in TIERS:
+                raise ValueError(f"{source}: host key {row['slug']} has tier {row['tier']!r}, not one of {TIERS}")
+            if any(k.slug == row["slug"] for k in keys):
+                raise ValueError(f"{source}: host key slug {row['slug']!r} appears twice")
             keys.append(HostKey(row["slug"], row["name"], uuid.UUID(row["id"]), row.get("tier"), row["epid_group"],
                                 row["key_id_min"], row["key_id_max"], _date(row.get("release")), activates,
                                 tuple(row.get("host_os", ())), tuple(row.get("tables", ())), row.get("default", False)))
+            if keys[-1].key_id_min > keys[-1].key_id_max:
+                raise ValueError(f"{source}: host key {row['slug']} has key_id_min > key_id_max")
         self.host_keys = tuple(keys)
+        self._row = "host_build"
         self.host_builds = tuple(HostBuild(b["build"], b["platform_id"], b["os"], _date(b["release"]))
-                                 for b in data["host_build"])
+                                 for b in _rows(data, "host_build", source))
+        if len({b.build for b in self.host_builds}) != len(self.host_builds):
+            raise ValueError(f"{source}: a host build appears twice")
+        self._row = "lcids"
         self.lcids = frozenset(data["lcids"]["valid"])
 
     def edition_by_sku(self, sku: uuid.UUID) -> Edition | None:
         return self._by_sku.get(sku)
 
     def edition(self, key: str | uuid.UUID) -> Edition:
-        """By SKU GUID or by name (case-insensitive); LookupError names close matches."""
+        """By SKU GUID, by name or alias (case-insensitive), or by a unique loose slug ("win7-enterprise").
+
+        LookupError lists close matches, so a typo on the command line explains itself."""
+        found: Edition | None
         if isinstance(key, uuid.UUID):
             found = self._by_sku.get(key)
         else:
             try:
-                found = self._by_sku.get(uuid.UUID(key.strip("{}")))
+                found = self._by_sku.get(uuid.UUID(key.strip().strip("{}")))
             except ValueError:
-                wanted = key.casefold().strip()
-                found = next((e for e in self.editions if e.name.casefold() == wanted), None)
+                wanted = key.strip().casefold()
+                found = self._by_name.get(wanted) or self._by_slug.get(_slug(wanted))
         if found is None:
-            close = difflib.get_close_matches(str(key), [e.name for e in self.editions], n=3, cutoff=0.5)
-            hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-            raise LookupError(f"no edition {str(key)!r} in the catalog{hint}")
+            names = {e.name.casefold(): e.name for e in self.editions}
+            names.update((alias, e.name) for alias, e in self._by_name.items())
+            close = difflib.get_close_matches(str(key).casefold(), list(names), n=6, cutoff=0.5)
+            hint = list(dict.fromkeys(names[c] for c in close))[:3]
+            suggestion = f"; did you mean {', '.join(repr(h) for h in hint)}?" if hint else ""
+            raise LookupError(f"no edition {str(key)!r} in the catalog{suggestion}")
+        return found
+
+    def edition_by_gvlk(self, key: str) -> Edition:
+        """The edition a client setup key (GVLK, Table 6) installs; ValueError for a malformed key."""
+        normal = key.strip().upper()
+        if not GVLK_PATTERN.match(normal):
+            raise ValueError(f"{key!r} is not a product key (five groups of five characters: XXXXX-XXXXX-...)")
+        found = self._by_gvlk.get(normal)
+        if found is None:
+            raise LookupError(f"{normal} is not a KMS client setup key (GVLK) of any edition in the catalog")
         return found
 
     def kms_id(self, kms_id: uuid.UUID) -> KmsId | None:
