@@ -56,10 +56,13 @@ def test_simulation_plays_the_guide_out():
     result = simulate(clients=30, servers=6, days=200, seed=3)
     assert result.final_count == 36
     assert all(m.life.licence is Licence.ACTIVATED for m in result.machines)
-    first = {e.machine: e.day for e in result.events if e.what.startswith("activated")}
-    # servers need 5 machines, clients 25: every server is activated before the first client
-    assert max(d for m, d in first.items() if m.startswith("server")) <= min(
-        d for m, d in first.items() if m.startswith("client")) or first
+    activations = [e for e in result.events if e.what.startswith("activated")]
+    assert len(activations) == 36
+    for event in activations:
+        assert event.count >= (5 if event.machine.startswith("server") else 25), event
+    # the count passes 5 before it passes 25: the first server activates before the first client
+    first = lambda kind: min(e.day for e in activations if e.machine.startswith(kind))
+    assert first("server") < first("client")
 
 
 def test_simulation_host_outage_expires_activations_after_180_days():
