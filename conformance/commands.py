@@ -99,7 +99,8 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
     summary = {"runs": result.runs, "seconds": round(result.seconds, 2), "rate": round(result.rate, 1),
                "outcomes": dict(result.outcomes),
                "findings": [{"outcome": f.outcome, "mutation": f.mutation.describe(), "detail": f.detail,
-                             "pcap": str(f.pcap)} for f in result.findings]}
+                             "pcap": str(f.pcap)} for f in result.findings],
+               "finding_counts": {f"{o}: {d}": n for (o, d), n in result.signatures.items()}}
     if args.json:
         json.dump(summary, sys.stdout, indent=2)
         sys.stdout.write("\n")
@@ -107,8 +108,10 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
         print(f"{result.runs} runs in {result.seconds:.1f} s ({result.rate:.0f}/s)")
         for outcome, count in sorted(result.outcomes.items()):
             print(f"  {outcome:<10} {count}")
+        for signature, count in summary["finding_counts"].items():
+            print(f"FINDING x{count}: {signature}")
         for f in summary["findings"]:
-            print(f"FINDING {f['outcome']}: {f['mutation']} -> {f['detail']}\n  reproducer: {f['pcap']}")
+            print(f"  {f['mutation']} -> {f['detail']}\n    reproducer: {f['pcap']}")
     return 1 if result.findings else 0
 
 

@@ -8,6 +8,7 @@ response whose integrity does not verify, or an answer of the wrong PDU type).
 
 from __future__ import annotations
 
+import re
 import socket
 import sys
 import time
@@ -16,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, settings
 
 from conformance.harness.target import Target
 from conformance.pcap.writer import write_pcap
@@ -27,6 +28,8 @@ from conformance.wire.messages import DecodeError
 from .mutators import Mutation, Seed, apply, mutations
 
 FINDING_OUTCOMES = {"dead", "timeout", "violation"}
+BATCH = 50
+REPRODUCERS_PER_SIGNATURE = 3  # the same finding again and again is counted, not saved again
 
 
 @dataclass
@@ -42,6 +45,7 @@ class CampaignResult:
     runs: int = 0
     outcomes: Counter = field(default_factory=Counter)
     findings: list[Finding] = field(default_factory=list)
+    signatures: Counter = field(default_factory=Counter)  # (outcome, detail shape) -> occurrences
     seconds: float = 0.0
 
     @property
@@ -137,13 +141,10 @@ def campaign(target: Target, runs: int | None = None, budget: float | None = Non
     seed = seed or Seed.default(seed_protocol)
     result = CampaignResult()
     started = time.monotonic()
-    max_examples = runs or 10**6
+    over = lambda: (budget is not None and time.monotonic() - started > budget) or (runs and result.runs >= runs)
 
-    @settings(max_examples=max_examples, deadline=None, database=None, 
-              suppress_health_check=list(HealthCheck), phases=[settings.default.phases[2]])
-    @given(mutations())
     def one(mutation: Mutation) -> None:
-        if (budget is not None and time.monotonic() - started > budget) or (runs and result.runs >= runs):
+        if over():
             return
         bind, request = apply(seed, mutation)
         outcome, detail, transcript = run_one(target, bind, request, timeout)
@@ -154,13 +155,20 @@ def campaign(target: Target, runs: int | None = None, budget: float | None = Non
         result.outcomes[outcome] += 1
         if outcome in FINDING_OUTCOMES:
             finding = Finding(outcome, mutation, detail)
-            finding.pcap = save_finding(findings_dir, len(result.findings) + 1, finding, transcript, target)
-            result.findings.append(finding)
+            signature = (outcome, re.sub(r"\d+", "N", detail))
+            result.signatures[signature] += 1
+            if result.signatures[signature] <= REPRODUCERS_PER_SIGNATURE:
+                finding.pcap = save_finding(findings_dir, len(result.findings) + 1, finding, transcript, target)
+                result.findings.append(finding)
         if progress is not None:
             result.seconds = time.monotonic() - started
             progress(result)
 
-    one()
+    # bounded batches: each draws fresh examples, and the budget is checked between them
+    while not over():
+        batch = BATCH if runs is None else min(BATCH, runs - result.runs)
+        settings(max_examples=batch, deadline=None, database=None, suppress_health_check=list(HealthCheck),
+                 phases=[Phase.generate])(given(mutations())(one))()
     result.seconds = time.monotonic() - started
     return result
 
