@@ -15,8 +15,7 @@ from pathlib import Path
 EXIT_USAGE = 2
 
 
-class UsageError(Exception):
-    """A bad argument or file; printed as one line, exit status 2."""
+from conformance.errors import UsageError  # one class, however this module is run (python -m makes a second)
 
 
 def parse_address(text: str, default_port: int = 1688) -> tuple[str, int]:

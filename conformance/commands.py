@@ -4,13 +4,28 @@ from __future__ import annotations
 
 import argparse
 import json
+import socket
 import sys
 from pathlib import Path
+
+
+def clauses_markdown() -> str:
+    """The clause catalogue as Markdown (the README's copy is checked against this)."""
+    from conformance.harness import clauses
+
+    lines = ["| clause | level | source | rule | profiles |", "|---|---|---|---|---|"]
+    for c in clauses.load().values():
+        title = c.title.replace("|", "\\|")
+        lines.append(f"| `{c.id}` | {c.level} | {c.ref} | {title} | {', '.join(c.profiles)} |")
+    return "\n".join(lines) + "\n"
 
 
 def cmd_clauses(args: argparse.Namespace) -> int:
     from conformance.harness import clauses
 
+    if args.markdown:
+        sys.stdout.write(clauses_markdown())
+        return 0
     rows = list(clauses.load().values())
     if args.area:
         rows = [c for c in rows if c.area == args.area.upper()]
@@ -91,6 +106,11 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
             raise UsageError(f"{args.seed_pcap}: no decodable KMS request to use as the seed")
         seed = Seed(requests[0].request, requests[0].major)
     target = Target(host, port, timeout=args.timeout)
+    try:
+        socket.create_connection((host, port), timeout=args.timeout).close()
+    except OSError as exc:
+        print(f"kmsconf fuzz: cannot reach {host}:{port}: {exc}", file=sys.stderr)
+        return 1
     show = print_progress if sys.stderr.isatty() and not args.json else None
     result = campaign(target, runs=args.runs, budget=args.budget, seed_protocol=seed.protocol,
                       findings_dir=Path(args.findings), timeout=args.timeout, seed=seed, progress=show)
@@ -213,6 +233,29 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    import shutil
+    import subprocess
+
+    import pytest
+
+    from conformance.cli import UsageError
+
+    root = Path(__file__).resolve().parents[1]
+    allure = shutil.which("allure") or (root / "node_modules" / ".bin" / "allure")
+    if not Path(allure).exists():
+        raise UsageError("the Allure 3 command line is not installed: run `make setup` (npm install)")
+    argv = [str(Path(__file__).with_name("suite")), "-q", "-p", "no:cacheprovider", "--alluredir", args.results,
+            "--clean-alluredir"] + (["--target", args.target] if args.target else [])
+    verdict = int(pytest.main(argv))
+    config = root / "allurerc.mjs"
+    subprocess.run([str(allure), "generate", args.results, "-o", args.out]
+                   + (["--config", str(config)] if config.exists() else []), check=True, capture_output=True)
+    print(f"report: {args.out}/index.html (suite exit status {verdict}); serve it with "
+          f"`python3 -m http.server -d {args.out}` and open http://127.0.0.1:8000/")
+    return verdict
+
+
 def register(add) -> None:
     p = add("simulate", "run many KMS clients against the reference host on a virtual clock and print the timeline",
             "  kmsconf simulate --clients 30 --servers 6 --days 200\n"
@@ -270,7 +313,15 @@ def register(add) -> None:
             "  kmsconf clauses\n  kmsconf clauses --area CACHE --json")
     p.add_argument("--area", help="only this area (RPC, MSG, THR, CACHE, GRP, TIME, ROB, CLI, DNS)")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--markdown", action="store_true", help="the catalogue as a Markdown table (as in the README)")
     p.set_defaults(func=cmd_clauses)
+
+    p = add("report", "run the suite and build the Allure HTML report (needs the Allure 3 CLI: make setup)",
+            "  kmsconf report\n  kmsconf report --target 127.0.0.1:1688 --out reports/allure-report")
+    p.add_argument("--target", metavar="HOST:PORT")
+    p.add_argument("--results", default="reports/allure-results")
+    p.add_argument("--out", default="reports/allure-report")
+    p.set_defaults(func=cmd_report)
 
     p = add("check", "run the conformance suite against a KMS host (default: the embedded reference host)",
             "  kmsconf check\n  kmsconf check --target 127.0.0.1:1688 --profile emulator --expect targets/vlmcsd.toml")

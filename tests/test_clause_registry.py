@@ -63,3 +63,11 @@ def test_every_clause_is_proven_able_to_fail():
         proven |= set(re.findall(r"KMS-[A-Z]+-\d{3}", (here / name).read_text()))
     missing = sorted(set(clauses.load()) - proven)
     assert not missing, f"clauses with no failure proof: {missing}"
+
+
+def test_readme_catalogue_is_generated_from_the_registry():
+    from conformance.commands import clauses_markdown
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = readme.split("<!-- clauses:start -->\n", 1)[1].split("<!-- clauses:end -->", 1)[0]
+    assert block == clauses_markdown(), "README's clause catalogue is stale: paste `kmsconf clauses --markdown`"

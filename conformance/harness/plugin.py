@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import socket
 import sys
 import tomllib
 from collections import defaultdict
@@ -192,6 +193,10 @@ def kms_target(pytestconfig: pytest.Config):
             channel = ControlChannel.tcp(*parse_address(control)) if control else None
         except (UsageError, ValueError) as exc:
             raise pytest.UsageError(str(exc)) from None
+        try:
+            socket.create_connection((host, port), timeout=common["timeout"]).close()
+        except OSError as exc:
+            pytest.exit(f"--target {address}: cannot connect ({exc}); is the KMS host running there?", returncode=4)
         yield Target(host, port, control=channel, **common)
         return
     thread = HostThread(HostConfig(port=0, control=False))
