@@ -180,9 +180,43 @@ def run(out: Path, seconds: float) -> dict:
         proc.terminate()
         proc.wait(10)
         echo_loop.call_soon_threadsafe(echo_loop.stop)
+    results["fuzz"] = fuzz_rate(seconds)
+    results["suite"] = suite_wall_time()
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")
     return results
+
+
+def fuzz_rate(seconds: float) -> dict:
+    """Fuzz executions per second against the reference host, and where the time goes."""
+    import tempfile
+
+    from conformance.fuzz.campaign import campaign
+    from conformance.harness.target import Target
+
+    proc, (host, port) = start_host_process()
+    try:
+        with tempfile.TemporaryDirectory() as findings:
+            result = campaign(Target(host, port), budget=max(seconds * 3, 5), findings_dir=Path(findings))
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    busy = result.harness_seconds + result.target_seconds
+    return {"executions_per_second": result.rate, "runs": result.runs,
+            "harness_share": result.harness_seconds / busy if busy else 0.0,
+            "target_share": result.target_seconds / busy if busy else 0.0}
+
+
+def suite_wall_time() -> dict:
+    """Wall time of the default conformance suite against the embedded host."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as scratch:
+        start = time.perf_counter()
+        proc = subprocess.run([sys.executable, "-m", "pytest", str(Path(__file__).with_name("suite")), "-q",
+                               "-p", "no:cacheprovider", "--summary", f"{scratch}/summary.json"],
+                              capture_output=True, text=True)
+        return {"seconds": time.perf_counter() - start, "exit_status": proc.returncode}
 
 
 def main() -> None:
@@ -197,6 +231,9 @@ def main() -> None:
         print(f"{name:4} {row['one_connection_rps']:10.0f} {row['new_connection_rps']:11.0f} "
               f"{row['concurrent_8_rps']:8.0f} {row['concurrent_64_rps']:8.0f} {row['client_us_per_exchange']:10.0f} "
               f"{100 * row['one_connection_ratio_to_ceiling']:12.1f} / {100 * row['new_connection_ratio_to_ceiling']:.1f}")
+    fuzz = results["fuzz"]
+    print(f"fuzz: {fuzz['executions_per_second']:.0f} executions/s ({100 * fuzz['harness_share']:.0f}% harness, "
+          f"{100 * fuzz['target_share']:.0f}% waiting for the host); default suite: {results['suite']['seconds']:.1f} s")
     print(f"written to {args.out}")
 
 

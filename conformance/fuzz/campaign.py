@@ -47,6 +47,8 @@ class CampaignResult:
     findings: list[Finding] = field(default_factory=list)
     signatures: Counter = field(default_factory=Counter)  # (outcome, detail shape) -> occurrences
     seconds: float = 0.0
+    harness_seconds: float = 0.0  # drawing, mutating, classifying: the fuzzer's own cost
+    target_seconds: float = 0.0  # waiting for the target's answers
 
     @property
     def rate(self) -> float:
@@ -128,6 +130,15 @@ def run_one(target: Target, bind: bytes, request: bytes, timeout: float) -> tupl
         return "closed", str(exc), transcript
 
 
+def transcript_cost(transcript: list) -> float:
+    """Time run_one spent classifying (decoding and verifying) rather than waiting: measured, not guessed."""
+    answer = next((data for side, data in reversed(transcript) if side == "host"), None)
+    request = next((data for side, data in reversed(transcript) if side == "client"), b"")
+    t0 = time.perf_counter()
+    classify(answer, request[24 + 8 + 4: 24 + 8 + 20] if len(request) >= 52 else b"")
+    return time.perf_counter() - t0
+
+
 def alive(target: Target) -> bool:
     try:
         return target.alive().verified
@@ -146,8 +157,13 @@ def campaign(target: Target, runs: int | None = None, budget: float | None = Non
     def one(mutation: Mutation) -> None:
         if over():
             return
+        t0 = time.perf_counter()
         bind, request = apply(seed, mutation)
+        t1 = time.perf_counter()
         outcome, detail, transcript = run_one(target, bind, request, timeout)
+        result.harness_seconds += t1 - t0
+        result.target_seconds += time.perf_counter() - t1 - transcript_cost(transcript)
+        result.harness_seconds += transcript_cost(transcript)
         # a close or silence is fine only while the host still activates afterwards
         if outcome in ("closed", "timeout") and not alive(target):
             outcome, detail = "dead", f"host stopped answering after: {detail}"
