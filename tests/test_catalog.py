@@ -166,6 +166,12 @@ def test_every_kms_id_has_a_host_key_and_the_default_keys_cover_all(cat):
     assert covered == set(cat.kms_ids)
 
 
+def test_every_host_key_activates_something_and_lab_keys_are_never_default(cat):
+    for key in cat.host_keys:
+        assert key.activates, key.slug  # an empty set would be a key no request can use
+    assert not [k.slug for k in cat.host_keys if k.default and "lab" in k.name.casefold()]
+
+
 def test_table2_keys_nest_and_are_downward_closed(cat):
     keys = cat.table2()
     assert [k.tier for k in keys] == list(TIERS)

@@ -103,7 +103,12 @@ def live(tmp_path_factory):
 
 
 def dissect(path: Path, port: int) -> list:
+    import asyncio
+
     import pyshark
+
+    # pyshark asks for the current event loop; tests that ran asyncio.run() before leave none behind
+    asyncio.set_event_loop(asyncio.new_event_loop())
 
     cap = pyshark.FileCapture(str(path), decode_as={f"tcp.port=={port}": "dcerpc"},
                               override_prefs={"tcp.desegment_tcp_streams": "TRUE"})
