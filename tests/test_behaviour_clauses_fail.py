@@ -1,33 +1,85 @@
-"""Each KMS-THR, KMS-CACHE and KMS-GRP clause fails against a reference host broken to violate it,
-and a host with a narrower key group passes the group clauses."""
+"""Each KMS-THR, KMS-CACHE and KMS-GRP clause fails against a reference host broken to violate it;
+targeted faults leave the neighbouring clauses passing; THR-001/002 judge hosts that already
+have clients (no control channel) correctly; a host with a narrower key group passes the group clauses."""
+
+import json
+import subprocess
+import sys
 
 import pytest
 
+from conformance import catalog
+from conformance.reference.client import activate, build_request
 from conformance.reference.config import HostConfig
+from conformance.reference.host import HostThread
 from conformance.reference.service import KmsService
-from faulty import run_suite
+from faulty import ROOT, SUITE, run_suite
 
+CLIENT_VL = ["--host-key-group", "client-vl"]
+
+# (host config, the clause that must fail, extra pytest args, clauses the same host must still pass)
 FAULTS = [
-    ({"quirks": {"fixed-count"}, "fixed_count": 3}, "KMS-THR-001", []),
-    ({"quirks": {"count-repeats"}}, "KMS-THR-002", []),
-    ({"quirks": {"fixed-count"}, "fixed_count": 1}, "KMS-THR-003", []),
-    ({"quirks": {"fixed-count"}, "fixed_count": 30}, "KMS-THR-004", []),
-    ({"quirks": {"fixed-count"}, "fixed_count": 10}, "KMS-CACHE-001", []),
-    ({"quirks": {"fixed-count"}, "fixed_count": 10}, "KMS-CACHE-002", []),
-    ({"quirks": {"shrink-cache"}}, "KMS-CACHE-003", []),
-    ({"quirks": {"no-expiry"}}, "KMS-CACHE-004", []),
-    ({"quirks": {"no-renewal-replace"}}, "KMS-CACHE-005", []),
-    ({"quirks": {"ignore-key-group"}, "key_group": "client-vl"}, "KMS-GRP-001", ["--host-key-group", "client-vl"]),
-    ({"quirks": {"non-cumulative-groups"}, "key_group": "server-b"}, "KMS-GRP-002", []),
-    ({"quirks": {"ignore-key-group"}}, "KMS-GRP-003", []),
+    ({"quirks": {"fixed-count"}, "fixed_count": 3}, "KMS-THR-001", [], []),
+    ({"quirks": {"count-repeats"}}, "KMS-THR-002", [], ["KMS-THR-001"]),
+    ({"quirks": {"count-per-kms-id"}}, "KMS-THR-003", [], ["KMS-THR-001", "KMS-THR-002"]),
+    ({"quirks": {"fixed-count"}, "fixed_count": 1}, "KMS-THR-003", [], []),
+    ({"quirks": {"fixed-count"}, "fixed_count": 30}, "KMS-THR-004", [], []),  # server "activated" by client 1
+    ({"quirks": {"cache-size-50"}}, "KMS-CACHE-001", [], ["KMS-CACHE-002", "KMS-CACHE-003"]),
+    ({"quirks": {"no-cache-growth"}}, "KMS-CACHE-002", [], ["KMS-CACHE-001"]),
+    ({"quirks": {"fixed-count"}, "fixed_count": 10}, "KMS-CACHE-002", [], []),
+    ({"quirks": {"shrink-cache"}}, "KMS-CACHE-003", [], ["KMS-CACHE-001", "KMS-CACHE-002"]),
+    ({"quirks": {"no-expiry"}}, "KMS-CACHE-004", [], ["KMS-CACHE-001"]),
+    ({"quirks": {"no-renewal-replace"}}, "KMS-CACHE-005", [], ["KMS-CACHE-004"]),
+    ({"quirks": {"ignore-key-group"}, "key_group": "client-vl"}, "KMS-GRP-001", CLIENT_VL, []),
+    ({"quirks": {"non-cumulative-groups"}, "key_group": "server-b"}, "KMS-GRP-002", [], []),
+    ({"quirks": {"ignore-key-group"}, "key_group": "client-vl"}, "KMS-GRP-003", CLIENT_VL, []),
+    ({"quirks": {"ignore-key-group"}}, "KMS-GRP-003", [], ["KMS-GRP-001", "KMS-GRP-002"]),
 ]
 
 
-@pytest.mark.parametrize("config,clause,extra", FAULTS, ids=[c for _, c, _ in FAULTS])
-def test_clause_fails_on_faulty_host(tmp_path, config, clause, extra):
+@pytest.mark.parametrize("config,clause,extra,still_pass", FAULTS,
+                         ids=[f"{c}-{'+'.join(sorted(cfg['quirks']))}" for cfg, c, _, _ in FAULTS])
+def test_clause_fails_on_faulty_host(tmp_path, config, clause, extra, still_pass):
     config = dict(config, quirks=frozenset(config["quirks"]))
-    records = run_suite(tmp_path, clauses=[clause], extra=extra, **config)
+    records = run_suite(tmp_path, clauses=[clause, *still_pass], extra=extra, **config)
     assert records[clause]["verdict"] == "fail", records[clause]
+    for other in still_pass:  # the fault breaks its own rule, not its neighbours'
+        assert records[other]["verdict"] == "pass", records[other]
+
+
+def run_without_control(tmp_path, clauses: list[str], existing_clients: int, **config) -> dict[str, dict]:
+    """Verdicts of a host that already serves `existing_clients` (N = 25) and offers no control channel."""
+    summary = tmp_path / "summary.json"
+    with HostThread(HostConfig(port=0, **config)) as thread:
+        host, port = thread.host.address
+        edition = catalog.load().edition("Windows 10/11 Enterprise")
+        for _ in range(existing_clients):
+            assert activate(host, port, build_request(edition)).verified
+        argv = [sys.executable, "-m", "pytest", str(SUITE), "-q", "-p", "no:cacheprovider", "-p", "no:randomly",
+                "--target", f"{host}:{port}", "--summary", str(summary), "--clause", ",".join(clauses)]
+        proc = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert summary.exists(), f"no summary (exit {proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
+    return {r["clause"]: r for r in json.loads(summary.read_text())}
+
+
+def test_count_checks_work_on_a_host_that_already_has_clients(tmp_path):
+    records = run_without_control(tmp_path, ["KMS-THR-001", "KMS-THR-002", "KMS-THR-003"], existing_clients=20)
+    assert records["KMS-THR-001"]["verdict"] == "pass", records["KMS-THR-001"]
+    assert records["KMS-THR-002"]["verdict"] == "pass", records["KMS-THR-002"]
+    assert records["KMS-THR-003"]["verdict"] == "skip"  # needs the control channel, and says so
+    assert "control" in records["KMS-THR-003"]["message"]
+
+
+def test_count_checks_are_inconclusive_at_the_cap(tmp_path):
+    records = run_without_control(tmp_path, ["KMS-THR-001", "KMS-THR-002"], existing_clients=60)  # count 50
+    for cid in ("KMS-THR-001", "KMS-THR-002"):
+        assert records[cid]["verdict"] == "inconclusive", records[cid]
+        assert "cap" in records[cid]["message"], records[cid]
+
+
+def test_count_faults_fail_without_control_too(tmp_path):
+    records = run_without_control(tmp_path, ["KMS-THR-002"], existing_clients=20, quirks=frozenset({"count-repeats"}))
+    assert records["KMS-THR-002"]["verdict"] == "fail", records["KMS-THR-002"]
 
 
 @pytest.mark.parametrize("group,declared", [("client-vl", "client-vl"), ("server-a", "auto"), ("server-b", "server-b"),
@@ -36,6 +88,12 @@ def test_narrow_key_groups_pass_the_table_2_clauses(tmp_path, group, declared):
     records = run_suite(tmp_path, clauses=["KMS-GRP-001", "KMS-GRP-002", "KMS-GRP-003"], key_group=group,
                         extra=["--host-key-group", declared])
     assert {r["verdict"] for r in records.values()} == {"pass"}, records
+
+
+def test_declared_group_narrower_than_the_host_fails(tmp_path):
+    # a server-b host declared as client-vl activates more than it should: GRP-001 must notice
+    records = run_suite(tmp_path, clauses=["KMS-GRP-001"], key_group="server-b", extra=CLIENT_VL)
+    assert records["KMS-GRP-001"]["verdict"] == "fail", records["KMS-GRP-001"]
 
 
 def test_windows_7_host_carries_only_the_client_key():

@@ -199,7 +199,9 @@ def kms_target(pytestconfig: pytest.Config):
             pytest.exit(f"--target {address}: cannot connect ({exc}); is the KMS host running there?", returncode=4)
         yield Target(host, port, control=channel, **common)
         return
-    thread = HostThread(HostConfig(port=0, control=False))
+    group = pytestconfig.getoption("--host-key-group")
+    # the embedded host carries the declared key group, so `--host-key-group server-b` checks Table 2 for it
+    thread = HostThread(HostConfig(port=0, control=False, key_group=None if group == "auto" else group))
     host, port = thread.start()
     channel = ControlChannel(lambda command: thread.call(thread.host.control, command))
     try:

@@ -146,7 +146,8 @@ class KmsService:
         if abs(request_unix - now) > self.config.time_tolerance and "ignore-time" not in quirks:
             return Outcome(None, hresult.SL_E_VL_INVALID_TIMESTAMP, opened=opened,
                            reason=f"request time is {request_unix - now:+.0f} s from the host clock")
-        count = self._count(request.app_id, request.cmid, request.n_policy, now)
+        table_key = request.kms_id if "count-per-kms-id" in quirks else request.app_id
+        count = self._count(table_key, request.cmid, request.n_policy, now)
         response = KmsResponse(
             epid=self._epid_for(key),
             cmid=uuid.uuid4() if "wrong-cmid" in quirks else request.cmid,
@@ -180,6 +181,10 @@ class KmsService:
             cmid = uuid.uuid4()
         if "shrink-cache" in quirks and app_id in self.table.apps:
             self.table.apps[app_id].capacity = 2 * n_policy
+        if "cache-size-50" in quirks:
+            n_policy = 25  # the table sizes itself from 2 x N
+        if "no-cache-growth" in quirks and app_id in self.table.apps:
+            n_policy = self.table.apps[app_id].capacity // 2  # the first N seen, for good
         recorded = self.table.record(app_id, cmid, n_policy, now)
         self.store.save_record(app_id, cmid, now, self.table.capacity(app_id), recorded)
         return recorded.count
