@@ -143,10 +143,17 @@ def _allure_clause_labels(request: pytest.FixtureRequest) -> None:
 def _evidence(request: pytest.FixtureRequest):
     """With --evidence-dir, keep every exchange a host check made as <clause>-<check>.pcap and .json."""
     directory = request.config.getoption("--evidence-dir")
+    allure_run = bool(request.config.getoption("allure_report_dir", default=None))
     clause = _clause_of(request.node)
-    if not directory or clause is None or "kms_target" not in request.fixturenames:
+    if not (directory or allure_run) or clause is None or "kms_target" not in request.fixturenames:
         yield
         return
+    scratch = None
+    if not directory:
+        import tempfile
+
+        scratch = tempfile.TemporaryDirectory()
+        directory = scratch.name
     target = request.getfixturevalue("kms_target")
     target.recorded.clear()
     yield
@@ -164,7 +171,14 @@ def _evidence(request: pytest.FixtureRequest):
     except ValueError as exc:
         decoded = [{"error": str(exc)}]
     base.with_suffix(".json").write_text(json.dumps(decoded, indent=2, default=str), encoding="utf-8")
-    request.config._kms_evidence[clause.id].extend([pcap.name, base.with_suffix(".json").name])
+    if allure_run:
+        from conformance.report.allure_labels import attach_evidence
+
+        attach_evidence(transcripts, pcap, base.with_suffix(".json"))
+    if scratch is not None:
+        scratch.cleanup()
+    else:
+        request.config._kms_evidence[clause.id].extend([pcap.name, base.with_suffix(".json").name])
 
 
 @pytest.fixture(scope="session")

@@ -26,3 +26,15 @@ def attach_transcript(text: str) -> None:
     except ImportError:
         return
     allure.attach(text, name="exchange (hex)", attachment_type=allure.attachment_type.TEXT)
+
+
+def attach_evidence(transcripts, pcap, decoded_json) -> None:
+    """Every exchange of a check: annotated hex, the decoded fields, and the pcap."""
+    import allure
+
+    from conformance.harness.evidence import transcript_text
+
+    hexdump = "\n\n".join(transcript_text(t) for t in transcripts)
+    allure.attach(hexdump, name="exchanges (annotated hex)", attachment_type=allure.attachment_type.TEXT)
+    allure.attach.file(str(decoded_json), name="decoded fields", attachment_type=allure.attachment_type.JSON)
+    allure.attach.file(str(pcap), name="exchanges.pcap", extension="pcap")
