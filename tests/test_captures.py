@@ -22,10 +22,10 @@ CAPTURES = sorted(THIRD_PARTY.glob("*.pcap")) if THIRD_PARTY.is_dir() else []
 @pytest.fixture(autouse=True, scope="module")
 def _shared_present():
     if not THIRD_PARTY.is_dir() or not CAPTURES:
-        pytest.skip(f"../shared/captures/third-party not present: {THIRD_PARTY} is missing or holds no .pcap "
+        pytest.skip(reason=f"../shared/captures/third-party not present: {THIRD_PARTY} is missing or holds no .pcap "
                     "(the shared/ folder belongs beside the checkout)")
     if not PROTOCOL_MD.is_file():
-        pytest.skip(f"../shared/PROTOCOL.md not present: {PROTOCOL_MD}")
+        pytest.skip(reason=f"../shared/PROTOCOL.md not present: {PROTOCOL_MD}")
 
 
 # --- vlmcs's decode (.txt) ---
@@ -193,7 +193,7 @@ def value(table: dict[str, str], prefix: str) -> bytes:
 @pytest.fixture(scope="module")
 def doc() -> str:
     if not PROTOCOL_MD.is_file():
-        pytest.skip(f"../shared/PROTOCOL.md not present: {PROTOCOL_MD}")
+        pytest.skip(reason=f"../shared/PROTOCOL.md not present: {PROTOCOL_MD}")
     return PROTOCOL_MD.read_text()
 
 

@@ -138,7 +138,7 @@ def test_decode_text_of_own_capture(capsys, own_capture):
 def test_decode_json_of_a_third_party_capture(capsys):
     path = THIRD_PARTY / "vlmcsd_v6_ws2019dc_default.pcap"
     if not path.is_file():
-        pytest.skip(f"../shared/captures/third-party not present: {path}")
+        pytest.skip(reason=f"../shared/captures/third-party not present: {path}")
     code, out, _ = run(capsys, "decode", str(path), "--json")
     assert code == 0
     [item] = json.loads(out)

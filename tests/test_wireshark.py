@@ -86,7 +86,7 @@ def live(tmp_path_factory):
         capture = Tshark(port, workdir / "live.pcap")
         problem = capture.wait_ready()
         if problem is not None:
-            pytest.skip(f"cannot capture on lo (needs root or CAP_NET_RAW/CAP_NET_ADMIN for dumpcap): {problem}")
+            pytest.skip(reason=f"cannot capture on lo (needs root or CAP_NET_RAW/CAP_NET_ADMIN for dumpcap): {problem}")
         editions = catalog.load()
         results = {}
         try:
@@ -98,7 +98,7 @@ def live(tmp_path_factory):
     finally:
         host.stop()
     if not capture.path.exists() or capture.path.stat().st_size <= 24:
-        pytest.skip(f"tshark wrote no packets to {capture.path}: {capture.stderr()[-300:]}")
+        pytest.skip(reason=f"tshark wrote no packets to {capture.path}: {capture.stderr()[-300:]}")
     return capture.path, port, results
 
 

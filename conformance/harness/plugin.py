@@ -232,7 +232,7 @@ def client_run(pytestconfig: pytest.Config):
         # the embedded run checks the reference client too
         command = f"{shlex.quote(sys.executable)} -m conformance.cli activate {{host}}:{{port}} --product '{REFERENCE_CLIENT_PRODUCT}'"
     if not command:
-        pytest.skip('client conformance checks need a client to test: --client-cmd "COMMAND {host} {port}"')
+        pytest.skip(reason='client conformance checks need a client to test: --client-cmd "COMMAND {host} {port}"')
     from .client_mode import run_client
 
     try:
@@ -271,9 +271,9 @@ def dns_deployment(pytestconfig: pytest.Config, kms_target):
     from conformance.reference.discovery import Publisher, PublishTarget
 
     if not kms_target.embedded:
-        pytest.skip("DNS checks need --dns-domain DOMAIN --dns-server HOST:PORT for a target's deployment")
+        pytest.skip(reason="DNS checks need --dns-domain DOMAIN --dns-server HOST:PORT for a target's deployment")
     if find_named() is None:
-        pytest.skip("DNS checks of the embedded host need BIND's named (Debian bind9; `make setup` installs it)")
+        pytest.skip(reason="DNS checks of the embedded host need BIND's named (Debian bind9; `make setup` installs it)")
     with DnsLab(zones=("kms.test",)) as lab:
         Publisher(lab.address, "kms", kms_target.host, kms_target.port, [PublishTarget("kms.test")]).publish()
         yield DnsDeployment("kms.test", lab.address, kms_target.port)
@@ -283,7 +283,7 @@ def dns_deployment(pytestconfig: pytest.Config, kms_target):
 def control(kms_target):
     """The control channel; checks that need it skip on targets without one, saying so."""
     if kms_target.control is None:
-        pytest.skip("needs control over the host's clock and client table: only the reference host started "
+        pytest.skip(reason="needs control over the host's clock and client table: only the reference host started "
                     "with `kmsconf host --control` (and --control HOST:PORT here) offers that")
     channel = kms_target.control
     channel.on_clock = lambda offset: setattr(kms_target, "clock_offset", offset)

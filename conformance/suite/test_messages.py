@@ -64,7 +64,7 @@ def test_epid_stable(kms_target, protocol):
 @pytest.mark.clause("KMS-MSG-006")
 def test_hwid_stable(kms_target):
     if 6 not in kms_target.protocols:
-        pytest.skip("the HwId exists only in V6 and --protocol excludes 6")
+        pytest.skip(reason="the HwId exists only in V6 and --protocol excludes 6")
     first, second = activated(kms_target, 6), activated(kms_target, 6)
     expect(first.response.hwid == second.response.hwid, f"the same HwId twice ({first.response.hwid.hex()})",
            second.response.hwid.hex(), first.transcript + second.transcript)
@@ -107,7 +107,7 @@ def test_sizes_plausible(kms_target, protocol):
 @pytest.mark.clause("KMS-MSG-009")
 def test_v6_response_iv_is_fresh(kms_target):
     if 6 not in kms_target.protocols:
-        pytest.skip("the response IV rule is V6's and --protocol excludes 6")
+        pytest.skip(reason="the response IV rule is V6's and --protocol excludes 6")
     result = activated(kms_target, 6)
     request_iv = result.request_payload[4:20]
     expect(result.response.iv != request_iv, "a response IV different from the request IV",
