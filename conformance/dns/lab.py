@@ -30,9 +30,18 @@ def find_named() -> str | None:
 
 
 def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
+    """A port free for both TCP and UDP: named serves queries on UDP and takes updates over TCP."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+            tcp.bind((host, 0))
+            port = tcp.getsockname()[1]
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+                try:
+                    udp.bind((host, port))
+                except OSError:
+                    continue
+                return port
+    raise OSError(f"no port free for both TCP and UDP on {host}")
 
 
 @dataclass
@@ -94,11 +103,13 @@ class DnsLab:
         raise TimeoutError(f"named did not answer on {self.host}:{self.port} within {timeout} s")
 
     def _answers(self) -> bool:
+        """Ready when both transports answer (updates travel over TCP)."""
         query = dns.message.make_query(self.zones[0], dns.rdatatype.SOA)
         try:
             dns.query.udp(query, self.host, port=self.port, timeout=0.3)
+            dns.query.tcp(query, self.host, port=self.port, timeout=0.3)
             return True
-        except (OSError, dns.exception.Timeout):
+        except (OSError, dns.exception.Timeout, EOFError):
             return False
 
     def stop(self) -> None:

@@ -10,6 +10,12 @@ from conformance.reference.client import exchange_on
 from conformance.wire import epid, framing, rpc
 
 
+def still_serves(target, after: str) -> None:
+    result = target.alive()
+    expect(result.verified, f"a valid activation after {after}", "; ".join(result.problems) or "no response",
+           result.transcript)
+
+
 def activated(target, protocol: int):
     result = target.activate(protocol=protocol)
     expect(result.response is not None, f"a V{protocol} response", result.problems or "no response",
@@ -75,19 +81,21 @@ def test_hwid_stable(kms_target):
 def test_unsupported_version(kms_target, version):
     rule = clause("KMS-MSG-007").expect
     major, minor = (int(x) for x in version.split("."))
-    payload = bytearray(framing.seal_request(kms_target.request(6)))
+    request = kms_target.request(6)
+    # a sound V6 payload whose clear version field (the first 4 bytes: minor, major) is the unsupported one
+    payload = bytearray(framing.seal_request(request))
     payload[0:4] = minor.to_bytes(2, "little") + major.to_bytes(2, "little")
     with kms_target.connect() as conn:
         cont_id, ndr64 = conn.negotiate()
         try:
-            result = exchange_on(conn, kms_target.request(6), cont_id, ndr64, bytes(payload))
+            result = exchange_on(conn, request, cont_id, ndr64, bytes(payload))
             got = (f"HRESULT 0x{result.hresult:08X}" if result.hresult is not None
                    else f"fault 0x{result.fault:08X}" if result.fault is not None else "a KMS response")
         except ConnectionError:
             got, result = "connection closed", None
         expect(result is not None and result.hresult == rule["hresult"],
                f"failure stub with HRESULT 0x{rule['hresult']:08X} for version {version}", got, conn.transcript)
-    expect(kms_target.alive().verified, "a valid activation afterwards", "none")
+    still_serves(kms_target, f"version {version}")
 
 
 @pytest.mark.clause("KMS-MSG-008")
