@@ -28,6 +28,16 @@ def describe(pdu) -> str:
     return pdu if isinstance(pdu, str) else type(pdu).__name__
 
 
+def expect_fault(conn, status: int, payload: bytes, cont_id: int, ndr64: bool, opnum: int = 0) -> None:
+    """Send a request that must be answered by a fault with `status`; a close counts as the wrong answer."""
+    try:
+        reply = conn.call(payload, cont_id, ndr64, opnum=opnum)
+    except ConnectionError:
+        reply = "connection closed"
+    expect(isinstance(reply, rpc.Fault) and reply.status == status, f"fault 0x{status:08X}", describe(reply),
+           conn.transcript)
+
+
 def still_serves(target) -> None:
     result = target.alive()
     expect(result.verified, "a valid activation after the check", "; ".join(result.problems) or "no response",
@@ -137,12 +147,7 @@ def test_unknown_opnum_fault(kms_target):
     rule = clause("KMS-RPC-008").expect
     with kms_target.connect() as conn:
         cont_id, ndr64 = conn.negotiate()
-        try:
-            reply = conn.call(framing.seal_request(kms_target.request(6)), cont_id, ndr64, opnum=1)
-        except ConnectionError:
-            reply = "connection closed"
-        expect(isinstance(reply, rpc.Fault) and reply.status == rule["status"], f"fault 0x{rule['status']:08X}",
-               describe(reply), conn.transcript)
+        expect_fault(conn, rule["status"], framing.seal_request(kms_target.request(6)), cont_id, ndr64, opnum=1)
     still_serves(kms_target)
 
 
@@ -153,12 +158,7 @@ def test_unaccepted_context_fault(kms_target, bound):
     with kms_target.connect() as conn:
         if bound:
             conn.bind(BindOptions(ndr64=False, btfn=False))
-        try:
-            reply = conn.call(framing.seal_request(kms_target.request(6)), 7, False)
-        except ConnectionError:
-            reply = "connection closed"
-        expect(isinstance(reply, rpc.Fault) and reply.status == rule["status"], f"fault 0x{rule['status']:08X}",
-               describe(reply), conn.transcript)
+        expect_fault(conn, rule["status"], framing.seal_request(kms_target.request(6)), 7, False)
     still_serves(kms_target)
 
 
