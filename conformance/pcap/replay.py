@@ -20,7 +20,9 @@ from conformance.wire.messages import DecodeError, filetime_now
 from .decode import decode_capture
 
 SAME, DIFFERS, TOLERATED = "same", "DIFFERS", "tolerated"
-TOLERATED_FIELDS = {"epid", "hwid", "assoc_group", "count", "sec_addr"}
+# hosts legitimately differ here: ePID/HwId/assoc_group are their own, the count depends on their clients,
+# and which transfer syntax a host accepts depends on its OS (PROTOCOL.md 2.4)
+TOLERATED_FIELDS = {"epid", "hwid", "assoc_group", "count", "sec_addr", "results", "context"}
 
 
 @dataclass
@@ -39,6 +41,21 @@ def refresh_request(pdu: rpc.Request, ndr64: bool) -> rpc.Request:
     request = dataclasses.replace(opened.request, request_time=filetime_now())
     sealed = framing.seal_request(request, os.urandom(16))
     return dataclasses.replace(pdu, stub=ndr.encode_request_stub(sealed, ndr64), alloc_hint=None)
+
+
+def onto_accepted_context(pdu: rpc.Request, ndr64: bool, state: Connection) -> tuple[rpc.Request, tuple | None]:
+    """The request on a context the target accepted (re-marshalled for its syntax), if the recorded one was not."""
+    if pdu.cont_id in state.contexts or not state.contexts:
+        return pdu, None
+    cont_id, target_ndr64 = next(iter(state.contexts.items()))
+    try:
+        payload = ndr.decode_request_stub(pdu.stub, ndr64)
+    except DecodeError:
+        return pdu, None  # a malformed recorded stub is replayed as it was
+    moved = dataclasses.replace(pdu, cont_id=cont_id, stub=ndr.encode_request_stub(payload, target_ndr64),
+                                alloc_hint=None)
+    names = {False: "NDR32", True: "NDR64"}
+    return moved, (f"{pdu.cont_id} ({names[ndr64]})", f"{cont_id} ({names[target_ndr64]})")
 
 
 def _pdu_fields(pdu: rpc.Pdu | None) -> dict[str, object]:
@@ -103,8 +120,11 @@ def replay(path: Path, host: str, port: int, refresh: bool = False, port_filter:
                 pdu = original.client
                 if pdu is None:
                     continue
-                if isinstance(pdu, rpc.Request) and refresh and original.request is not None:
-                    pdu = refresh_request(pdu, original.ndr64)
+                remapped = None
+                if isinstance(pdu, rpc.Request):
+                    if refresh and original.request is not None:
+                        pdu = refresh_request(pdu, original.ndr64)
+                    pdu, remapped = onto_accepted_context(pdu, original.ndr64, state)
                 try:
                     answer = conn.exchange(pdu.encode())
                 except (ConnectionError, OSError, DecodeError) as exc:
@@ -117,6 +137,8 @@ def replay(path: Path, host: str, port: int, refresh: bool = False, port_filter:
                         state.note_bind_ack(answer)
                 elif isinstance(pdu, rpc.Request):
                     decode_kms(again, state)
+                if remapped:
+                    rows.append(Row(n, "context", remapped[0], remapped[1], TOLERATED))
                 rows += compare(n, _pdu_fields(original.host) | _kms_fields(original),
                                 _pdu_fields(answer) | _kms_fields(again), refresh)
     return rows
