@@ -60,5 +60,5 @@ def test_third_party_captures_replay_with_only_legitimate_differences():
             rows = replay(path, host, port, refresh=True)
             assert not differences(rows), (path.name, [r for r in rows if r.verdict == DIFFERS])
             # py-kms accepted NDR32 where the reference host prefers NDR64: the request moves, tolerated
-            if path.name.startswith("pykms"):
+            if path.name.startswith("pykms") and "ndr32" not in path.name:
                 assert any(r.field == "context" for r in rows), path.name
