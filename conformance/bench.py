@@ -17,49 +17,34 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from pathlib import Path
 
-from conformance import catalog
-from conformance.reference.client import BindOptions, build_request
-from conformance.wire import framing, ndr, rpc
+from conformance import catalog, loadgen
+from conformance.reference.client import build_request, read_pdu
+from conformance.wire import framing, rpc
 
 SECONDS = 2.0
 
 
+PRODUCTS = {4: "Windows 7 Enterprise", 5: "Windows 8 Enterprise", 6: "Windows Server 2019 Datacenter"}
+
+
 def _pdus(protocol: int) -> tuple[bytes, bytes]:
     """An NDR32-only bind and one request PDU for `protocol` (the request is re-sent verbatim)."""
-    edition = {4: "Windows 7 Enterprise", 5: "Windows 8 Enterprise", 6: "Windows Server 2019 Datacenter"}[protocol]
-    request = build_request(catalog.load().edition(edition), workstation="bench.local")
-    options = BindOptions(ndr64=False, btfn=False)
-    bind = rpc.Bind(options.contexts(), rpc.Header(rpc.PType.BIND, options.flags, 2)).encode()
-    payload = framing.seal_request(request)
-    req = rpc.Request(ndr.encode_request_stub(payload), rpc.Header(rpc.PType.REQUEST, rpc.FIRST_LAST, 2)).encode()
-    return bind, req
-
-
-def _recv_pdu(sock: socket.socket) -> bytes:
-    buf = b""
-    while len(buf) < 16:
-        chunk = sock.recv(65536)
-        if not chunk:
-            raise ConnectionError("closed")
-        buf += chunk
-    frag = rpc.peek_frag_length(buf)
-    while len(buf) < frag:
-        buf += sock.recv(65536)
-    return buf
+    return loadgen.BIND, loadgen.request_pdu(PRODUCTS[protocol], uuid.uuid4())
 
 
 def rate_one_connection(address: tuple[str, int], bind: bytes, req: bytes, seconds: float = SECONDS) -> float:
     with socket.create_connection(address) as sock:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.sendall(bind)
-        _recv_pdu(sock)
+        read_pdu(sock)
         n, end = 0, time.perf_counter() + seconds
         start = time.perf_counter()
         while time.perf_counter() < end:
             sock.sendall(req)
-            _recv_pdu(sock)
+            read_pdu(sock)
             n += 1
         return n / (time.perf_counter() - start)
 
@@ -71,9 +56,9 @@ def rate_new_connection(address: tuple[str, int], bind: bytes, req: bytes, secon
         with socket.create_connection(address) as sock:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             sock.sendall(bind)
-            _recv_pdu(sock)
+            read_pdu(sock)
             sock.sendall(req)
-            _recv_pdu(sock)
+            read_pdu(sock)
         n += 1
     return n / (time.perf_counter() - start)
 
@@ -86,10 +71,10 @@ def rate_concurrent(address: tuple[str, int], bind: bytes, req: bytes, clients: 
         with socket.create_connection(address) as sock:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             sock.sendall(bind)
-            _recv_pdu(sock)
+            read_pdu(sock)
             while time.perf_counter() < end:
                 sock.sendall(req)
-                _recv_pdu(sock)
+                read_pdu(sock)
                 counts[i] += 1
 
     start = time.perf_counter()
@@ -133,8 +118,7 @@ def client_cost_us(protocol: int, rounds: int = 300) -> float:
     from conformance.reference.service import KmsService
 
     service = KmsService(HostConfig())
-    edition = catalog.load().edition({4: "Windows 7 Enterprise", 5: "Windows 8 Enterprise",
-                                      6: "Windows Server 2019 Datacenter"}[protocol])
+    edition = catalog.load().edition(PRODUCTS[protocol])
     request = build_request(edition, workstation="bench.local")
     payload = framing.seal_request(request)
     response = service.handle(payload).payload

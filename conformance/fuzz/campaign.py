@@ -20,6 +20,7 @@ from typing import Callable
 from hypothesis import HealthCheck, Phase, given, settings
 
 from conformance.harness.target import Target
+from conformance.reference.client import RpcError, read_pdu
 from conformance.pcap.writer import write_pcap
 from conformance.wire import ndr, rpc
 from conformance.wire.framing import open_response
@@ -56,19 +57,11 @@ class CampaignResult:
 
 
 def _recv_pdu(sock: socket.socket) -> bytes | None:
-    buf = b""
-    while len(buf) < 16:
-        chunk = sock.recv(65536)
-        if not chunk:
-            return None
-        buf += chunk
-    frag = rpc.peek_frag_length(buf)
-    while len(buf) < frag:
-        chunk = sock.recv(65536)
-        if not chunk:
-            return None
-        buf += chunk
-    return buf[:frag]
+    """The next PDU, or None when the host closed the connection instead."""
+    try:
+        return read_pdu(sock)
+    except ConnectionError:
+        return None
 
 
 def _complete(pdu: bytes) -> bool:
@@ -101,8 +94,17 @@ def classify(answer: bytes | None, request_payload_iv: bytes) -> tuple[str, str]
     return "response", f"count {opened.response.count}"
 
 
-def run_one(target: Target, bind: bytes, request: bytes, timeout: float) -> tuple[str, str, list[tuple[str, bytes]]]:
+@dataclass
+class Run:
+    outcome: str
+    detail: str
+    transcript: list[tuple[str, bytes]]
+    waited: float = 0.0  # seconds on the network: connecting, sending, waiting for answers
+
+
+def run_one(target: Target, bind: bytes, request: bytes, timeout: float) -> Run:
     transcript: list[tuple[str, bytes]] = []
+    started = time.perf_counter()
     try:
         with socket.create_connection((target.host, target.port), timeout=timeout) as sock:
             sock.sendall(bind)
@@ -111,7 +113,7 @@ def run_one(target: Target, bind: bytes, request: bytes, timeout: float) -> tupl
                 sock.shutdown(socket.SHUT_WR)  # nothing more is coming: let the host see EOF, not wait
             ack = _recv_pdu(sock)
             if ack is None:
-                return "closed", "closed after bind", transcript
+                return Run("closed", "closed after bind", transcript, time.perf_counter() - started)
             transcript.append(("host", ack))
             sock.sendall(request)
             transcript.append(("client", request))
@@ -119,24 +121,17 @@ def run_one(target: Target, bind: bytes, request: bytes, timeout: float) -> tupl
             answer = _recv_pdu(sock)
             if answer is not None:
                 transcript.append(("host", answer))
-            iv = request[24 + 8 + 4 : 24 + 8 + 20] if len(request) >= 52 else b""
-            outcome, detail = classify(answer, iv)
-            return outcome, detail, transcript
+            waited = time.perf_counter() - started
     except socket.timeout:
-        return "timeout", f"no answer within {timeout} s", transcript
+        return Run("timeout", f"no answer within {timeout} s", transcript, time.perf_counter() - started)
     except ConnectionRefusedError:
-        return "dead", "connection refused", transcript
+        return Run("dead", "connection refused", transcript, time.perf_counter() - started)
+    except RpcError as exc:
+        return Run("violation", str(exc), transcript, time.perf_counter() - started)
     except OSError as exc:
-        return "closed", str(exc), transcript
-
-
-def transcript_cost(transcript: list) -> float:
-    """Time run_one spent classifying (decoding and verifying) rather than waiting: measured, not guessed."""
-    answer = next((data for side, data in reversed(transcript) if side == "host"), None)
-    request = next((data for side, data in reversed(transcript) if side == "client"), b"")
-    t0 = time.perf_counter()
-    classify(answer, request[24 + 8 + 4: 24 + 8 + 20] if len(request) >= 52 else b"")
-    return time.perf_counter() - t0
+        return Run("closed", str(exc), transcript, time.perf_counter() - started)
+    iv = request[24 + 8 + 4 : 24 + 8 + 20] if len(request) >= 52 else b""
+    return Run(*classify(answer, iv), transcript, waited)
 
 
 def alive(target: Target) -> bool:
@@ -159,11 +154,10 @@ def campaign(target: Target, runs: int | None = None, budget: float | None = Non
             return
         t0 = time.perf_counter()
         bind, request = apply(seed, mutation)
-        t1 = time.perf_counter()
-        outcome, detail, transcript = run_one(target, bind, request, timeout)
-        result.harness_seconds += t1 - t0
-        result.target_seconds += time.perf_counter() - t1 - transcript_cost(transcript)
-        result.harness_seconds += transcript_cost(transcript)
+        run = run_one(target, bind, request, timeout)
+        result.target_seconds += run.waited
+        result.harness_seconds += time.perf_counter() - t0 - run.waited
+        outcome, detail, transcript = run.outcome, run.detail, run.transcript
         # a close or silence is fine only while the host still activates afterwards
         if outcome in ("closed", "timeout") and not alive(target):
             outcome, detail = "dead", f"host stopped answering after: {detail}"

@@ -38,7 +38,6 @@ class Clause:
     level: str
     profiles: tuple[str, ...]
     expect: dict[str, Any] = field(default_factory=dict)  # expectations as data, read by the check
-    note: str = ""
 
     @property
     def area(self) -> str:
@@ -66,7 +65,7 @@ def load(path: Path = CLAUSES_FILE) -> dict[str, Clause]:
         if set(profiles) - set(PROFILES):
             raise ValueError(f"{path}: {cid} names unknown profiles {profiles}")
         clauses[cid] = Clause(cid, row["title"], row["ref"], row["level"], profiles,
-                              dict(row.get("expect", {})), row.get("note", ""))
+                              dict(row.get("expect", {})))
     return clauses
 
 

@@ -37,6 +37,25 @@ class BindOptions:
         return rpc.FIRST_LAST | (rpc.PFC_CONC_MPX if self.multiplex else 0)
 
 
+def _recv_exactly(sock: socket.socket, n: int) -> bytes:
+    buf = bytearray()
+    while len(buf) < n:
+        chunk = sock.recv(n - len(buf))
+        if not chunk:
+            raise ConnectionError(f"host closed the connection after {len(buf)} of {n} bytes")
+        buf += chunk
+    return bytes(buf)
+
+
+def read_pdu(sock: socket.socket) -> bytes:
+    """Exactly one PDU, as long as its frag_length says; ConnectionError if the peer closes first."""
+    header = _recv_exactly(sock, rpc.HEADER_SIZE)
+    frag = rpc.peek_frag_length(header)
+    if frag < rpc.HEADER_SIZE:
+        raise RpcError(f"peer sent frag_length {frag}, shorter than the RPC header")
+    return header + _recv_exactly(sock, frag - rpc.HEADER_SIZE)
+
+
 class RpcConnection:
     """One TCP connection speaking DCE/RPC to a KMS host; every PDU sent and received is kept."""
 
@@ -60,21 +79,8 @@ class RpcConnection:
         self.transcript.append(("client", data))
         self.sock.sendall(data)
 
-    def _recv_exactly(self, n: int) -> bytes:
-        buf = bytearray()
-        while len(buf) < n:
-            chunk = self.sock.recv(n - len(buf))
-            if not chunk:
-                raise ConnectionError(f"host closed the connection after {len(buf)} of {n} bytes")
-            buf += chunk
-        return bytes(buf)
-
     def receive(self) -> bytes:
-        header = self._recv_exactly(rpc.HEADER_SIZE)
-        frag = rpc.peek_frag_length(header)
-        if frag < rpc.HEADER_SIZE:
-            raise RpcError(f"host sent frag_length {frag}")
-        data = header + self._recv_exactly(frag - rpc.HEADER_SIZE)
+        data = read_pdu(self.sock)
         self.transcript.append(("host", data))
         return data
 

@@ -42,9 +42,8 @@ def _malformed(reply: Reply) -> bool:
 class ReferenceHost:
     def __init__(self, config: HostConfig, service: KmsService | None = None):
         self.config = config
-        self.clock = Clock()
-        self.service = service or KmsService(config, clock=self.clock)
-        self.clock = self.service.clock
+        self.service = service or KmsService(config, clock=Clock())
+        self.clock = self.service.clock  # the control channel advances it
         self.stats = HostStats()
         self._server: asyncio.base_events.Server | None = None
         self._control: asyncio.base_events.Server | None = None
@@ -101,8 +100,7 @@ class ReferenceHost:
             self.service.log_event(peer, outcome)
         elif problem:
             self.stats.malformed += 1
-            if self.service.events is not None:
-                self.service.events.write(json.dumps({"client": peer, "result": "malformed", "reason": problem}) + "\n")
+            self.service.log_record({"client": peer, "result": "malformed", "reason": problem})
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peername = writer.get_extra_info("peername") or ("?", 0)

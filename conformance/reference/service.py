@@ -53,7 +53,7 @@ class KmsService:
         self.host_build = self.catalog.host_build(config.host_build)
         if self.host_build is None:
             raise ValueError(f"host build {config.host_build} is not in the catalog's host builds")
-        self.hwid = self._stable("hwid", lambda: (config.hwid or os.urandom(8)).hex(), config.hwid)
+        self.hwid = bytes.fromhex(self._stable("hwid", lambda: (config.hwid or os.urandom(8)).hex(), config.hwid))
         self.epids = {k.slug: self._stable(f"epid:{k.slug}", lambda k=k: str(self._new_epid(k))) for k in self.host_keys}
         self.events = self._open_event_log(config.event_log)
         self.store.put("settings", {"activation_interval": config.activation_interval,
@@ -98,8 +98,7 @@ class KmsService:
     def log_event(self, client: str, outcome: Outcome, **extra: object) -> None:
         if self.events is None:
             return
-        record: dict[str, object] = {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.clock())),
-                                     "client": client, "result": hresult.name(outcome.hresult)}
+        record: dict[str, object] = {"client": client, "result": hresult.name(outcome.hresult)}
         if outcome.opened is not None:
             r = outcome.opened.request
             record.update(cmid=str(r.cmid), workstation=r.workstation, sku=str(r.sku_id), kms_id=str(r.kms_id),
@@ -109,7 +108,7 @@ class KmsService:
         if outcome.reason:
             record["reason"] = outcome.reason
         record.update(extra)
-        self.events.write(json.dumps(record) + "\n")
+        self.log_record(record)
 
     def key_for(self, kms_id: uuid.UUID) -> catalog_mod.HostKey | None:
         for key in self.host_keys:
@@ -158,7 +157,7 @@ class KmsService:
             major=6 if "wrong-version" in quirks else request.major,
             minor=request.minor,
         )
-        hwid = os.urandom(8) if "random-hwid" in quirks else bytes.fromhex(self.hwid)
+        hwid = os.urandom(8) if "random-hwid" in quirks else self.hwid
         block = crypto.V6_AES.decrypt_block(opened.iv) if "reuse-request-iv" in quirks and opened.major == 6 else None
         sealed = framing.seal_response(response, opened, hwid=hwid, response_block=block)
         if "pad-response" in quirks:
@@ -219,7 +218,7 @@ class KmsService:
             "host_keys": [k.slug for k in self.host_keys],
             "epid": self.epids[self.host_keys[0].slug],
             "epids": dict(self.epids),
-            "hwid": self.hwid.upper(),
+            "hwid": self.hwid.hex().upper(),
             "activation_interval": self.config.activation_interval,
             "renewal_interval": self.config.renewal_interval,
         }
