@@ -240,3 +240,54 @@ def test_expand_key_refuses_bad_lengths():
     for size in (0, 12, 15, 17, 36):
         with pytest.raises(ValueError):
             expand_key(bytes(size))
+
+
+# --- the compiled rounds (optional C extension) against the pure-Python reference ---
+
+def test_compiled_rounds_are_built():
+    # setup.py builds them whenever a C compiler is present, as on every machine `make setup` runs on
+    from conformance.wire import rijndael
+
+    assert rijndael._rijndael is not None, "conformance/wire/_rijndael.c was not built; the host falls back to Python"
+    assert crypto.V6_CIPHER.native and crypto.V4_CIPHER.native
+
+
+@PROPS
+@given(st.sampled_from([16, 20, 24, 28, 32]).flatmap(lambda n: st.binary(min_size=n, max_size=n)), blocks,
+       whole_blocks)
+def test_compiled_rounds_equal_python_rounds(key, iv, data):
+    python, compiled = Rijndael.from_key(key, native=False), Rijndael.from_key(key, native=True)
+    block = (data + iv)[:16]
+    assert compiled.encrypt_block(block) == python.encrypt_block(block)
+    assert compiled.decrypt_block(block) == python.decrypt_block(block)
+    assert compiled.cbc_encrypt(iv, data) == python.cbc_encrypt(iv, data)
+    assert compiled.cbc_decrypt(iv, data) == python.cbc_decrypt(iv, data)
+
+
+@pytest.mark.parametrize("native", [False, True], ids=["python", "compiled"])
+def test_both_paths_give_the_protocol_vectors(native):
+    v4 = Rijndael.from_key(crypto.V4_KEY, native=native)
+    assert v4.encrypt_block(ZERO).hex() == "933030f10e2e7782b80915d5778a4957"
+    v6 = Rijndael(crypto._v6_round_keys(), native=native)
+    assert v6.encrypt_block(ZERO) == crypto.V6_CIPHER.encrypt_block(ZERO)
+    assert Rijndael.from_key(crypto.V6_KEY, native=native).encrypt_block(ZERO).hex() == \
+        "b4c3c015f6fb320c9b64aecd52fa58c8"
+
+
+def test_compiled_rounds_refuse_bad_input():
+    from conformance.wire import _rijndael
+
+    schedule = Rijndael.from_key(bytes(16), native=True)._enc_packed
+    with pytest.raises(ValueError, match="whole 16-byte blocks"):
+        _rijndael.cbc_encrypt(schedule, ZERO, b"x" * 15)
+    with pytest.raises(ValueError, match="IV must be 16 bytes"):
+        _rijndael.cbc_decrypt(schedule, b"short", ZERO)
+    with pytest.raises(ValueError, match="round keys"):
+        _rijndael.ecb_encrypt(b"\0" * 20, ZERO)
+
+
+def test_pure_python_can_be_forced(monkeypatch):
+    from conformance.wire import rijndael
+
+    monkeypatch.setenv("KMSCONF_PURE_PYTHON", "1")
+    assert not rijndael.native_available() and not Rijndael.from_key(bytes(16)).native

@@ -47,7 +47,7 @@ class ReferenceHost:
         self.stats = HostStats()
         self._server: asyncio.base_events.Server | None = None
         self._control: asyncio.base_events.Server | None = None
-        self._writers: set[asyncio.StreamWriter] = set()
+        self._connections: set[KmsConnection] = set()
         self.address: tuple[str, int] | None = None
         self.control_address: tuple[str, int] | None = None
         # called with (peer, client PDU, Reply) for every PDU: the client-conformance harness records with it
@@ -57,8 +57,9 @@ class ReferenceHost:
     async def start(self) -> tuple[str, int]:
         if self.config.low_priority:
             os.nice(10)
-        self._server = await asyncio.start_server(self._serve, self.config.host, self.config.port,
-                                                  reuse_address=True, backlog=self.config.backlog)
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(lambda: KmsConnection(self), self.config.host, self.config.port,
+                                                reuse_address=True, backlog=self.config.backlog)
         sock = self._server.sockets[0].getsockname()
         self.address = (sock[0], sock[1])
         self.config.port = sock[1]  # the real port goes into bind_ack's secondary address
@@ -88,8 +89,8 @@ class ReferenceHost:
         for server in (self._server, self._control):
             if server is not None:
                 server.close()
-        for writer in list(self._writers):
-            writer.close()
+        for connection in list(self._connections):
+            connection.close()
         for server in (self._server, self._control):
             if server is not None:
                 with contextlib.suppress(Exception):
@@ -102,67 +103,12 @@ class ReferenceHost:
             self.stats.malformed += 1
             self.service.log_record({"client": peer, "result": "malformed", "reason": problem})
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        peername = writer.get_extra_info("peername") or ("?", 0)
-        peer = f"{peername[0]}:{peername[1]}"
-        self.stats.connections += 1
-        if self.stats.active >= self.config.max_connections:
-            self.stats.refused += 1
-            writer.close()
-            return
-        self.stats.active += 1
-        self._writers.add(writer)
-        session = RpcSession(self.service, self.config)
-        try:
-            while True:
-                try:
-                    first = await asyncio.wait_for(reader.readexactly(1), self.config.idle_timeout)
-                except (asyncio.IncompleteReadError, asyncio.TimeoutError, ConnectionError):
-                    return
-                try:
-                    # from a PDU's first byte on, the slow-sender limit applies (slowloris)
-                    header = first + await asyncio.wait_for(reader.readexactly(rpc.HEADER_SIZE - 1),
-                                                            self.config.read_timeout)
-                except (asyncio.IncompleteReadError, asyncio.TimeoutError, ConnectionError):
-                    self._log(peer, None, "RPC header cut short or sent too slowly")
-                    return
-                frag = rpc.peek_frag_length(header)
-                if frag < rpc.HEADER_SIZE or frag > self.config.max_pdu:
-                    self._log(peer, None, f"frag_length {frag} outside {rpc.HEADER_SIZE}..{self.config.max_pdu}")
-                    if "crash-on-malformed" in self.config.quirks:
-                        self._crash()
-                    return
-                try:
-                    body = await asyncio.wait_for(reader.readexactly(frag - rpc.HEADER_SIZE), self.config.read_timeout)
-                except (asyncio.IncompleteReadError, asyncio.TimeoutError, ConnectionError):
-                    self._log(peer, None, "PDU cut short or sent too slowly")
-                    return
-                reply = session.handle(header + body)
-                if self.on_pdu is not None:
-                    self.on_pdu(peer, header + body, reply)
-                if "crash-on-malformed" in self.config.quirks and _malformed(reply):
-                    self._crash()
-                    return
-                self.stats.requests += reply.outcome is not None
-                self._log(peer, reply.outcome, reply.problem)
-                if reply.data:
-                    writer.write(reply.data)
-                    await writer.drain()
-                if reply.close:
-                    return
-        except ConnectionError:
-            return
-        finally:
-            self.stats.active -= 1
-            self._writers.discard(writer)
-            writer.close()
-
     def _crash(self) -> None:
         """The crash-on-malformed quirk: stop listening and drop every connection, as a dead host would."""
         if self._server is not None:
             self._server.close()
-        for writer in list(self._writers):
-            writer.close()
+        for connection in list(self._connections):
+            connection.close()
 
     async def _serve_control(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """JSON lines: {"op": "advance", "seconds": N} | {"op": "reset"} | {"op": "status"}."""
@@ -189,6 +135,144 @@ class ReferenceHost:
             raise ValueError(f"unknown control op {op!r} (advance, reset, status)")
         return {"ok": True, "clock_offset": self.clock.offset, "status": self.service.status()}
 
+
+
+class KmsConnection(asyncio.Protocol):
+    """One client connection: bytes in, whole PDUs to the session, replies out.
+
+    A protocol rather than streams: no task or timeout object per read, which was
+    most of the host's cost per exchange. One lazily re-armed timer enforces both
+    limits: idle between PDUs, and read_timeout for each half of a PDU (header,
+    then body), so a slow sender cannot hold a slot (slowloris).
+    """
+
+    def __init__(self, host: ReferenceHost):
+        self.host = host
+        self.config = host.config
+        self.transport: asyncio.Transport | None = None
+        self.peer = "?:0"
+        self.buffer = bytearray()
+        self.session: RpcSession | None = None
+        self.deadline = 0.0
+        self.timer: asyncio.TimerHandle | None = None
+        self.body_started = False  # the buffered PDU's header is complete
+
+    def connection_made(self, transport: asyncio.Transport) -> None:
+        host = self.host
+        self.transport = transport
+        peername = transport.get_extra_info("peername") or ("?", 0)
+        self.peer = f"{peername[0]}:{peername[1]}"
+        host.stats.connections += 1
+        if host.stats.active >= self.config.max_connections:
+            host.stats.refused += 1
+            transport.close()
+            return
+        host.stats.active += 1
+        host._connections.add(self)
+        self.session = RpcSession(host.service, self.config)
+        self._arm(self.config.idle_timeout)
+
+    def _arm(self, seconds: float) -> None:
+        loop = asyncio.get_running_loop()
+        self.deadline = loop.time() + seconds
+        if self.timer is not None and self.timer.when() > self.deadline:
+            self.timer.cancel()  # an earlier deadline than the one the timer sleeps to
+            self.timer = None
+        if self.timer is None:
+            self.timer = loop.call_at(self.deadline, self._expired)
+
+    def _expired(self) -> None:
+        self.timer = None
+        if self.transport is None or self.transport.is_closing():
+            return
+        loop = asyncio.get_running_loop()
+        if loop.time() < self.deadline:  # re-armed since: sleep on to the new deadline
+            self.timer = loop.call_at(self.deadline, self._expired)
+            return
+        if self.buffer:
+            self._refuse("PDU cut short or sent too slowly" if self.body_started
+                         else "RPC header cut short or sent too slowly")
+        else:
+            self.close()
+
+    def data_received(self, data: bytes) -> None:
+        if self.session is None:
+            return
+        was_empty = not self.buffer
+        self.buffer += data
+        buffer = self.buffer
+        while len(buffer) >= rpc.HEADER_SIZE:
+            frag = rpc.peek_frag_length(buffer)
+            if frag < rpc.HEADER_SIZE or frag > self.config.max_pdu:
+                self._refuse(f"frag_length {frag} outside {rpc.HEADER_SIZE}..{self.config.max_pdu}")
+                if "crash-on-malformed" in self.config.quirks:
+                    self.host._crash()
+                return
+            if len(buffer) < frag:
+                if not self.body_started:
+                    self.body_started = True
+                    self._arm(self.config.read_timeout)
+                return
+            pdu = bytes(buffer[:frag])
+            del buffer[:frag]
+            self.body_started = False
+            if not self._handle(pdu):
+                return
+            was_empty = True
+        if not buffer:
+            self._arm(self.config.idle_timeout)
+        elif was_empty:  # a new PDU began: its header has read_timeout to arrive
+            self._arm(self.config.read_timeout)
+
+    def _handle(self, pdu: bytes) -> bool:
+        """Answer one PDU; False when the connection is closed after it."""
+        host = self.host
+        reply = self.session.handle(pdu)
+        if host.on_pdu is not None:
+            host.on_pdu(self.peer, pdu, reply)
+        if "crash-on-malformed" in self.config.quirks and _malformed(reply):
+            host._crash()
+            return False
+        host.stats.requests += reply.outcome is not None
+        host._log(self.peer, reply.outcome, reply.problem)
+        if reply.data:
+            self.transport.write(reply.data)
+        if reply.close:
+            self.close()
+            return False
+        return True
+
+    def _refuse(self, problem: str) -> None:
+        self.host._log(self.peer, None, problem)
+        self.close()
+
+    def close(self) -> None:
+        self.buffer.clear()
+        if self.transport is not None:
+            self.transport.close()
+
+    def eof_received(self) -> bool:
+        if self.buffer:
+            self.host._log(self.peer, None, "PDU cut short or sent too slowly" if self.body_started
+                           else "RPC header cut short or sent too slowly")
+            self.buffer.clear()
+        return False  # close our side too
+
+    # a client that sends but never reads must not grow our send buffer without bound
+    def pause_writing(self) -> None:
+        self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self.transport.resume_reading()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        if self.session is not None:
+            self.session = None
+            self.host.stats.active -= 1
+            self.host._connections.discard(self)
 
 class HostThread:
     """A reference host on its own event loop in a background thread (embedded use, tests)."""

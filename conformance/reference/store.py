@@ -30,6 +30,7 @@ class Store:
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.executescript(SCHEMA)
+        self._capacities: dict[str, int] = dict(self.db.execute("SELECT app_id, capacity FROM capacity"))
 
     @classmethod
     def open_existing(cls, path: str | Path) -> "Store":
@@ -56,13 +57,16 @@ class Store:
             self.db.execute("INSERT OR REPLACE INTO clients VALUES (?, ?, ?)", (app, str(cmid), now))
             if gone:
                 self.db.executemany("DELETE FROM clients WHERE app_id = ? AND cmid = ?", gone)
-            self.db.execute("INSERT OR REPLACE INTO capacity VALUES (?, ?)", (app, capacity))
+            if self._capacities.get(app) != capacity:  # it changes rarely: skip the write when it did not
+                self.db.execute("INSERT OR REPLACE INTO capacity VALUES (?, ?)", (app, capacity))
+                self._capacities[app] = capacity
 
     def reset_clients(self) -> None:
         with self.db:
             self.db.execute("BEGIN")
             self.db.execute("DELETE FROM clients")
             self.db.execute("DELETE FROM capacity")
+        self._capacities.clear()
 
     def get(self, key: str, default: Any = None) -> Any:
         row = self.db.execute("SELECT value FROM settings WHERE key = ?", (key,)).fetchone()

@@ -8,6 +8,7 @@ encode(decode(b)) == b.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import struct
 import uuid
 from dataclasses import dataclass, field
@@ -42,8 +43,14 @@ def filetime_now() -> int:
     return filetime_from_datetime(dt.datetime.now(dt.timezone.utc))
 
 
+@functools.lru_cache(maxsize=4096)
+def _guid_from(raw: bytes) -> uuid.UUID:
+    # application, SKU and KMS ids repeat in every request; UUID's own checks are slow
+    return uuid.UUID(bytes_le=raw)
+
+
 def _guid(data: bytes, offset: int) -> uuid.UUID:
-    return uuid.UUID(bytes_le=bytes(data[offset : offset + 16]))
+    return _guid_from(bytes(data[offset : offset + 16]))
 
 
 def encode_workstation(name: str, tail: bytes = b"") -> bytes:
