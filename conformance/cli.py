@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import os
 import signal
@@ -42,7 +43,7 @@ def _print_json(data: object) -> None:
 # --- host ---
 def cmd_host(args: argparse.Namespace) -> int:
     from conformance.reference.config import HostConfig
-    from conformance.reference.host import ReferenceHost
+    from conformance.reference.host import ReferenceHost, new_event_loop
 
     host, port = parse_address(args.listen)
     try:
@@ -81,7 +82,13 @@ def cmd_host(args: argparse.Namespace) -> int:
         print("kmsconf host stopped", flush=True)
 
     try:
-        asyncio.run(serve())
+        loop_factory = functools.partial(new_event_loop, args.loop)
+        loop_factory().close()  # an unknown or missing loop is a usage error before anything starts
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    try:
+        with asyncio.Runner(loop_factory=loop_factory) as runner:
+            runner.run(serve())
     except OSError as exc:
         raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     return 0
@@ -231,6 +238,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--control", action="store_true", help="offer the loopback test-control channel")
     p.add_argument("--max-connections", type=int, default=2048)
     p.add_argument("--idle-timeout", type=float, default=30.0, metavar="SECONDS")
+    p.add_argument("--loop", choices=("auto", "asyncio", "uvloop"), default="auto",
+                   help="event loop: uvloop when installed (auto), or asyncio's own")
     p.set_defaults(func=cmd_host, dns_publish=False)
 
     p = add("host-status", "show a host's count, cache, key group, ePID and intervals from its database (/dli)",

@@ -1,13 +1,26 @@
 """Limits that hold under attack: PDU size, connection count, slow and idle senders (real TCP host)."""
 
 import socket
+import contextlib
 import struct
+import threading
 import time
+import uuid
 
-from conformance import catalog
+import pytest
+
+from conformance import catalog, loadgen
 from conformance.reference.client import activate, build_request
 from conformance.reference.config import HostConfig
 from conformance.reference.host import HostThread
+
+
+@pytest.fixture(params=["asyncio", "uvloop"])
+def loop(request):
+    """Every limit must hold on both event loops the host runs on."""
+    if request.param == "uvloop":
+        pytest.importorskip("uvloop", reason="uvloop is not installed")
+    return request.param
 
 
 def valid_activation(host, port):
@@ -22,8 +35,8 @@ def closed_within(sock, seconds):
         return False
 
 
-def test_oversized_frag_length_is_refused_before_the_body_is_read():
-    with HostThread(HostConfig(port=0, max_pdu=5840)) as thread:
+def test_oversized_frag_length_is_refused_before_the_body_is_read(loop):
+    with HostThread(HostConfig(port=0, max_pdu=5840), loop=loop) as thread:
         host, port = thread.host.address
         with socket.create_connection((host, port)) as sock:
             header = struct.pack("<BBBB4sHHI", 5, 0, 11, 3, b"\x10\0\0\0", 65000, 0, 2)
@@ -33,8 +46,8 @@ def test_oversized_frag_length_is_refused_before_the_body_is_read():
         assert valid_activation(host, port)
 
 
-def test_connections_beyond_the_maximum_are_closed_at_once_and_slots_come_back():
-    with HostThread(HostConfig(port=0, max_connections=4)) as thread:
+def test_connections_beyond_the_maximum_are_closed_at_once_and_slots_come_back(loop):
+    with HostThread(HostConfig(port=0, max_connections=4), loop=loop) as thread:
         host, port = thread.host.address
         held = [socket.create_connection((host, port)) for _ in range(4)]
         time.sleep(0.2)
@@ -47,8 +60,8 @@ def test_connections_beyond_the_maximum_are_closed_at_once_and_slots_come_back()
         assert valid_activation(host, port)
 
 
-def test_slow_sender_cannot_hold_a_slot():
-    with HostThread(HostConfig(port=0, read_timeout=0.5, idle_timeout=30)) as thread:
+def test_slow_sender_cannot_hold_a_slot(loop):
+    with HostThread(HostConfig(port=0, read_timeout=0.5, idle_timeout=30), loop=loop) as thread:
         host, port = thread.host.address
         with socket.create_connection((host, port)) as sock:
             sock.sendall(b"\x05\x00")  # the start of a header, then nothing (slowloris)
@@ -58,9 +71,41 @@ def test_slow_sender_cannot_hold_a_slot():
         assert valid_activation(host, port)
 
 
-def test_idle_connection_times_out():
-    with HostThread(HostConfig(port=0, idle_timeout=0.5)) as thread:
+def test_idle_connection_times_out(loop):
+    with HostThread(HostConfig(port=0, idle_timeout=0.5), loop=loop) as thread:
         host, port = thread.host.address
         with socket.create_connection((host, port)) as sock:
             assert closed_within(sock, 3)
         assert thread.host.stats.active == 0
+
+
+
+
+def test_client_that_never_reads_is_throttled_not_buffered(loop):
+    """Pipelined requests from a client that reads no answer: once its answers back up, the host stops
+    reading it (TCP then pushes back on the client) instead of buffering answers without bound."""
+    request = loadgen.request_pdu("Windows 10/11 Enterprise", uuid.uuid4())
+    with HostThread(HostConfig(port=0), loop=loop) as thread:
+        host, port = thread.host.address
+        sock = socket.create_connection((host, port))
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.sendall(loadgen.BIND)
+
+        def stuff():
+            with contextlib.suppress(OSError):  # ends when the test closes the socket
+                sock.sendall(request * 60_000)  # 17 MB, and never a read
+
+        threading.Thread(target=stuff, daemon=True).start()
+
+        def state():
+            (connection,) = thread.host._connections
+            return connection.transport.is_reading(), connection.transport.get_write_buffer_size()
+
+        deadline = time.monotonic() + 20
+        while (observed := thread.call(state))[0] and time.monotonic() < deadline:
+            time.sleep(0.2)
+        reading, backlog = observed
+        sock.close()
+        assert not reading, "the host kept reading a client that reads none of its answers"
+        assert backlog < 1024 * 1024, f"{backlog} bytes of answers buffered for one client"
+        assert valid_activation(host, port)
