@@ -1,10 +1,22 @@
-"""An asyncio load generator: many concurrent KMS activations with pre-sealed requests (bench and load tests)."""
+"""An asyncio load generator: many concurrent KMS activations with pre-sealed requests (bench and load tests).
+
+`HostProcess` and `SharedHost` run one reference host in its own process for load generators
+in several processes (the sharded soak test under pytest-xdist).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 
 from conformance import catalog
 from conformance.reference.client import BindOptions, build_request
@@ -68,3 +80,159 @@ async def run(host: str, port: int, batches: list[list[bytes]], concurrency: int
 
     await asyncio.gather(*(guarded(b) for b in batches))
     return result
+
+
+# --- one host process, several load-generator processes (pytest-xdist workers) ---
+def proc_fds(pid: int) -> int:
+    """Open file descriptors of a process (Linux /proc)."""
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def proc_rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmRSS"))
+
+
+def proc_alive(pid: int) -> bool:
+    """True while the process exists and is not a zombie (a stopped host whose parent has not reaped it yet)."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            return next(line.split()[1] for line in status if line.startswith("State:")) != "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+
+
+@dataclass
+class HostProcess:
+    """A reference host in its own process (`kmsconf host --control`), on a free loopback port."""
+
+    pid: int
+    port: int
+    control_port: int
+    log: str
+    host: str = "127.0.0.1"
+
+    @classmethod
+    def start(cls, log: Path, args: tuple[str, ...] = (), timeout: float = 30.0) -> "HostProcess":
+        with open(log, "wb") as out:
+            proc = subprocess.Popen([sys.executable, "-m", "conformance.cli", "host", "--listen", "127.0.0.1:0",
+                                     "--control", *args], stdout=out, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            text = Path(log).read_text(errors="replace")
+            listening = re.search(r"listening on 127\.0\.0\.1:(\d+)", text)
+            control = re.search(r"test control on 127\.0\.0\.1:(\d+)", text)
+            if listening and control:
+                return cls(proc.pid, int(listening[1]), int(control[1]), str(log))
+            if proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        proc.kill()
+        raise RuntimeError(f"the reference host did not start (exit {proc.poll()}):\n{Path(log).read_text()[-2000:]}")
+
+    def status(self) -> dict:
+        from conformance.harness.target import ControlChannel
+
+        return ControlChannel.tcp(self.host, self.control_port).status()
+
+    def fds(self) -> int:
+        return proc_fds(self.pid)
+
+    def rss_kib(self) -> int:
+        return proc_rss_kib(self.pid)
+
+    def settled_fds(self, at_most: int | None = None, timeout: float = 10.0) -> int:
+        """The fd count once the host has closed what its clients closed: stable, or down to `at_most`."""
+        deadline = time.monotonic() + timeout
+        last = self.fds()
+        while time.monotonic() < deadline:
+            time.sleep(0.2)
+            now = self.fds()
+            if (at_most is not None and now <= at_most) or (at_most is None and now == last):
+                return now
+            last = now
+        return last
+
+    def stop(self, timeout: float = 15.0) -> bool:
+        """SIGTERM and wait; True when the host shut down cleanly (it says so in its log)."""
+        if proc_alive(self.pid):
+            os.kill(self.pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while proc_alive(self.pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if proc_alive(self.pid):
+            os.kill(self.pid, signal.SIGKILL)
+            return False
+        return "kmsconf host stopped" in Path(self.log).read_text(errors="replace")
+
+
+class SharedHost:
+    """One host process shared by `shards` load generators in several processes, coordinated through a
+    JSON state file under a file lock (the pytest-xdist pattern for session-wide resources).
+
+    The first shard to `join` starts the host (`start` returns the state: the host and whatever the
+    shards need, e.g. a baseline); every shard calls `finish` when its load is done, and the last of
+    them runs `final` (the model check) and stops the host."""
+
+    def __init__(self, directory: Path, shards: int):
+        from filelock import FileLock
+
+        self.path = Path(directory) / "soak-host.json"
+        self.lock = FileLock(str(Path(directory) / "soak-host.lock"))
+        self.shards = shards
+
+    def _read(self) -> dict | None:
+        return json.loads(self.path.read_text()) if self.path.exists() else None
+
+    def _write(self, state: dict) -> None:
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(state, indent=2))
+        tmp.replace(self.path)
+
+    def join(self, start) -> dict:
+        with self.lock:
+            state = self._read()
+            if state is None:
+                try:
+                    state = {"status": "running", "shards": self.shards, "done": [], "answered": 0, "failed": 0,
+                             "started": time.time(), **start()}
+                except Exception as exc:
+                    self._write({"status": "failed", "error": f"{type(exc).__name__}: {exc}"})
+                    raise
+                self._write(state)
+            if state["status"] != "running":
+                raise RuntimeError(f"the shared host is {state['status']}: {state.get('error', state)}")
+            if state["shards"] != self.shards:
+                raise RuntimeError(f"shards disagree on their number: {state['shards']} and {self.shards}")
+            return state
+
+    def finish(self, shard: int, answered: int, failed: int, final) -> dict | None:
+        """Record a shard's figures; the last shard gets the state after `final(state)` and the host's stop."""
+        with self.lock:
+            state = self._read()
+            state["done"].append(shard)
+            state["answered"] += answered
+            state["failed"] += failed
+            if len(state["done"]) < state["shards"]:
+                self._write(state)
+                return None
+            state["ended"] = time.time()
+            try:
+                state.update(final(state))
+            finally:
+                state["stopped_cleanly"] = HostProcess(**state["host"]).stop()
+                state["status"] = "stopped"
+                self._write(state)
+            return state
+
+    def stop_abandoned(self) -> dict | None:
+        """Stop a host whose shards did not all finish (deselected, -x, a crash); the state says so."""
+        with self.lock:
+            state = self._read()
+            if state is None or state["status"] != "running":
+                return state
+            state["stopped_cleanly"] = HostProcess(**state["host"]).stop()
+            state["status"] = "abandoned"
+            self._write(state)
+            return state

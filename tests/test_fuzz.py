@@ -53,16 +53,25 @@ def test_campaign_reports_violations_with_reproducers(tmp_path, capsys):
 
 
 @pytest.mark.fuzz
-def test_long_campaign(tmp_path, pytestconfig):
-    runs = int(pytestconfig.getoption("--fuzz-runs"))
+def test_long_campaign(fuzz_shard, pytestconfig):
+    """One shard of the long campaign (--fuzz-runs over all shards), against this process's own host."""
+    runs = pytestconfig.getoption("--fuzz-runs") or 2000
     with HostThread(HostConfig(port=0)) as thread:
         host, port = thread.host.address
-        result = campaign(Target(host, port), runs=runs, findings_dir=tmp_path, timeout=2)
+        result = fuzz_shard.run(Target(host, port), runs, name="long", campaign_dir="long", timeout=2)
     assert not result.findings, [(f.mutation, f.detail) for f in result.findings]
 
 
 def test_fuzz_clause_fails_against_a_host_with_broken_integrity(tmp_path):
     from faulty import run_suite
 
-    records = run_suite(tmp_path, clauses=["KMS-ROB-005"], quirks=frozenset({"bad-hmac"}), extra=["-m", "fuzz"])
+    report = tmp_path / "fuzz" / "fuzz-campaign.json"
+    records = run_suite(tmp_path, clauses=["KMS-ROB-005"], quirks=frozenset({"bad-hmac"}),
+                        extra=["-m", "fuzz", "--fuzz-shards", "2", "--fuzz-runs", "60", "--fuzz-report", str(report)])
+    # two shards, one verdict: the worst of the shards'
     assert records["KMS-ROB-005"]["verdict"] == "fail", records["KMS-ROB-005"]
+    assert "mutated exchanges (shard" in records["KMS-ROB-005"]["message"]
+    merged = json.loads(report.read_text())
+    assert [s["shard"] for s in merged["shards"]] == [0, 1] and merged["runs"] == 60
+    assert merged["findings"] and all(Path(f["pcap"]).is_relative_to(tmp_path / "fuzz" / "findings")
+                                      for f in merged["findings"])

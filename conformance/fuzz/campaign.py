@@ -4,10 +4,18 @@ Outcomes: response (a KMS answer), error (failure stub with an HRESULT), fault, 
 closed (connection closed by the host), timeout, dead (the host no longer activates).
 Findings are `dead`, `timeout` (a hang) and answers that break a rule (a success
 response whose integrity does not verify, or an answer of the wrong PDU type).
+
+A campaign can be split into shards (one per pytest-xdist worker, CI job or machine):
+each shard draws from its own hypothesis stream (`shard_stream`), and `merge` adds the
+shard records up into one campaign report (`python -m conformance.fuzz.campaign merge`).
 """
 
 from __future__ import annotations
 
+import argparse
+import hashlib
+import json
+import random
 import re
 import socket
 import sys
@@ -15,9 +23,10 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
 from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import seed as hypothesis_seed
 
 from conformance.harness.target import Target
 from conformance.reference.client import RpcError, read_pdu
@@ -142,9 +151,15 @@ def alive(target: Target) -> bool:
 
 
 def campaign(target: Target, runs: int | None = None, budget: float | None = None, seed_protocol: int = 6,
-             findings_dir: Path = Path("reports/findings"), timeout: float = 3.0,              progress: Callable[[CampaignResult], None] | None = None, seed: Seed | None = None) -> CampaignResult:
-    """Up to `runs` mutations or `budget` seconds, whichever ends first."""
+             findings_dir: Path = Path("reports/findings"), timeout: float = 3.0,
+             progress: Callable[[CampaignResult], None] | None = None, seed: Seed | None = None,
+             stream: int | None = None) -> CampaignResult:
+    """Up to `runs` mutations or `budget` seconds, whichever ends first.
+
+    `stream` fixes the random stream the mutations are drawn from (the same stream draws the
+    same mutations); without it hypothesis picks a fresh random one."""
     seed = seed or Seed.default(seed_protocol)
+    batch_seeds = random.Random(stream) if stream is not None else None
     result = CampaignResult()
     started = time.monotonic()
     over = lambda: (budget is not None and time.monotonic() - started > budget) or (runs and result.runs >= runs)
@@ -177,8 +192,11 @@ def campaign(target: Target, runs: int | None = None, budget: float | None = Non
     # bounded batches: each draws fresh examples, and the budget is checked between them
     while not over():
         batch = BATCH if runs is None else min(BATCH, runs - result.runs)
+        test = given(mutations())(one)
+        if batch_seeds is not None:  # one seed per batch, or every batch would draw the same examples
+            test = hypothesis_seed(batch_seeds.getrandbits(64))(test)
         settings(max_examples=batch, deadline=None, database=None, suppress_health_check=list(HealthCheck),
-                 phases=[Phase.generate])(given(mutations())(one))()
+                 phases=[Phase.generate])(test)()
     result.seconds = time.monotonic() - started
     return result
 
@@ -200,3 +218,128 @@ def print_progress(result: CampaignResult, stream=sys.stderr) -> None:
     outcomes = " ".join(f"{k}={v}" for k, v in sorted(result.outcomes.items()))
     stream.write(f"\r{result.runs} runs, {result.rate:.0f}/s, findings {len(result.findings)} | {outcomes}   ")
     stream.flush()
+
+
+# --- shards: one campaign split over processes or machines, and merged back ---
+def shard_runs(total: int, index: int, count: int) -> int:
+    """Shard `index`'s share of `total` runs; the shares of 0..count-1 add up to `total`."""
+    if not 0 <= index < count:
+        raise ValueError(f"shard {index} of {count} does not exist (shards are 0..{count - 1})")
+    return total // count + (1 if index < total % count else 0)
+
+
+def shard_stream(base: int, index: int) -> int:
+    """The random stream of shard `index` in a campaign seeded with `base`: distinct per shard, reproducible."""
+    return int.from_bytes(hashlib.sha256(f"kms-fuzz:{base}:{index}".encode()).digest()[:8], "big")
+
+
+def findings_json(result: CampaignResult) -> list[dict]:
+    return [{"outcome": f.outcome, "mutation": f.mutation.describe(), "detail": f.detail,
+             "pcap": None if f.pcap is None else str(f.pcap)} for f in result.findings]
+
+
+def shard_record(result: CampaignResult, *, campaign: str, index: int, count: int, seed: int, target: Target,
+                 findings_dir: Path, started: float, ended: float) -> dict:
+    """One shard's figures, as JSON (the unit `merge` adds up)."""
+    return {"campaign": campaign, "shard": index, "of": count, "seed": seed, "stream": shard_stream(seed, index),
+            "machine": socket.gethostname(), "target": f"{target.host}:{target.port}",
+            "runs": result.runs, "outcomes": dict(result.outcomes), "seconds": round(result.seconds, 3),
+            "rate": round(result.rate, 1), "harness_seconds": round(result.harness_seconds, 3),
+            "target_seconds": round(result.target_seconds, 3), "started": started, "ended": ended,
+            "findings_dir": str(findings_dir), "findings": findings_json(result),
+            "finding_counts": {f"{o}: {d}": n for (o, d), n in result.signatures.items()}}
+
+
+def _shard_key(shard: dict) -> tuple:
+    return shard["campaign"], shard["shard"], shard["of"], shard["stream"], shard["started"]
+
+
+def merge(shards: Iterable[dict]) -> dict:
+    """One campaign report from shard records (a shard seen twice counts once).
+
+    `seconds` is the wall time from the first shard's start to the last one's end, `rate` the
+    runs per second over it; `missing` names the shards of each campaign that are absent."""
+    unique = {_shard_key(s): s for s in shards}
+    ordered = sorted(unique.values(), key=lambda s: (s["campaign"], s["shard"], s["started"]))
+    outcomes: Counter = Counter()
+    counts: Counter = Counter()
+    findings = []
+    for s in ordered:
+        outcomes.update(s["outcomes"])
+        counts.update(s["finding_counts"])
+        findings += [{"campaign": s["campaign"], "shard": s["shard"], "machine": s["machine"], **f}
+                     for f in s["findings"]]
+    runs = sum(s["runs"] for s in ordered)
+    seconds = max(s["ended"] for s in ordered) - min(s["started"] for s in ordered) if ordered else 0.0
+    missing = {}
+    for name in sorted({s["campaign"] for s in ordered}):
+        mine = [s for s in ordered if s["campaign"] == name]
+        of = max(s["of"] for s in mine)
+        absent = sorted(set(range(of)) - {s["shard"] for s in mine if s["of"] == of})
+        if absent:
+            missing[name] = absent
+    return {"runs": runs, "outcomes": dict(sorted(outcomes.items())), "seconds": round(seconds, 3),
+            "rate": round(runs / seconds, 1) if seconds > 0 else 0.0,
+            "harness_seconds": round(sum(s["harness_seconds"] for s in ordered), 3),
+            "target_seconds": round(sum(s["target_seconds"] for s in ordered), 3),
+            "findings": findings, "finding_counts": dict(counts), "missing": missing, "shards": ordered}
+
+
+SHARD_KEYS = {"campaign", "shard", "of", "stream", "machine", "runs", "outcomes", "harness_seconds",
+              "target_seconds", "started", "ended", "findings", "finding_counts"}
+
+
+def shards_of(report: dict) -> list[dict]:
+    """The shard records in a campaign report or in a single shard record (ValueError for anything else)."""
+    shards = report["shards"] if "shards" in report else [report]
+    for s in shards:
+        if not isinstance(s, dict) or not SHARD_KEYS <= set(s):
+            raise ValueError(f"a shard record needs {', '.join(sorted(SHARD_KEYS))}")
+    return shards
+
+
+def summary_line(report: dict) -> str:
+    shards = report["shards"]
+    campaigns = ", ".join(sorted({s["campaign"] for s in shards}))
+    line = (f"fuzz campaign {campaigns}: {report['runs']} runs in {len(shards)} shard(s), {report['seconds']:.1f} s "
+            f"({report['rate']:.0f}/s), {len(report['findings'])} finding(s)")
+    if report["missing"]:
+        line += "; INCOMPLETE, missing " + "; ".join(f"{c} shard(s) {m}" for c, m in report["missing"].items())
+    return line
+
+
+def write_report(path: Path, report: dict) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m conformance.fuzz.campaign merge OUT IN...`: exit 0 only for a complete campaign without findings."""
+    parser = argparse.ArgumentParser(prog="python -m conformance.fuzz.campaign",
+                                     description="merge the fuzz-campaign.json files of several shards or machines")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("merge", help="merge campaign reports (or shard.json files) into one")
+    p.add_argument("out", type=Path, help="the merged report to write")
+    p.add_argument("inputs", type=Path, nargs="+", help="fuzz-campaign.json or shard.json files")
+    args = parser.parse_args(argv)
+    shards = []
+    for path in args.inputs:
+        try:
+            shards += shards_of(json.loads(path.read_text(encoding="utf-8")))
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            print(f"merge: {path}: not a campaign report ({exc})", file=sys.stderr)
+            return 2
+    report = merge(shards)
+    write_report(args.out, report)
+    print(summary_line(report))
+    for f in report["findings"]:
+        print(f"  FINDING {f['campaign']} shard {f['shard']} on {f['machine']}: {f['mutation']} -> {f['detail']} "
+              f"({f['pcap']})")
+    return 1 if report["findings"] or report["missing"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -3,12 +3,18 @@
 Registered through the `pytest11` entry point, so `pytest --target HOST:PORT` works in
 any checkout or after `pip install kms-conformance`. Without --target the session
 starts the reference host in-process on a free loopback port.
+
+Under pytest-xdist the checks run in worker processes: each report carries its clause
+verdict (and evidence, and a fuzz shard's figures) in `report.user_properties`, which
+xdist sends to the controller, and the verdicts are gathered from the reports in
+`pytest_runtest_logreport`, the same way with and without xdist.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import random
 import shlex
 import socket
 import sys
@@ -25,6 +31,11 @@ from .evidence import Inconclusive
 VERDICT_ORDER = ("fail", "xpass", "inconclusive", "xfail", "pass", "skip")
 SUMMARY_DEFAULT = "reports/summary.json"
 INCONCLUSIVE_PREFIX = "inconclusive: "
+FUZZ_REPORT_DEFAULT = "reports/fuzz-campaign.json"
+VERDICT_PROPERTY = "kms_verdict"  # report.user_properties entries: JSON, so junitxml and xdist carry them as text
+EVIDENCE_PROPERTY = "kms_evidence"
+FUZZ_SHARD_PROPERTY = "kms_fuzz_shard"
+EVIDENCE_KEY = pytest.StashKey[list]()
 REFERENCE_CLIENT_PRODUCT = "Windows 10/11 Enterprise"
 
 
@@ -79,6 +90,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="write each check's exchanges there as pcap and decoded JSON")
     group.addoption("--clause", default=None, metavar="ID[,ID...]", help="run only the checks of these clauses")
     group.addoption("--summary", default=SUMMARY_DEFAULT, metavar="PATH", help="where summary.json goes")
+    fuzz = parser.getgroup("kms-fuzz", "KMS fuzz campaigns (-m fuzz)")
+    fuzz.addoption("--fuzz-runs", type=int, default=None, metavar="N",
+                   help="runs of each fuzz campaign, over all its shards (default: KMS-ROB-005's 300, "
+                        "the long campaign's 2000)")
+    fuzz.addoption("--fuzz-shards", type=int, default=None, metavar="K",
+                   help="split each campaign into K shards (default: the number of xdist workers, else 1)")
+    fuzz.addoption("--fuzz-shard", default=None, metavar="I/K",
+                   help="run only shard I (0..K-1) of K: one machine's or CI job's part of a campaign")
+    fuzz.addoption("--fuzz-seed", type=int, default=None, metavar="N",
+                   help="seed of the shards' random streams (default: one per run); the same seed and shard "
+                        "draw the same mutations")
+    fuzz.addoption("--fuzz-report", default=FUZZ_REPORT_DEFAULT, metavar="PATH",
+                   help="the merged campaign report; findings go to findings/shard-K/ beside it")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -87,7 +111,116 @@ def pytest_configure(config: pytest.Config) -> None:
     config._kms_expect = load_expectations(config.getoption("--expect")) if config.getoption("--expect") else {}
     config._kms_results = defaultdict(list)  # clause id -> [(verdict, message)]
     config._kms_evidence = defaultdict(list)  # clause id -> evidence file names
+    config._kms_fuzz_shards = []  # shard records of the fuzz campaigns (conformance.fuzz.campaign.shard_record)
     config._kms_target_name = config.getoption("--target") or "embedded"
+    config._kms_fuzz = fuzz_sharding(config)
+    config.pluginmanager.register(_ReportCollector(config), "kms-report-collector")
+
+
+def is_xdist_worker(config: pytest.Config) -> bool:
+    return hasattr(config, "workerinput")
+
+
+class _ReportCollector:
+    """Gathers clause verdicts, evidence and fuzz shard records from the reports, wherever the check ran."""
+
+    def __init__(self, config: pytest.Config):
+        self.config = config
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        config = self.config
+        for name, value in report.user_properties:
+            if name == VERDICT_PROPERTY:
+                data = json.loads(value)
+                config._kms_results[data["clause"]].append((data["verdict"], data["message"]))
+            elif name == EVIDENCE_PROPERTY:
+                data = json.loads(value)
+                config._kms_evidence[data["clause"]].extend(data["files"])
+            elif name == FUZZ_SHARD_PROPERTY and report.when == "call":  # item properties reach teardown too
+                config._kms_fuzz_shards.append(json.loads(value))
+
+
+@dataclass(frozen=True)
+class FuzzSharding:
+    shards: tuple[int, ...]  # the shard indices this run parametrizes
+    count: int
+    seed: int
+
+
+def fuzz_sharding(config: pytest.Config) -> FuzzSharding:
+    """The shards of each fuzz campaign; identical on every xdist worker, so they all collect the same items."""
+    selected = config.getoption("--fuzz-shard")
+    if selected:
+        index, sep, count = selected.partition("/")
+        try:
+            index, count = int(index), int(count)
+        except ValueError:
+            index = count = -1
+        if not sep or not 0 <= index < count:
+            raise pytest.UsageError(f"--fuzz-shard {selected!r}: write I/K with 0 <= I < K, e.g. 0/4")
+        shards = (index,)
+    else:
+        count = config.getoption("--fuzz-shards")
+        if count is None:
+            # xdist tells each worker the worker count (PYTEST_XDIST_WORKER_COUNT); a subprocess started
+            # by a worker inherits that variable without being a worker, so workerinput is the reliable source
+            count = config.workerinput["workercount"] if is_xdist_worker(config) else 1
+        if count < 1:
+            raise pytest.UsageError(f"--fuzz-shards {count}: needs at least 1")
+        shards = tuple(range(count))
+    seed = config.getoption("--fuzz-seed")
+    if seed is None:
+        # every worker of one run shares the run's id, so the shards of one run draw from one seed
+        seed = int(config.workerinput["testrunuid"][:16], 16) if is_xdist_worker(config) else random.getrandbits(63)
+    return FuzzSharding(shards, count, seed)
+
+
+def fuzz_report_path(config: pytest.Config) -> Path:
+    path = Path(config.getoption("--fuzz-report"))
+    return path if path.is_absolute() else Path(config.rootpath) / path
+
+
+@dataclass
+class FuzzShard:
+    """One shard of a fuzz campaign: its share of the runs, its own random stream and findings directory."""
+
+    index: int
+    count: int
+    seed: int
+    report_dir: Path
+    node: pytest.Item
+
+    def findings_dir(self, campaign_dir: str | None = None) -> Path:
+        base = self.report_dir / "findings"
+        return (base / campaign_dir if campaign_dir else base) / f"shard-{self.index}"
+
+    def run(self, target, total_runs: int, *, name: str, campaign_dir: str | None = None, timeout: float):
+        """Run this shard's share of `total_runs`; its record goes to shard.json and to the campaign report."""
+        import time
+
+        from conformance.fuzz.campaign import campaign, shard_record, shard_runs, shard_stream
+
+        runs = shard_runs(total_runs, self.index, self.count)
+        if runs == 0:
+            pytest.skip(reason=f"shard {self.index} of {self.count} has no runs: the campaign has only {total_runs}")
+        findings = self.findings_dir(campaign_dir)
+        started = time.time()
+        result = campaign(target, runs=runs, timeout=timeout, findings_dir=findings,
+                          stream=shard_stream(self.seed, self.index))
+        record = shard_record(result, campaign=name, index=self.index, count=self.count, seed=self.seed,
+                              target=target, findings_dir=findings, started=started, ended=time.time())
+        findings.mkdir(parents=True, exist_ok=True)
+        (findings / "shard.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+        self.node.user_properties.append((FUZZ_SHARD_PROPERTY, json.dumps(record)))
+        return result
+
+
+@pytest.fixture
+def fuzz_shard(request: pytest.FixtureRequest) -> FuzzShard:
+    """This item's shard of a fuzz campaign (parametrized: one item per shard, which xdist spreads)."""
+    sharding: FuzzSharding = request.config._kms_fuzz
+    return FuzzShard(request.param, sharding.count, sharding.seed, fuzz_report_path(request.config).parent,
+                     request.node)
 
 
 def selected_protocols(config: pytest.Config) -> tuple[int, ...]:
@@ -99,6 +232,10 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "protocol" in metafunc.fixturenames:
         versions = selected_protocols(metafunc.config)
         metafunc.parametrize("protocol", versions, ids=[f"v{v}" for v in versions])
+    if "fuzz_shard" in metafunc.fixturenames:
+        sharding: FuzzSharding = metafunc.config._kms_fuzz
+        metafunc.parametrize("fuzz_shard", sharding.shards, indirect=True,
+                             ids=[f"shard{i}of{sharding.count}" for i in sharding.shards])
 
 
 def _clause_of(item: pytest.Item) -> clause_registry.Clause | None:
@@ -180,7 +317,8 @@ def _evidence(request: pytest.FixtureRequest):
     if scratch is not None:
         scratch.cleanup()
     else:
-        request.config._kms_evidence[clause.id].extend([pcap.name, base.with_suffix(".json").name])
+        # reported with the teardown (pytest_runtest_makereport), which reaches the xdist controller
+        request.node.stash.setdefault(EVIDENCE_KEY, []).extend([pcap.name, base.with_suffix(".json").name])
 
 
 @pytest.fixture(scope="session")
@@ -330,7 +468,12 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
             report.wasxfail = f"{deviation.reason}"
     if report.when == "call" or (report.when == "setup" and (report.skipped or report.failed)):
         verdict, message = _verdict(report, call)
-        item.config._kms_results[clause.id].append((verdict, message.strip()))
+        # gathered by _ReportCollector from the report, in this process or on the xdist controller
+        report.user_properties.append((VERDICT_PROPERTY, json.dumps(
+            {"clause": clause.id, "verdict": verdict, "message": message.strip()})))
+    if report.when == "teardown" and item.stash.get(EVIDENCE_KEY, None):
+        report.user_properties.append((EVIDENCE_PROPERTY, json.dumps(
+            {"clause": clause.id, "files": item.stash[EVIDENCE_KEY]})))
 
 
 def _clause_verdict(config: pytest.Config, cid: str, results: list[tuple[str, str]]) -> str:
@@ -363,6 +506,9 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    if is_xdist_worker(config):
+        return  # the controller has every worker's verdicts and writes the reports
+    write_fuzz_report(terminalreporter, config)
     records = clause_records(config)
     path = Path(config.getoption("--summary"))
     if not path.is_absolute():
@@ -386,3 +532,14 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
             for cid in counts[verdict]:
                 tr.write_line(f"         {verdict.upper():<12} {cid}")
     tr.write_line(f"summary written to {path}")
+
+
+def write_fuzz_report(terminalreporter, config: pytest.Config) -> None:
+    """Merge the fuzz shards of this run into --fuzz-report, with one summary line."""
+    if not config._kms_fuzz_shards:
+        return
+    from conformance.fuzz.campaign import merge, summary_line, write_report
+
+    report = merge(config._kms_fuzz_shards)
+    path = write_report(fuzz_report_path(config), report)
+    terminalreporter.write_line(f"{summary_line(report)}; report {path}")

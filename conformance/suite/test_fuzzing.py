@@ -1,18 +1,23 @@
-"""A short fuzz campaign against the target (run with `-m fuzz`; findings saved under reports/findings)."""
+"""A fuzz campaign against the target (run with `-m fuzz`; findings saved under reports/findings/shard-K/).
 
-from pathlib import Path
+The campaign is split into shards (`--fuzz-shards`, by default one per xdist worker), which
+pytest-xdist spreads over processes (`-n auto`) or machines; every shard hits the same
+target, and the clause's verdict is the worst of its shards'. The shards' figures are merged
+into reports/fuzz-campaign.json.
+"""
 
 import pytest
 
-from conformance.fuzz.campaign import campaign
 from conformance.harness.clauses import get as clause
 from conformance.harness.evidence import expect
 
 
 @pytest.mark.fuzz
 @pytest.mark.clause("KMS-ROB-005")
-def test_fuzz_campaign(kms_target):
+def test_fuzz_campaign(kms_target, fuzz_shard, pytestconfig):
     rule = clause("KMS-ROB-005").expect
-    result = campaign(kms_target, runs=rule["runs"], timeout=rule["timeout"], findings_dir=Path("reports/findings"))
-    expect(not result.findings, f"no finding in {result.runs} mutated exchanges",
+    total = pytestconfig.getoption("--fuzz-runs") or rule["runs"]
+    result = fuzz_shard.run(kms_target, total, name="KMS-ROB-005", timeout=rule["timeout"])
+    expect(not result.findings,
+           f"no finding in {result.runs} mutated exchanges (shard {fuzz_shard.index} of {fuzz_shard.count})",
            [f"{f.outcome}: {f.mutation.describe()} -> {f.detail} ({f.pcap})" for f in result.findings[:10]])
