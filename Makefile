@@ -53,8 +53,18 @@ report: setup
 	$(NODE_BIN)/allure generate reports/allure-results --config allurerc.mjs -o reports/allure-report
 	@echo "report: reports/allure-report/index.html (serve it: python3 -m http.server -d reports/allure-report)"
 
+# then each parser target of the coverage-guided fuzzer (atheris) for FUZZ_SECONDS; corpora are kept between runs
+FUZZ_SECONDS ?= 120
+FUZZ_TARGETS := rpc ndr framing epid exchange pcap session
 fuzz-long: setup-python
 	$(PYTEST) -m fuzz -n auto tests --fuzz-runs 20000
+	@mkdir -p reports/fuzz-crashes; for t in $(FUZZ_TARGETS); do \
+	  echo "== atheris: $$t, $(FUZZ_SECONDS) s"; \
+	  $(PY) -m conformance.fuzz.coverage $$t --seed-corpus reports/fuzz-corpus/$$t -max_total_time=$(FUZZ_SECONDS) \
+	    -timeout=10 -print_final_stats=1 -artifact_prefix=reports/fuzz-crashes/$$t- 2>&1 \
+	    | grep -E '^#[0-9]+ +(INITED|DONE)|^stat::(number_of_executed_units|average_exec_per_sec)|Error:|Test unit written'; \
+	  rc=$${PIPESTATUS[0]}; [ $$rc = 0 ] || { echo "$$t: libFuzzer exit $$rc (input saved under reports/fuzz-crashes/)"; exit 1; }; \
+	done
 
 # 100,000 activations from 10,000 CMIDs against one reference host, load generators on every core (about 1 minute)
 soak: setup-python

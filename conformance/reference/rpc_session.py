@@ -75,7 +75,8 @@ class RpcSession:
         if foreign and "accept-foreign-interface" not in self.config.quirks:
             return rpc.ContextResult(rpc.PROVIDER_REJECTION, rpc.REASON_ABSTRACT_SYNTAX)
         quirks = self.config.quirks
-        if "accept-all-syntaxes" in quirks and ctx.abstract == rpc.KMS_INTERFACE and ctx.transfer in rpc.TRANSFER_VERSIONS:
+        if ("accept-all-syntaxes" in quirks and ctx.abstract == rpc.KMS_INTERFACE and ctx.transfers
+                and ctx.transfer in rpc.TRANSFER_VERSIONS):
             return rpc.ContextResult(rpc.ACCEPTANCE, 0, ctx.transfer, rpc.TRANSFER_VERSIONS[ctx.transfer])
         if chosen is not None and chosen[0] == ctx.cont_id:
             syntax = rpc.NDR64 if chosen[1] else rpc.NDR32

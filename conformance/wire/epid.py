@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import calendar
 import datetime as dt
 import random
 import re
@@ -57,10 +58,9 @@ class Epid:
 
     def activation_date(self) -> dt.date | None:
         """The date the day/year fields name (1-based day), or None when they name no date."""
-        if not 1 <= self.day <= 366 or self.year < 1601:
-            return None
-        date = dt.date(self.year, 1, 1) + dt.timedelta(days=self.day - 1)
-        return date if date.year == self.year else None
+        if not 1 <= self.day <= (366 if calendar.isleap(self.year) else 365) or self.year < 1601:
+            return None  # day 366 of a common year is no date (and of 9999 not even a datetime.date)
+        return dt.date(self.year, 1, 1) + dt.timedelta(days=self.day - 1)
 
 
 def build_epid(host_key: "HostKey", host_build: "HostBuild", lcid: int, rng: random.Random,

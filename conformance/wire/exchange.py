@@ -15,7 +15,11 @@ from .messages import DecodeError, datetime_from_filetime
 
 
 def iso_time(filetime: int) -> str:
-    return datetime_from_filetime(filetime).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """ISO 8601 UTC; a FILETIME past 9999-12-31 (any 64-bit value can arrive) is shown as its raw number."""
+    try:
+        return datetime_from_filetime(filetime).strftime("%Y-%m-%dT%H:%M:%SZ")
+    except OverflowError:
+        return f"FILETIME {filetime} (after 9999-12-31)"
 
 
 def request_fields(opened: framing.OpenedRequest) -> dict[str, Any]:
