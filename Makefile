@@ -12,7 +12,7 @@ NODE_BIN := node_modules/.bin
 setup: setup-python setup-system setup-allure
 
 setup-python: $(VENV)/.installed
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml setup.py conformance/wire/_rijndael.c
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'
@@ -42,7 +42,7 @@ test: setup
 	$(PYTEST) -n 2 tests conformance/suite
 
 bench: setup-python
-	$(PY) -m conformance.bench --out reports/bench.json
+	$(PY) -m conformance.bench --out reports/bench.json $(if $(VLMCS),--vlmcs $(VLMCS)) $(if $(VLMCSD),--vlmcsd $(VLMCSD))
 
 captures: setup-python
 	$(PY) -m conformance.pcap.generate captures/reference

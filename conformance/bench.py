@@ -129,17 +129,65 @@ def client_cost_us(protocol: int, rounds: int = 300) -> float:
     return (time.perf_counter() - start) / rounds * 1e6
 
 
-def start_host_process() -> tuple[subprocess.Popen, tuple[str, int]]:
-    proc = subprocess.Popen([sys.executable, "-m", "conformance.cli", "host", "--listen", "127.0.0.1:0"],
-                            stdout=subprocess.PIPE, text=True)
+def start_host_process(loop: str = "auto", pure_python: bool = False) -> tuple[subprocess.Popen, tuple[str, int]]:
+    env = dict(os.environ, KMSCONF_PURE_PYTHON="1" if pure_python else "0")
+    proc = subprocess.Popen([sys.executable, "-m", "conformance.cli", "host", "--listen", "127.0.0.1:0", "--loop", loop],
+                            stdout=subprocess.PIPE, text=True, env=env)
     line = proc.stdout.readline()
     host, port = line.rsplit(" ", 1)[1].strip().rsplit(":", 1)
     return proc, (host, int(port))
 
 
-def run(out: Path, seconds: float) -> dict:
+def stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    proc.wait(10)
+
+
+# What each speed-up buys, V6 (the costliest version): the host with one of them taken away.
+VARIANTS = {"asyncio event loop instead of uvloop": {"loop": "asyncio"},
+            "pure-Python Rijndael rounds": {"pure_python": True}}
+
+
+def variants(seconds: float) -> dict:
+    bind, req = _pdus(6)
+    rows = {}
+    for name, options in VARIANTS.items():
+        proc, address = start_host_process(**options)
+        try:
+            rows[name] = {"v6_one_connection_rps": rate_one_connection(address, bind, req, seconds),
+                          "v6_new_connection_rps": rate_new_connection(address, bind, req, seconds)}
+        finally:
+            stop(proc)
+    return rows
+
+
+def vlmcs_rates(vlmcs: str, address: tuple[str, int], requests: int = 20000) -> dict:
+    """vlmcs as the load generator (the issue's yardstick): V6 requests/s on one connection and per connection.
+
+    vlmcs is a third-party binary the user built outside this project; nothing of it ships here.
+    """
+    rates = {}
+    for name, extra, n in (("v6_one_connection_rps", [], requests), ("v6_new_connection_rps", ["-T"], requests // 5)):
+        start = time.perf_counter()
+        done = subprocess.run([vlmcs, f"{address[0]}:{address[1]}", "-6", "-l", PRODUCTS[6], "-n", str(n), *extra],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=600)
+        if done.returncode:
+            raise RuntimeError(f"vlmcs exited {done.returncode}: {done.stderr.strip()[-300:]}")
+        rates[name] = n / (time.perf_counter() - start)
+    return rates
+
+
+def run(out: Path, seconds: float, vlmcs: str | None = None, vlmcsd: str | None = None) -> dict:
+    from conformance.reference.host import new_event_loop
+    from conformance.wire.rijndael import native_available
+
+    loop = new_event_loop()
+    loop_name = type(loop).__module__.split(".")[0]
+    loop.close()
     results: dict = {"machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
-                                 "platform": platform.platform()}, "seconds_per_figure": seconds, "figures": {}}
+                                 "platform": platform.platform()}, "seconds_per_figure": seconds,
+                     "host": {"event_loop": loop_name, "rijndael": "compiled" if native_available() else "python"},
+                     "figures": {}}
     figures = results["figures"]
     echo_addr, echo_loop = _echo_server()
     proc, host_addr = start_host_process()
@@ -160,15 +208,41 @@ def run(out: Path, seconds: float) -> dict:
             row["one_connection_ratio_to_ceiling"] = row["one_connection_rps"] / ceiling_one
             row["new_connection_ratio_to_ceiling"] = row["new_connection_rps"] / ceiling_new
             figures[f"v{protocol}"] = row
+        if vlmcs:
+            results["vlmcs_load"] = {"reference host": vlmcs_rates(vlmcs, host_addr)}
     finally:
-        proc.terminate()
-        proc.wait(10)
+        stop(proc)
         echo_loop.call_soon_threadsafe(echo_loop.stop)
+    if vlmcs and vlmcsd:
+        results["vlmcs_load"]["vlmcsd"] = vlmcsd_rates(vlmcs, vlmcsd)
+    results["without"] = variants(seconds)
     results["fuzz"] = fuzz_rate(seconds)
     results["suite"] = suite_wall_time()
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")
     return results
+
+
+def vlmcsd_rates(vlmcs: str, vlmcsd: str) -> dict:
+    """The same vlmcs load against vlmcsd on loopback, for the ratio the issue asks about."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    proc = subprocess.Popen([vlmcsd, "-D", "-N1", "-B1", "-L", f"127.0.0.1:{port}"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{vlmcsd} did not listen on 127.0.0.1:{port}") from None
+                time.sleep(0.05)
+        return vlmcs_rates(vlmcs, ("127.0.0.1", port))
+    finally:
+        stop(proc)
 
 
 def fuzz_rate(seconds: float) -> dict:
@@ -181,10 +255,9 @@ def fuzz_rate(seconds: float) -> dict:
     proc, (host, port) = start_host_process()
     try:
         with tempfile.TemporaryDirectory() as findings:
-            result = campaign(Target(host, port), budget=max(seconds * 3, 5), findings_dir=Path(findings))
+            result = campaign(Target(host, port), budget=max(seconds * 3, 1), findings_dir=Path(findings))
     finally:
-        proc.terminate()
-        proc.wait(10)
+        stop(proc)
     busy = result.harness_seconds + result.target_seconds
     return {"executions_per_second": result.rate, "runs": result.runs,
             "harness_share": result.harness_seconds / busy if busy else 0.0,
@@ -207,14 +280,29 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", default="reports/bench.json")
     parser.add_argument("--seconds", type=float, default=SECONDS, help="duration of each figure")
+    parser.add_argument("--vlmcs", metavar="PATH", help="also load the host with this vlmcs binary (built by you)")
+    parser.add_argument("--vlmcsd", metavar="PATH", help="with --vlmcs: measure this vlmcsd the same way")
     args = parser.parse_args()
-    results = run(Path(args.out), args.seconds)
+    for path in filter(None, (args.vlmcs, args.vlmcsd)):
+        if not os.access(path, os.X_OK):
+            parser.error(f"{path}: not an executable file")
+    if args.vlmcsd and not args.vlmcs:
+        parser.error("--vlmcsd needs --vlmcs, the load generator")
+    results = run(Path(args.out), args.seconds, args.vlmcs, args.vlmcsd)
+    host = results["host"]
+    print(f"host: {host['event_loop']} event loop, {host['rijndael']} Rijndael rounds")
     print(f"{'':4} {'1 conn/s':>10} {'new conn/s':>11} {'8 cl/s':>8} {'64 cl/s':>8} {'client us':>10} "
           f"{'% ceiling (1 conn / new)':>26}")
     for name, row in results["figures"].items():
         print(f"{name:4} {row['one_connection_rps']:10.0f} {row['new_connection_rps']:11.0f} "
               f"{row['concurrent_8_rps']:8.0f} {row['concurrent_64_rps']:8.0f} {row['client_us_per_exchange']:10.0f} "
               f"{100 * row['one_connection_ratio_to_ceiling']:12.1f} / {100 * row['new_connection_ratio_to_ceiling']:.1f}")
+    for name, row in results["without"].items():
+        print(f"without ({name}): v6 {row['v6_one_connection_rps']:.0f}/s one connection, "
+              f"{row['v6_new_connection_rps']:.0f}/s new connection")
+    for name, row in results.get("vlmcs_load", {}).items():
+        print(f"vlmcs -> {name}: v6 {row['v6_one_connection_rps']:.0f}/s one connection, "
+              f"{row['v6_new_connection_rps']:.0f}/s new connection")
     fuzz = results["fuzz"]
     print(f"fuzz: {fuzz['executions_per_second']:.0f} executions/s ({100 * fuzz['harness_share']:.0f}% harness, "
           f"{100 * fuzz['target_share']:.0f}% waiting for the host); default suite: {results['suite']['seconds']:.1f} s")
