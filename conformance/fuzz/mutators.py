@@ -8,6 +8,7 @@ written down, replayed and shrunk.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import struct
 from dataclasses import dataclass
@@ -75,17 +76,20 @@ def _values(fmt: str) -> st.SearchStrategy[int]:
     return st.one_of(st.sampled_from(bounds), st.integers(0, (1 << bits) - 1))
 
 
+def _field_mutations(target: str, fields: dict[str, tuple[int, str]]) -> st.SearchStrategy[Mutation]:
+    # one static branch per field: flatmap would build a new strategy on every draw (most of the draw's cost)
+    return st.one_of(*(_values(fmt).map(functools.partial(Mutation, target, name))
+                       for name, (_, fmt) in sorted(fields.items())))
+
+
 def mutations() -> st.SearchStrategy[Mutation]:
-    header = st.sampled_from(["bind", "request"]).flatmap(
-        lambda pdu: st.sampled_from(sorted(HEADER_FIELDS)).flatmap(
-            lambda f: _values(HEADER_FIELDS[f][1]).map(lambda v: Mutation(pdu, f, v))))
-    bind = st.sampled_from(sorted(BIND_FIELDS)).flatmap(
-        lambda f: _values(BIND_FIELDS[f][1]).map(lambda v: Mutation("bind", f, v)))
-    request = st.sampled_from(sorted(REQUEST_FIELDS)).flatmap(
-        lambda f: _values(REQUEST_FIELDS[f][1]).map(lambda v: Mutation("request", f, v)))
+    header = st.one_of(_field_mutations("bind", HEADER_FIELDS), _field_mutations("request", HEADER_FIELDS))
+    bind = _field_mutations("bind", BIND_FIELDS)
+    request = _field_mutations("request", REQUEST_FIELDS)
+    kms_numbers = {f: (0, "H" if f in ("major", "minor") else "I")
+                   for f in ("major", "minor", "vm", "license_status", "binding_expiration", "n_policy")}
     kms = st.one_of(
-        st.sampled_from(["major", "minor", "vm", "license_status", "binding_expiration", "n_policy"]).flatmap(
-            lambda f: _values("H" if f in ("major", "minor") else "I").map(lambda v: Mutation("kms", f, v))),
+        _field_mutations("kms", kms_numbers),
         st.integers(0, 2**64 - 1).map(lambda v: Mutation("kms", "request_time", v)),
         st.text(min_size=0, max_size=63).map(lambda v: Mutation("kms", "workstation", v)),
         st.uuids().map(lambda v: Mutation("kms", "kms_id", v)),
