@@ -93,6 +93,8 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
     host, port = parse_address(args.target)
     if args.runs is None and args.budget is None:
         args.runs = 500
+    if (args.runs is not None and args.runs < 1) or (args.budget is not None and args.budget <= 0):
+        raise UsageError("--runs must be at least 1 and --budget more than 0 seconds")
     seed = Seed.default(args.protocol)
     if args.seed_pcap:
         from conformance.pcap.decode import decode_capture
@@ -133,6 +135,12 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
         for f in summary["findings"]:
             print(f"  {f['mutation']} -> {f['detail']}\n    reproducer: {f['pcap']}")
     return 1 if result.findings else 0
+
+
+def cmd_fuzz_merge(args: argparse.Namespace) -> int:
+    from conformance.fuzz.campaign import merge_files
+
+    return merge_files(Path(args.out), [Path(p) for p in args.inputs], "kmsconf fuzz-merge")
 
 
 def cmd_dns_lab(args: argparse.Namespace) -> int:
@@ -296,6 +304,13 @@ def register(add) -> None:
     p.add_argument("--timeout", type=float, default=3.0)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_fuzz)
+
+    p = add("fuzz-merge", "merge the fuzz-campaign.json (or shard.json) files of several machines or jobs into one",
+            "  kmsconf fuzz-merge reports/fuzz-campaign.json machine-*/fuzz-campaign.json\n"
+            "exit status: 0 complete and no finding, 1 a finding or a missing shard, 2 an unreadable input")
+    p.add_argument("out", help="the merged report to write")
+    p.add_argument("inputs", nargs="+", help="campaign reports or shard records")
+    p.set_defaults(func=cmd_fuzz_merge)
 
     p = add("replay", "re-send a capture's client PDUs to a target and compare its answers field by field",
             "  kmsconf replay captures/reference/v6_multi3_sameconn.pcap --target 127.0.0.1:1688 --refresh\n"

@@ -33,6 +33,8 @@ def no_kms_pcap(tmp_path_factory):
     (["decode", "README.md"], 2, "not a pcap"),
     (["replay", "README.md", "--target", "127.0.0.1:1"], 2, "not a pcap"),
     (["fuzz", "--target", "127.0.0.1:1", "--runs", "3", "--timeout", "2"], 1, "cannot reach"),
+    (["fuzz", "--target", "127.0.0.1:1", "--runs", "0"], 2, "--runs must be at least 1"),
+    (["fuzz-merge", "out.json", "/nonexistent/fuzz-campaign.json"], 2, "not a campaign report"),
     (["host", "--listen", "127.0.0.1:0", "--key-group", "server-z"], 2, "no host key"),
     (["host", "--listen", "127.0.0.1:0", "--activation-interval", "5"], 2, "outside 15..43200"),
     (["host", "--listen", "192.0.2.1:0"], 2, "cannot listen"),

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from conformance.cli import main as kmsconf
 from conformance.fuzz import campaign as fuzz
 from conformance.harness import clauses as clause_registry
 from conformance.harness.target import Target
@@ -153,12 +154,12 @@ def test_merge_command(tmp_path, capsys):
     one, two = tmp_path / "one.json", tmp_path / "two.json"
     fuzz.write_report(one, fuzz.merge([shard("long", 0, 2, 40, 0.0, 4.0)]))
     two.write_text(json.dumps(shard("long", 1, 2, 40, 0.0, 4.0)))  # a shard.json merges as well
-    assert fuzz.main(["merge", str(tmp_path / "all.json"), str(one), str(two)]) == 0
+    assert kmsconf(["fuzz-merge", str(tmp_path / "all.json"), str(one), str(two)]) == 0
     assert json.loads((tmp_path / "all.json").read_text())["runs"] == 80
     assert "80 runs in 2 shard(s)" in capsys.readouterr().out
-    assert fuzz.main(["merge", str(tmp_path / "part.json"), str(one)]) == 1  # incomplete
+    assert kmsconf(["fuzz-merge", str(tmp_path / "part.json"), str(one)]) == 1  # incomplete
     (tmp_path / "bad.json").write_text("{}")
-    assert fuzz.main(["merge", str(tmp_path / "x.json"), str(tmp_path / "bad.json")]) == 2
+    assert kmsconf(["fuzz-merge", str(tmp_path / "x.json"), str(tmp_path / "bad.json")]) == 2
     assert "not a campaign report" in capsys.readouterr().err
 
 
@@ -195,7 +196,7 @@ def test_one_shard_per_job_then_merge(tmp_path):
         out, _ = job.communicate(timeout=120)
         assert job.returncode == 0, out[-3000:]
     merged = tmp_path / "fuzz-campaign.json"
-    proc = subprocess.run([sys.executable, "-m", "conformance.fuzz.campaign", "merge", str(merged),
+    proc = subprocess.run([sys.executable, "-m", "conformance.cli", "fuzz-merge", str(merged),
                            *(str(tmp_path / f"job{i}" / "fuzz-campaign.json") for i in (0, 1))],
                           cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stdout + proc.stderr

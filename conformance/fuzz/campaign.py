@@ -12,7 +12,6 @@ shard records up into one campaign report (`python -m conformance.fuzz.campaign 
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import random
@@ -340,30 +339,19 @@ def write_report(path: Path, report: dict) -> Path:
     return path
 
 
-def main(argv: list[str] | None = None) -> int:
-    """`python -m conformance.fuzz.campaign merge OUT IN...`: exit 0 only for a complete campaign without findings."""
-    parser = argparse.ArgumentParser(prog="python -m conformance.fuzz.campaign",
-                                     description="merge the fuzz-campaign.json files of several shards or machines")
-    sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("merge", help="merge campaign reports (or shard.json files) into one")
-    p.add_argument("out", type=Path, help="the merged report to write")
-    p.add_argument("inputs", type=Path, nargs="+", help="fuzz-campaign.json or shard.json files")
-    args = parser.parse_args(argv)
+def merge_files(out: Path, inputs: list[Path], prog: str) -> int:
+    """Merge reports from files into `out` and print the verdict; 2 for an unreadable input."""
     shards = []
-    for path in args.inputs:
+    for path in inputs:
         try:
             shards += shards_of(json.loads(path.read_text(encoding="utf-8")))
         except (OSError, ValueError, KeyError, TypeError) as exc:
-            print(f"merge: {path}: not a campaign report ({exc})", file=sys.stderr)
+            print(f"{prog}: {path}: not a campaign report ({exc})", file=sys.stderr)
             return 2
     report = merge(shards)
-    write_report(args.out, report)
+    write_report(out, report)
     print(summary_line(report))
     for f in report["findings"]:
         print(f"  FINDING {f['campaign']} shard {f['shard']} on {f['machine']}: {f['mutation']} -> {f['detail']} "
               f"({f['pcap']})")
     return 1 if report["findings"] or report["missing"] else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
