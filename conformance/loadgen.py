@@ -45,38 +45,41 @@ class LoadResult:
     last_count: int = 0
 
 
-async def _one_connection(host: str, port: int, requests: list[bytes], result: LoadResult) -> None:
+async def _one_connection(host: str, port: int, requests: list[bytes], result: LoadResult, timeout: float) -> None:
+    done = 0  # requests settled (answered or refused) on this connection
     try:
-        reader, writer = await asyncio.open_connection(host, port)
-    except OSError:
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+    except (OSError, asyncio.TimeoutError):
         result.failed += len(requests)
         return
     try:
         writer.write(BIND)
-        await _read_pdu(reader)
+        await asyncio.wait_for(_read_pdu(reader), timeout)
         for pdu in requests:
             writer.write(pdu)
-            reply = rpc.decode_pdu(await _read_pdu(reader))
+            reply = rpc.decode_pdu(await asyncio.wait_for(_read_pdu(reader), timeout))
             body, code = ndr.decode_response_stub(reply.stub)
             if body is None:
                 result.failed += 1
             else:
                 result.answered += 1
                 result.last_count = framing.open_response(body).response.count
-    except (OSError, asyncio.IncompleteReadError):
-        result.failed += 1
+            done += 1
+    except (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError):
+        result.failed += len(requests) - done  # a hung or closed host fails what it never answered
     finally:
         writer.close()
 
 
-async def run(host: str, port: int, batches: list[list[bytes]], concurrency: int) -> LoadResult:
-    """Each batch goes over one connection; at most `concurrency` connections at once."""
+async def run(host: str, port: int, batches: list[list[bytes]], concurrency: int, timeout: float = 30.0) -> LoadResult:
+    """Each batch goes over one connection; at most `concurrency` connections at once. A read waits at
+    most `timeout` seconds, so a hung host fails the load instead of hanging it."""
     result = LoadResult()
     gate = asyncio.Semaphore(concurrency)
 
     async def guarded(batch: list[bytes]) -> None:
         async with gate:
-            await _one_connection(host, port, batch, result)
+            await _one_connection(host, port, batch, result, timeout)
 
     await asyncio.gather(*(guarded(b) for b in batches))
     return result

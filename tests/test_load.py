@@ -10,6 +10,7 @@ import asyncio
 import dataclasses
 import math
 import os
+import socket
 import random
 import uuid
 
@@ -33,6 +34,8 @@ def open_fds() -> int:
 def test_thousand_concurrent_connections_each_activating():
     cmids = [uuid.uuid4() for _ in range(1000)]
     pdus = [[loadgen.request_pdu(PRODUCT, c)] for c in cmids]
+    with HostThread(HostConfig(port=0)):
+        pass  # uvloop opens one pipe per process on first use: in the baseline, not a leak
     baseline = open_fds()
     with HostThread(HostConfig(port=0, max_connections=2048, backlog=2048)) as thread:
         host, port = thread.host.address
@@ -110,3 +113,11 @@ def test_sustained_activations_from_many_cmids(soak_shard, soak_dir, pytestconfi
     assert figures["rss_kib"] - baseline["rss_kib"] < RSS_GROWTH_KIB, \
         f"host RSS grew {figures['rss_kib'] - baseline['rss_kib']} KiB over {requests} activations"
     assert final["stopped_cleanly"], "the host did not shut down cleanly on SIGTERM"
+
+
+def test_a_host_that_never_answers_fails_the_load_instead_of_hanging_it():
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # accepts (the kernel does), reads and says nothing
+        port = silent.getsockname()[1]
+        batches = [[loadgen.request_pdu(PRODUCT, uuid.uuid4()) for _ in range(3)] for _ in range(2)]
+        result = asyncio.run(loadgen.run("127.0.0.1", port, batches, concurrency=2, timeout=0.5))
+    assert (result.answered, result.failed) == (0, 6)
