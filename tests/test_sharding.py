@@ -119,7 +119,9 @@ def test_a_stream_draws_the_same_mutations_and_other_streams_draw_others(monkeyp
     other = draw(fuzz.shard_stream(7, 1))
     assert first == again, "a shard is reproducible from its seed and index"
     assert first != other
-    assert len(set(first) & set(other)) < len(set(first)) / 4, "shards barely overlap (boundary values may)"
+    # every shard opens with the engine's simplest draw (25 mutations, by design); after it, streams part
+    assert first[:25] == other[:25]
+    assert len(set(first[25:]) & set(other[25:])) < len(set(first[25:])) / 4, "shards barely overlap (boundary values may)"
     assert first[50:100] != first[:50], "each batch of a stream draws afresh"
     assert len({fuzz.shard_stream(7, i) for i in range(64)} | {fuzz.shard_stream(8, 0)}) == 65
 
