@@ -255,7 +255,7 @@ def fuzz_rate(seconds: float) -> dict:
     proc, (host, port) = start_host_process()
     try:
         with tempfile.TemporaryDirectory() as findings:
-            result = campaign(Target(host, port), budget=max(seconds * 3, 1), findings_dir=Path(findings))
+            result = campaign(Target(host, port), budget=max(seconds * 3, 3), findings_dir=Path(findings))
     finally:
         stop(proc)
     busy = result.harness_seconds + result.target_seconds
