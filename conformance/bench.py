@@ -255,7 +255,8 @@ def fuzz_rate(seconds: float) -> dict:
     proc, (host, port) = start_host_process()
     try:
         with tempfile.TemporaryDirectory() as findings:
-            result = campaign(Target(host, port), budget=max(seconds * 3, 3), findings_dir=Path(findings))
+            # a number of runs, not a budget: a budget could end before a slow start had run anything
+            result = campaign(Target(host, port), runs=max(int(seconds * 500), 300), findings_dir=Path(findings))
     finally:
         stop(proc)
     busy = result.harness_seconds + result.target_seconds

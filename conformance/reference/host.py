@@ -30,6 +30,7 @@ class HostStats:
     refused: int = 0
     requests: int = 0
     malformed: int = 0
+    paused: int = 0  # times a connection's reading was paused because its answers backed up
 
 
 def _malformed(reply: Reply) -> bool:
@@ -143,7 +144,8 @@ class KmsConnection(asyncio.Protocol):
     A protocol rather than streams: no task or timeout object per read, which was
     most of the host's cost per exchange. One lazily re-armed timer enforces both
     limits: idle between PDUs, and read_timeout for each half of a PDU (header,
-    then body), so a slow sender cannot hold a slot (slowloris).
+    then body), so a slow sender cannot hold a slot (slowloris). A client that reads
+    none of its answers is paused, then closed after read_timeout.
     """
 
     def __init__(self, host: ReferenceHost):
@@ -156,6 +158,7 @@ class KmsConnection(asyncio.Protocol):
         self.deadline = 0.0
         self.timer: asyncio.TimerHandle | None = None
         self.body_started = False  # the buffered PDU's header is complete
+        self.paused = False  # reading paused: the client does not read its answers
 
     def connection_made(self, transport: asyncio.Transport) -> None:
         host = self.host
@@ -189,7 +192,11 @@ class KmsConnection(asyncio.Protocol):
         if loop.time() < self.deadline:  # re-armed since: sleep on to the new deadline
             self.timer = loop.call_at(self.deadline, self._expired)
             return
-        if self.buffer:
+        if self.paused:  # its answers backed up and it still reads none within the limit: give the slot back
+            self.host._log(self.peer, None, "client reads none of its answers")
+            self.buffer.clear()
+            self.transport.abort()  # close() would wait for answers it will never read
+        elif self.buffer:
             self._refuse("PDU cut short or sent too slowly" if self.body_started
                          else "RPC header cut short or sent too slowly")
         else:
@@ -219,6 +226,8 @@ class KmsConnection(asyncio.Protocol):
             if not self._handle(pdu):
                 return
             was_empty = True
+        if self.paused:
+            return  # the paused client's deadline stands
         if not buffer:
             self._arm(self.config.idle_timeout)
         elif was_empty:  # a new PDU began: its header has read_timeout to arrive
@@ -261,9 +270,14 @@ class KmsConnection(asyncio.Protocol):
     # a client that sends but never reads must not grow our send buffer without bound
     def pause_writing(self) -> None:
         self.transport.pause_reading()
+        self.paused = True
+        self.host.stats.paused += 1
+        self._arm(self.config.read_timeout)
 
     def resume_writing(self) -> None:
+        self.paused = False
         self.transport.resume_reading()
+        self._arm(self.config.read_timeout if self.buffer else self.config.idle_timeout)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.timer is not None:
