@@ -84,9 +84,10 @@ def test_idle_connection_times_out(loop):
 def test_client_that_never_reads_loses_its_slot(loop):
     """Pipelined requests from a client that reads no answer. Depending on where TCP stalls, the host
     either pauses reading it once its answers back up and drops it read_timeout later, or sees a PDU
-    stop mid-way and drops it as a slow sender; either way the slot comes back and the host serves on."""
+    stop mid-way and drops it as a slow sender, or (the stall at a PDU boundary) as idle; either way the
+    slot comes back and the host serves on."""
     request = loadgen.request_pdu("Windows 10/11 Enterprise", uuid.uuid4())
-    with HostThread(HostConfig(port=0, read_timeout=1.0), loop=loop) as thread:
+    with HostThread(HostConfig(port=0, read_timeout=1.0, idle_timeout=2.0), loop=loop) as thread:
         host, port = thread.host.address
         sock = socket.create_connection((host, port))
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
@@ -98,10 +99,11 @@ def test_client_that_never_reads_loses_its_slot(loop):
 
         threading.Thread(target=stuff, daemon=True).start()
         deadline = time.monotonic() + 30
-        while thread.call(lambda: thread.host.stats.active) and time.monotonic() < deadline:
+        held = lambda: thread.host.stats.connections == 0 or thread.host.stats.active  # not yet accepted, or open
+        while thread.call(held) and time.monotonic() < deadline:
             time.sleep(0.2)
         stats = thread.host.stats
         sock.close()
         assert stats.active == 0, f"a client that reads nothing still holds its slot ({stats})"
-        assert stats.malformed == 1 and stats.requests > 0
+        assert stats.requests > 0
         assert valid_activation(host, port)
