@@ -9,18 +9,22 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
 from pathlib import Path
+from typing import Iterator
 
 from conformance import catalog, loadgen
+from conformance.dns.lab import free_port
 from conformance.reference.client import build_request, read_pdu
 from conformance.wire import framing, rpc
 
@@ -129,18 +133,16 @@ def client_cost_us(protocol: int, rounds: int = 300) -> float:
     return (time.perf_counter() - start) / rounds * 1e6
 
 
-def start_host_process(loop: str = "auto", pure_python: bool = False) -> tuple[subprocess.Popen, tuple[str, int]]:
+@contextlib.contextmanager
+def host_process(loop: str = "auto", pure_python: bool = False) -> Iterator[tuple[str, int]]:
+    """`kmsconf host` in a process of its own, so the figures are the host's cost, not this generator's."""
     env = dict(os.environ, KMSCONF_PURE_PYTHON="1" if pure_python else "0")
-    proc = subprocess.Popen([sys.executable, "-m", "conformance.cli", "host", "--listen", "127.0.0.1:0", "--loop", loop],
-                            stdout=subprocess.PIPE, text=True, env=env)
-    line = proc.stdout.readline()
-    host, port = line.rsplit(" ", 1)[1].strip().rsplit(":", 1)
-    return proc, (host, int(port))
-
-
-def stop(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    proc.wait(10)
+    with tempfile.TemporaryDirectory() as scratch:
+        host = loadgen.HostProcess.start(Path(scratch) / "host.log", ("--loop", loop), env=env)
+        try:
+            yield host.host, host.port
+        finally:
+            host.stop()
 
 
 # What each speed-up buys, V6 (the costliest version): the host with one of them taken away.
@@ -152,12 +154,9 @@ def variants(seconds: float) -> dict:
     bind, req = _pdus(6)
     rows = {}
     for name, options in VARIANTS.items():
-        proc, address = start_host_process(**options)
-        try:
+        with host_process(**options) as address:
             rows[name] = {"v6_one_connection_rps": rate_one_connection(address, bind, req, seconds),
                           "v6_new_connection_rps": rate_new_connection(address, bind, req, seconds)}
-        finally:
-            stop(proc)
     return rows
 
 
@@ -190,28 +189,27 @@ def run(out: Path, seconds: float, vlmcs: str | None = None, vlmcsd: str | None 
                      "figures": {}}
     figures = results["figures"]
     echo_addr, echo_loop = _echo_server()
-    proc, host_addr = start_host_process()
     try:
-        for protocol in (4, 5, 6):
-            bind, req = _pdus(protocol)
-            ceiling_one = rate_one_connection(echo_addr, bind, req, seconds)
-            ceiling_new = rate_new_connection(echo_addr, bind, req, seconds)
-            row = {
-                "one_connection_rps": rate_one_connection(host_addr, bind, req, seconds),
-                "new_connection_rps": rate_new_connection(host_addr, bind, req, seconds),
-                "echo_one_connection_rps": ceiling_one,
-                "echo_new_connection_rps": ceiling_new,
-                "client_us_per_exchange": client_cost_us(protocol),
-            }
-            for clients in (1, 8, 64):
-                row[f"concurrent_{clients}_rps"] = rate_concurrent(host_addr, bind, req, clients, seconds)
-            row["one_connection_ratio_to_ceiling"] = row["one_connection_rps"] / ceiling_one
-            row["new_connection_ratio_to_ceiling"] = row["new_connection_rps"] / ceiling_new
-            figures[f"v{protocol}"] = row
-        if vlmcs:
-            results["vlmcs_load"] = {"reference host": vlmcs_rates(vlmcs, host_addr)}
+        with host_process() as host_addr:
+            for protocol in (4, 5, 6):
+                bind, req = _pdus(protocol)
+                ceiling_one = rate_one_connection(echo_addr, bind, req, seconds)
+                ceiling_new = rate_new_connection(echo_addr, bind, req, seconds)
+                row = {
+                    "one_connection_rps": rate_one_connection(host_addr, bind, req, seconds),
+                    "new_connection_rps": rate_new_connection(host_addr, bind, req, seconds),
+                    "echo_one_connection_rps": ceiling_one,
+                    "echo_new_connection_rps": ceiling_new,
+                    "client_us_per_exchange": client_cost_us(protocol),
+                }
+                for clients in (1, 8, 64):
+                    row[f"concurrent_{clients}_rps"] = rate_concurrent(host_addr, bind, req, clients, seconds)
+                row["one_connection_ratio_to_ceiling"] = row["one_connection_rps"] / ceiling_one
+                row["new_connection_ratio_to_ceiling"] = row["new_connection_rps"] / ceiling_new
+                figures[f"v{protocol}"] = row
+            if vlmcs:
+                results["vlmcs_load"] = {"reference host": vlmcs_rates(vlmcs, host_addr)}
     finally:
-        stop(proc)
         echo_loop.call_soon_threadsafe(echo_loop.stop)
     if vlmcs and vlmcsd:
         results["vlmcs_load"]["vlmcsd"] = vlmcsd_rates(vlmcs, vlmcsd)
@@ -225,9 +223,7 @@ def run(out: Path, seconds: float, vlmcs: str | None = None, vlmcsd: str | None 
 
 def vlmcsd_rates(vlmcs: str, vlmcsd: str) -> dict:
     """The same vlmcs load against vlmcsd on loopback, for the ratio the issue asks about."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     proc = subprocess.Popen([vlmcsd, "-D", "-N1", "-B1", "-L", f"127.0.0.1:{port}"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -242,23 +238,18 @@ def vlmcsd_rates(vlmcs: str, vlmcsd: str) -> dict:
                 time.sleep(0.05)
         return vlmcs_rates(vlmcs, ("127.0.0.1", port))
     finally:
-        stop(proc)
+        proc.terminate()
+        proc.wait(10)
 
 
 def fuzz_rate(seconds: float) -> dict:
     """Fuzz executions per second against the reference host, and where the time goes."""
-    import tempfile
-
     from conformance.fuzz.campaign import campaign
     from conformance.harness.target import Target
 
-    proc, (host, port) = start_host_process()
-    try:
-        with tempfile.TemporaryDirectory() as findings:
-            # a number of runs, not a budget: a budget could end before a slow start had run anything
-            result = campaign(Target(host, port), runs=max(int(seconds * 500), 300), findings_dir=Path(findings))
-    finally:
-        stop(proc)
+    with host_process() as (host, port), tempfile.TemporaryDirectory() as findings:
+        # a number of runs, not a budget: a budget could end before a slow start had run anything
+        result = campaign(Target(host, port), runs=max(int(seconds * 500), 300), findings_dir=Path(findings))
     busy = result.harness_seconds + result.target_seconds
     return {"executions_per_second": result.rate, "runs": result.runs,
             "harness_share": result.harness_seconds / busy if busy else 0.0,

@@ -86,7 +86,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 def cmd_fuzz(args: argparse.Namespace) -> int:
     from conformance.cli import UsageError, parse_address
-    from conformance.fuzz.campaign import campaign, print_progress
+    from conformance.fuzz.campaign import campaign, finding_counts, findings_json, print_progress
     from conformance.fuzz.mutators import Seed
     from conformance.harness.target import Target
 
@@ -120,9 +120,7 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
         sys.stderr.write("\n")
     summary = {"runs": result.runs, "seconds": round(result.seconds, 2), "rate": round(result.rate, 1),
                "outcomes": dict(result.outcomes),
-               "findings": [{"outcome": f.outcome, "mutation": f.mutation.describe(), "detail": f.detail,
-                             "pcap": str(f.pcap)} for f in result.findings],
-               "finding_counts": {f"{o}: {d}": n for (o, d), n in result.signatures.items()}}
+               "findings": findings_json(result), "finding_counts": finding_counts(result)}
     if args.json:
         json.dump(summary, sys.stdout, indent=2)
         sys.stdout.write("\n")

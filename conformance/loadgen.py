@@ -116,11 +116,12 @@ class HostProcess:
     host: str = "127.0.0.1"
 
     @classmethod
-    def start(cls, log: Path, args: tuple[str, ...] = (), timeout: float = 30.0) -> "HostProcess":
+    def start(cls, log: Path, args: tuple[str, ...] = (), timeout: float = 30.0,
+              env: dict[str, str] | None = None) -> "HostProcess":
         with open(log, "wb") as out:
             proc = subprocess.Popen([sys.executable, "-m", "conformance.cli", "host", "--listen", "127.0.0.1:0",
                                      "--control", *args], stdout=out, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL)
+                                    stdin=subprocess.DEVNULL, env=env)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             text = Path(log).read_text(errors="replace")

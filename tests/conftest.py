@@ -3,6 +3,8 @@ from pathlib import Path
 
 import pytest
 
+from conformance.harness.plugin import is_xdist_worker, xdist_worker_count
+
 sys.path.insert(0, str(Path(__file__).parent))  # tests import their helpers (faulty.py) directly
 
 # --fuzz-runs, --fuzz-shards and friends are the kms-conformance plugin's (conformance/harness/plugin.py)
@@ -26,15 +28,11 @@ def pytest_collection_modifyitems(config, items):
                     item.add_marker(pytest.mark.skip(reason=reason))
 
 
-def _is_worker(config) -> bool:
-    return hasattr(config, "workerinput")
-
-
 def pytest_generate_tests(metafunc):
     # the soak's load generators: one shard per xdist worker, the same on every worker
     if "soak_shard" in metafunc.fixturenames:
         config = metafunc.config
-        count = config.getoption("--soak-shards") or (config.workerinput["workercount"] if _is_worker(config) else 1)
+        count = config.getoption("--soak-shards") or xdist_worker_count(config)
         metafunc.parametrize("soak_shard", [(i, count) for i in range(count)], ids=[f"shard{i}of{count}"
                                                                                      for i in range(count)])
 
@@ -46,7 +44,7 @@ SOAK_DIR = pytest.StashKey()
 def soak_dir(tmp_path_factory, pytestconfig):
     """Where the soak's shards meet: the run's base temp dir, which all xdist workers of this machine share."""
     base = tmp_path_factory.getbasetemp()
-    if not _is_worker(pytestconfig):
+    if not is_xdist_worker(pytestconfig):
         pytestconfig.stash[SOAK_DIR] = base
         return base
     if not base.name.startswith("popen-"):
@@ -56,7 +54,7 @@ def soak_dir(tmp_path_factory, pytestconfig):
 
 
 def _soak_dir_after_run(config):
-    if _is_worker(config):
+    if is_xdist_worker(config):
         return None
     if config.pluginmanager.hasplugin("dsession"):  # the xdist controller: its base temp dir holds the workers'
         return config._tmp_path_factory.getbasetemp()

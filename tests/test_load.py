@@ -10,8 +10,8 @@ import asyncio
 import dataclasses
 import math
 import os
-import socket
 import random
+import socket
 import uuid
 
 import pytest
@@ -28,7 +28,7 @@ RSS_GROWTH_KIB = 50 * 1024
 
 
 def open_fds() -> int:
-    return len(os.listdir("/proc/self/fd"))
+    return loadgen.proc_fds(os.getpid())
 
 
 def test_thousand_concurrent_connections_each_activating():

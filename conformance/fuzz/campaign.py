@@ -261,6 +261,11 @@ def findings_json(result: CampaignResult) -> list[dict]:
              "pcap": None if f.pcap is None else str(f.pcap)} for f in result.findings]
 
 
+def finding_counts(result: CampaignResult) -> dict[str, int]:
+    """Occurrences per finding signature ("outcome: detail shape"), saved reproducers or not."""
+    return {f"{o}: {d}": n for (o, d), n in result.signatures.items()}
+
+
 def shard_record(result: CampaignResult, *, campaign: str, index: int, count: int, seed: int, target: Target,
                  findings_dir: Path, started: float, ended: float) -> dict:
     """One shard's figures, as JSON (the unit `merge` adds up)."""
@@ -270,7 +275,7 @@ def shard_record(result: CampaignResult, *, campaign: str, index: int, count: in
             "rate": round(result.rate, 1), "harness_seconds": round(result.harness_seconds, 3),
             "target_seconds": round(result.target_seconds, 3), "started": started, "ended": ended,
             "findings_dir": str(findings_dir), "findings": findings_json(result),
-            "finding_counts": {f"{o}: {d}": n for (o, d), n in result.signatures.items()}}
+            "finding_counts": finding_counts(result)}
 
 
 def _shard_key(shard: dict) -> tuple:

@@ -121,6 +121,12 @@ def is_xdist_worker(config: pytest.Config) -> bool:
     return hasattr(config, "workerinput")
 
 
+def xdist_worker_count(config: pytest.Config) -> int:
+    """Workers of this run, 1 without xdist. xdist also exports PYTEST_XDIST_WORKER_COUNT, but a pytest
+    started as a subprocess of a worker inherits it without being a worker: workerinput is the reliable source."""
+    return config.workerinput["workercount"] if is_xdist_worker(config) else 1
+
+
 class _ReportCollector:
     """Gathers clause verdicts, evidence and fuzz shard records from the reports, wherever the check ran."""
 
@@ -162,9 +168,7 @@ def fuzz_sharding(config: pytest.Config) -> FuzzSharding:
     else:
         count = config.getoption("--fuzz-shards")
         if count is None:
-            # xdist tells each worker the worker count (PYTEST_XDIST_WORKER_COUNT); a subprocess started
-            # by a worker inherits that variable without being a worker, so workerinput is the reliable source
-            count = config.workerinput["workercount"] if is_xdist_worker(config) else 1
+            count = xdist_worker_count(config)
         if count < 1:
             raise pytest.UsageError(f"--fuzz-shards {count}: needs at least 1")
         shards = tuple(range(count))

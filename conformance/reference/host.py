@@ -137,7 +137,6 @@ class ReferenceHost:
         return {"ok": True, "clock_offset": self.clock.offset, "status": self.service.status()}
 
 
-
 class KmsConnection(asyncio.Protocol):
     """One client connection: bytes in, whole PDUs to the session, replies out.
 
@@ -193,12 +192,9 @@ class KmsConnection(asyncio.Protocol):
             self.timer = loop.call_at(self.deadline, self._expired)
             return
         if self.paused:  # its answers backed up and it still reads none within the limit: give the slot back
-            self.host._log(self.peer, None, "client reads none of its answers")
-            self.buffer.clear()
-            self.transport.abort()  # close() would wait for answers it will never read
+            self._refuse("client reads none of its answers", abort=True)  # close() would wait for it to read
         elif self.buffer:
-            self._refuse("PDU cut short or sent too slowly" if self.body_started
-                         else "RPC header cut short or sent too slowly")
+            self._refuse(self._cut_short())
         else:
             self.close()
 
@@ -251,19 +247,24 @@ class KmsConnection(asyncio.Protocol):
             return False
         return True
 
-    def _refuse(self, problem: str) -> None:
-        self.host._log(self.peer, None, problem)
-        self.close()
+    def _cut_short(self) -> str:
+        return "PDU cut short or sent too slowly" if self.body_started else "RPC header cut short or sent too slowly"
 
-    def close(self) -> None:
+    def _refuse(self, problem: str, abort: bool = False) -> None:
+        self.host._log(self.peer, None, problem)
+        self.close(abort)
+
+    def close(self, abort: bool = False) -> None:
         self.buffer.clear()
         if self.transport is not None:
-            self.transport.close()
+            if abort:
+                self.transport.abort()
+            else:
+                self.transport.close()
 
     def eof_received(self) -> bool:
         if self.buffer:
-            self.host._log(self.peer, None, "PDU cut short or sent too slowly" if self.body_started
-                           else "RPC header cut short or sent too slowly")
+            self.host._log(self.peer, None, self._cut_short())
             self.buffer.clear()
         return False  # close our side too
 
