@@ -27,6 +27,7 @@ from conformance import catalog, loadgen
 from conformance.dns.lab import free_port
 from conformance.reference.client import build_request, read_pdu
 from conformance.wire import framing, rpc
+from conformance.wire.layout import IV
 
 SECONDS = 2.0
 
@@ -129,7 +130,7 @@ def client_cost_us(protocol: int, rounds: int = 300) -> float:
     start = time.perf_counter()
     for _ in range(rounds):
         framing.seal_request(request)
-        framing.open_response(response, payload[4:20])
+        framing.open_response(response, payload[IV])
     return (time.perf_counter() - start) / rounds * 1e6
 
 

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from conformance import catalog
 from conformance.reference.client import BindOptions, build_request
 from conformance.wire import crypto, framing, ndr, rpc
+from conformance.wire.layout import IV
 from conformance.wire.messages import KmsRequest, filetime_now
 
 BOUNDARY_U8 = (0, 1, 0x7F, 0x80, 0xFF)
@@ -140,7 +141,7 @@ def apply(seed: Seed, mutation: Mutation) -> tuple[bytes, bytes]:
             payload = payload + os.urandom(mutation.value)
         elif mutation.field == "padding" and request.major in (5, 6):
             cipher = crypto.V5_AES if request.major == 5 else crypto.V6_AES
-            payload = payload[:20] + cipher.cbc_encrypt(payload[4:20], request.encode() + mutation.value)
+            payload = payload[:IV.stop] + cipher.cbc_encrypt(payload[IV], request.encode() + mutation.value)
     req = rpc.Request(ndr.encode_request_stub(payload), rpc.Header(rpc.PType.REQUEST, rpc.FIRST_LAST, 2)).encode()
     if mutation.target in ("bind", "request") and mutation.field in HEADER_FIELDS:
         offset, fmt = HEADER_FIELDS[mutation.field]

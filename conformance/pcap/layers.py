@@ -15,6 +15,7 @@ from scapy.layers.inet import TCP
 from scapy.packet import Packet, Raw, bind_layers
 
 from conformance.wire import crypto
+from conformance.wire.layout import RESPONSE_TRAILER
 from conformance.wire.messages import REQUEST_BASE_SIZE
 
 KMS_PORT = 1688
@@ -54,14 +55,16 @@ class KmsResponseBase(Packet):
     ]
 
 
+def _trailer_field(part) -> object:
+    field = XStrFixedLenField(part.name, b"", part.size)
+    if part.versions == (5, 6):
+        return field
+    return ConditionalField(field, lambda p, versions=part.versions: p.underlayer.major in versions)
+
+
 class KmsV5V6Trailer(Packet):
     name = "KMS V5/V6 response trailer"
-    fields_desc = [
-        XStrFixedLenField("random_xored_ivs", b"", 16), XStrFixedLenField("hash", b"", 32),
-        ConditionalField(XStrFixedLenField("hwid", b"", 8), lambda p: p.underlayer.major == 6),
-        ConditionalField(XStrFixedLenField("xored_ivs", b"", 16), lambda p: p.underlayer.major == 6),
-        ConditionalField(XStrFixedLenField("hmac", b"", 16), lambda p: p.underlayer.major == 6),
-    ]
+    fields_desc = [_trailer_field(part) for part in RESPONSE_TRAILER.parts]
 
 
 class KmsV4Mac(Packet):

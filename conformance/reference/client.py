@@ -10,6 +10,7 @@ from typing import Any
 
 from conformance.wire import framing, hresult, ndr, rpc
 from conformance.wire.epid import Epid
+from conformance.wire.layout import IV
 from conformance.wire.exchange import request_fields, response_fields
 from conformance.wire.messages import DecodeError, KmsRequest, filetime_now
 
@@ -222,13 +223,13 @@ def exchange_on(conn: RpcConnection, request: KmsRequest, cont_id: int, ndr64: b
             result.hresult = code
             result.problems.append(f"host refused: {hresult.describe(code)}")
             return result
-        request_iv = payload[4:20] if request.major in (5, 6) else b""
+        request_iv = payload[IV] if request.major in (5, 6) else b""
         result.response = framing.open_response(body, request_iv)
     except DecodeError as exc:
         result.problems.append(f"response could not be decoded: {exc}")
         return result
     result.problems.extend(check_response(request, result.response))
-    if request.major == 6 and result.response.iv == payload[4:20]:
+    if request.major == 6 and result.response.iv == payload[IV]:
         result.problems.append("V6 response IV equals the request IV (an emulator tell)")
     return result
 

@@ -19,6 +19,7 @@ from typing import Callable
 from conformance.wire import hresult, rpc
 
 from .config import HostConfig
+from .quirks import Quirk
 from .rpc_session import Reply, RpcSession
 from .service import Clock, KmsService, Outcome
 
@@ -208,7 +209,7 @@ class KmsConnection(asyncio.Protocol):
             frag = rpc.peek_frag_length(buffer)
             if frag < rpc.HEADER_SIZE or frag > self.config.max_pdu:
                 self._refuse(f"frag_length {frag} outside {rpc.HEADER_SIZE}..{self.config.max_pdu}")
-                if "crash-on-malformed" in self.config.quirks:
+                if Quirk.CRASH_ON_MALFORMED in self.config.quirks:
                     self.host._crash()
                 return
             if len(buffer) < frag:
@@ -235,7 +236,7 @@ class KmsConnection(asyncio.Protocol):
         reply = self.session.handle(pdu)
         if host.on_pdu is not None:
             host.on_pdu(self.peer, pdu, reply)
-        if "crash-on-malformed" in self.config.quirks and _malformed(reply):
+        if Quirk.CRASH_ON_MALFORMED in self.config.quirks and _malformed(reply):
             host._crash()
             return False
         host.stats.requests += reply.outcome is not None

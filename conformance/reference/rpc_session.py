@@ -10,6 +10,7 @@ from conformance.wire import hresult, ndr, rpc
 from conformance.wire.messages import DecodeError
 
 from .config import HostConfig
+from .quirks import Quirk
 from .service import KmsService, Outcome
 
 _assoc_groups = itertools.count(random.randrange(0x10000000, 0x7FFFFFFF))
@@ -31,7 +32,7 @@ class RpcSession:
         self.assoc_group = 0
 
     def _reply_header(self, ptype: rpc.PType, request: rpc.Header, flags: int = rpc.FIRST_LAST) -> rpc.Header:
-        call_id = 2 if "no-call-id-echo" in self.config.quirks else request.call_id
+        call_id = 2 if Quirk.NO_CALL_ID_ECHO in self.config.quirks else request.call_id
         return rpc.Header(ptype, flags, call_id, drep=request.drep)
 
     def _fault(self, header: rpc.Header, status: int, cont_id: int = 0) -> bytes:
@@ -72,10 +73,10 @@ class RpcSession:
             if features is not None:
                 return rpc.ContextResult(rpc.NEGOTIATE_ACK, features & rpc.BTFN_FEATURES)
         foreign = ctx.abstract != rpc.KMS_INTERFACE or ctx.abstract_version != rpc.KMS_INTERFACE_VERSION
-        if foreign and "accept-foreign-interface" not in self.config.quirks:
+        if foreign and Quirk.ACCEPT_FOREIGN_INTERFACE not in self.config.quirks:
             return rpc.ContextResult(rpc.PROVIDER_REJECTION, rpc.REASON_ABSTRACT_SYNTAX)
         quirks = self.config.quirks
-        if ("accept-all-syntaxes" in quirks and ctx.abstract == rpc.KMS_INTERFACE and ctx.transfers
+        if (Quirk.ACCEPT_ALL_SYNTAXES in quirks and ctx.abstract == rpc.KMS_INTERFACE and ctx.transfers
                 and ctx.transfer in rpc.TRANSFER_VERSIONS):
             return rpc.ContextResult(rpc.ACCEPTANCE, 0, ctx.transfer, rpc.TRANSFER_VERSIONS[ctx.transfer])
         if chosen is not None and chosen[0] == ctx.cont_id:
@@ -88,12 +89,12 @@ class RpcSession:
         offered = [
             (ctx.cont_id, syntax)
             for ctx in contexts
-            if ctx.abstract == rpc.KMS_INTERFACE or "accept-foreign-interface" in self.config.quirks
+            if ctx.abstract == rpc.KMS_INTERFACE or Quirk.ACCEPT_FOREIGN_INTERFACE in self.config.quirks
             for syntax, version in ctx.transfers
             if rpc.TRANSFER_VERSIONS.get(syntax) == version
         ]
         syntaxes = ([rpc.NDR64] if self.config.uses_ndr64 else []) + [rpc.NDR32]
-        if "reject-ndr32" in self.config.quirks:
+        if Quirk.REJECT_NDR32 in self.config.quirks:
             syntaxes.remove(rpc.NDR32)
         for wanted in syntaxes:
             for cont_id, syntax in offered:
@@ -104,19 +105,19 @@ class RpcSession:
     def _bind(self, bind: rpc.Bind) -> Reply:
         is_alter = bind.header.ptype == rpc.PType.ALTER_CONTEXT
         quirks = self.config.quirks
-        if (is_alter and "no-alter-context" in quirks) or (
-                "require-mpx" in quirks and not bind.header.flags & rpc.PFC_CONC_MPX):
+        if (is_alter and Quirk.NO_ALTER_CONTEXT in quirks) or (
+                Quirk.REQUIRE_MPX in quirks and not bind.header.flags & rpc.PFC_CONC_MPX):
             return Reply(None, close=True, problem="refused by quirk")
         chosen = self._choose(bind.contexts)
         results = [self._context_result(ctx, chosen) for ctx in bind.contexts]
         for ctx, result in zip(bind.contexts, results):
             if result.result == rpc.ACCEPTANCE:
                 self.contexts[ctx.cont_id] = result.transfer == rpc.NDR64
-        if not self.assoc_group and "zero-assoc-group" not in quirks:
+        if not self.assoc_group and Quirk.ZERO_ASSOC_GROUP not in quirks:
             self.assoc_group = bind.assoc_group or next(_assoc_groups)
         # bind_ack mirrors the client's multiplex bit; alter_context_resp never sets it (vlmcs warns otherwise)
         mpx = 0 if is_alter else bind.header.flags & rpc.PFC_CONC_MPX
-        if "no-mpx-mirror" in self.config.quirks:
+        if Quirk.NO_MPX_MIRROR in self.config.quirks:
             mpx = rpc.PFC_CONC_MPX
         ptype = rpc.PType.ALTER_CONTEXT_RESP if is_alter else rpc.PType.BIND_ACK
         ack = rpc.BindAck(
@@ -131,12 +132,12 @@ class RpcSession:
 
     def _request(self, req: rpc.Request) -> Reply:
         ndr64 = self.contexts.get(req.cont_id)
-        if ndr64 is None and "process-unbound-context" in self.config.quirks:
+        if ndr64 is None and Quirk.PROCESS_UNBOUND_CONTEXT in self.config.quirks:
             ndr64 = False
         if ndr64 is None:
             return Reply(self._fault(req.header, hresult.NCA_S_UNK_IF, req.cont_id),
                          problem=f"request on context {req.cont_id}, not accepted")
-        if req.opnum != 0 and "ignore-opnum" not in self.config.quirks:
+        if req.opnum != 0 and Quirk.IGNORE_OPNUM not in self.config.quirks:
             return Reply(self._fault(req.header, hresult.NCA_S_OP_RNG_ERROR, req.cont_id), problem=f"opnum {req.opnum}")
         try:
             payload = ndr.decode_request_stub(req.stub, ndr64)
@@ -148,6 +149,6 @@ class RpcSession:
             stub = ndr.encode_error_stub(outcome.hresult, ndr64)
         else:
             stub = ndr.encode_response_stub(outcome.payload, ndr64)
-        hint = 0 if "bad-alloc-hint" in self.config.quirks else None
+        hint = 0 if Quirk.BAD_ALLOC_HINT in self.config.quirks else None
         response = rpc.Response(stub, self._reply_header(rpc.PType.RESPONSE, req.header), req.cont_id, alloc_hint=hint)
-        return Reply(response.encode(), close="close-after-response" in self.config.quirks, outcome=outcome)
+        return Reply(response.encode(), close=Quirk.CLOSE_AFTER_RESPONSE in self.config.quirks, outcome=outcome)

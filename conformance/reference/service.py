@@ -12,10 +12,11 @@ from dataclasses import dataclass
 from typing import Callable, TextIO
 
 from conformance import catalog as catalog_mod
-from conformance.wire import crypto, epid, framing, hresult
+from conformance.wire import crypto, epid, framing, hresult, layout
 from conformance.wire.messages import FILETIME_UNIX_EPOCH, DecodeError, KmsResponse
 
 from .config import HostConfig
+from .quirks import Quirk
 from .state import ClientTable
 from .store import Store
 
@@ -47,7 +48,8 @@ class KmsService:
         self.clock = clock or Clock()
         self.store = store or Store(config.db)
         quirks = config.quirks
-        self.table = ClientTable(expire="no-expiry" not in quirks, renew_replaces="no-renewal-replace" not in quirks)
+        self.table = ClientTable(expire=Quirk.NO_EXPIRY not in quirks,
+                                 renew_replaces=Quirk.NO_RENEWAL_REPLACE not in quirks)
         self.store.load_into(self.table)
         self.host_keys = self._select_host_keys()
         self.host_build = self.catalog.host_build(config.host_build)
@@ -112,7 +114,7 @@ class KmsService:
 
     def key_for(self, kms_id: uuid.UUID) -> catalog_mod.HostKey | None:
         for key in self.host_keys:
-            if "non-cumulative-groups" in self.config.quirks and key.tier is not None:
+            if Quirk.NON_CUMULATIVE_GROUPS in self.config.quirks and key.tier is not None:
                 if self.catalog.tier_of(kms_id) != key.tier:
                     continue
             if kms_id in key.activates:
@@ -122,9 +124,9 @@ class KmsService:
     def handle(self, payload: bytes) -> Outcome:
         quirks = self.config.quirks
         try:
-            opened = framing.open_request(payload, allow_minor="accept-bad-version" in quirks)
+            opened = framing.open_request(payload, allow_minor=Quirk.ACCEPT_BAD_VERSION in quirks)
         except framing.UnsupportedVersion as exc:
-            if "accept-bad-version" not in quirks:
+            if Quirk.ACCEPT_BAD_VERSION not in quirks:
                 return Outcome(None, hresult.E_INVALID_DATA, reason=str(exc))
             patched = bytes(payload[:2]) + b"\x06\x00" + bytes(payload[4:])
             return self.handle(patched)
@@ -135,54 +137,54 @@ class KmsService:
             return Outcome(None, hresult.E_INVALID_DATA, opened=opened, reason=f"request failed {', '.join(failed)}")
         request = opened.request
         key = self.key_for(request.kms_id)
-        if key is None and "ignore-key-group" in quirks:
+        if key is None and Quirk.IGNORE_KEY_GROUP in quirks:
             key = self.host_keys[0]
         if key is None:
             return Outcome(None, hresult.SL_E_VL_KEY_MANAGEMENT_SERVICE_ID_MISMATCH, opened=opened,
                            reason=f"KMS id {request.kms_id} is not activated by this host's key(s)")
         now = self.clock()
         request_unix = (request.request_time - FILETIME_UNIX_EPOCH) / 1e7
-        if abs(request_unix - now) > self.config.time_tolerance and "ignore-time" not in quirks:
+        if abs(request_unix - now) > self.config.time_tolerance and Quirk.IGNORE_TIME not in quirks:
             return Outcome(None, hresult.SL_E_VL_INVALID_TIMESTAMP, opened=opened,
                            reason=f"request time is {request_unix - now:+.0f} s from the host clock")
-        table_key = request.kms_id if "count-per-kms-id" in quirks else request.app_id
+        table_key = request.kms_id if Quirk.COUNT_PER_KMS_ID in quirks else request.app_id
         count = self._count(table_key, request.cmid, request.n_policy, now)
         response = KmsResponse(
             epid=self._epid_for(key),
-            cmid=uuid.uuid4() if "wrong-cmid" in quirks else request.cmid,
-            request_time=request.request_time + (10**7 if "wrong-time" in quirks else 0),
+            cmid=uuid.uuid4() if Quirk.WRONG_CMID in quirks else request.cmid,
+            request_time=request.request_time + (10**7 if Quirk.WRONG_TIME in quirks else 0),
             count=count,
             activation_interval=self.config.activation_interval,
             renewal_interval=self.config.renewal_interval,
-            major=6 if "wrong-version" in quirks else request.major,
+            major=6 if Quirk.WRONG_VERSION in quirks else request.major,
             minor=request.minor,
         )
-        hwid = os.urandom(8) if "random-hwid" in quirks else self.hwid
-        block = crypto.V6_AES.decrypt_block(opened.iv) if "reuse-request-iv" in quirks and opened.major == 6 else None
+        hwid = os.urandom(8) if Quirk.RANDOM_HWID in quirks else self.hwid
+        block = crypto.V6_AES.decrypt_block(opened.iv) if Quirk.REUSE_REQUEST_IV in quirks and opened.major == 6 else None
         sealed = framing.seal_response(response, opened, hwid=hwid, response_block=block)
-        if "pad-response" in quirks:
+        if Quirk.PAD_RESPONSE in quirks:
             sealed += bytes(512)
         return Outcome(self._corrupt(sealed, opened.major), hresult.S_OK, count, opened)
 
     def _epid_for(self, key: catalog_mod.HostKey) -> str:
         quirks = self.config.quirks
-        if "random-epid" in quirks:
+        if Quirk.RANDOM_EPID in quirks:
             return str(self._new_epid(key))
-        if "bad-epid" in quirks:
+        if Quirk.BAD_EPID in quirks:
             return self.epids[key.slug].replace(f"-{self.config.lcid}-", "-9999-")
         return self.epids[key.slug]
 
     def _count(self, app_id: uuid.UUID, cmid: uuid.UUID, n_policy: int, now: float) -> int:
         quirks = self.config.quirks
-        if "fixed-count" in quirks:
+        if Quirk.FIXED_COUNT in quirks:
             return self.config.fixed_count if self.config.fixed_count is not None else 2 * n_policy
-        if "count-repeats" in quirks:
+        if Quirk.COUNT_REPEATS in quirks:
             cmid = uuid.uuid4()
-        if "shrink-cache" in quirks and app_id in self.table.apps:
+        if Quirk.SHRINK_CACHE in quirks and app_id in self.table.apps:
             self.table.apps[app_id].capacity = 2 * n_policy
-        if "cache-size-50" in quirks:
+        if Quirk.CACHE_SIZE_50 in quirks:
             n_policy = 25  # the table sizes itself from 2 x N
-        if "no-cache-growth" in quirks and app_id in self.table.apps:
+        if Quirk.NO_CACHE_GROWTH in quirks and app_id in self.table.apps:
             n_policy = self.table.apps[app_id].capacity // 2  # the first N seen, for good
         recorded = self.table.record(app_id, cmid, n_policy, now)
         self.store.save_record(app_id, cmid, now, self.table.capacity(app_id), recorded)
@@ -191,18 +193,19 @@ class KmsService:
     def _corrupt(self, sealed: bytes, major: int) -> bytes:
         """Apply the integrity quirks after sealing; V5/V6 re-encrypt so only the named field is wrong."""
         quirks = self.config.quirks
-        if not quirks & {"bad-hash", "bad-hmac"}:
+        if not quirks & {Quirk.BAD_HASH, Quirk.BAD_HMAC}:
             return sealed
         if major == 4:
-            return sealed[:-1] + bytes([sealed[-1] ^ 1]) if "bad-hash" in quirks else sealed
+            return sealed[:-1] + bytes([sealed[-1] ^ 1]) if Quirk.BAD_HASH in quirks else sealed
         cipher = crypto.V5_AES if major == 5 else crypto.V6_AES
-        iv = sealed[4:20]
-        plain = bytearray(crypto.pkcs7_unpad(cipher.cbc_decrypt(iv, sealed[20:])) or b"")
-        if "bad-hash" in quirks:
-            plain[-1 - (40 if major == 6 else 0)] ^= 1  # last byte of Hash (V6: HwId, XoredIVs, HMAC follow)
-        if "bad-hmac" in quirks and major == 6:
-            plain[-1] ^= 1
-        return sealed[:20] + cipher.cbc_encrypt(iv, crypto.pkcs7_pad(bytes(plain)))
+        iv = sealed[layout.IV]
+        plain = bytearray(crypto.pkcs7_unpad(cipher.cbc_decrypt(iv, sealed[layout.IV.stop:])) or b"")
+        trailer = len(plain) - layout.RESPONSE_TRAILER.size(major)  # where the trailer starts
+        if Quirk.BAD_HASH in quirks:
+            plain[trailer + layout.RESPONSE_TRAILER.slice("hash", major).stop - 1] ^= 1
+        if Quirk.BAD_HMAC in quirks and major == 6:
+            plain[trailer + layout.RESPONSE_TRAILER.slice("hmac", major).stop - 1] ^= 1
+        return sealed[:layout.IV.stop] + cipher.cbc_encrypt(iv, crypto.pkcs7_pad(bytes(plain)))
 
     # --- administration (host-status) and the test-control channel ---
     def status(self) -> dict[str, object]:

@@ -11,13 +11,13 @@ import struct
 from dataclasses import dataclass, field
 
 from . import crypto
+from .layout import ENVELOPE, HWID_SIZE, IV, RESPONSE_TRAILER
 from .messages import REQUEST_BASE_SIZE, DecodeError, KmsRequest, KmsResponse, peek_version
 
 SUPPORTED_MAJORS = (4, 5, 6)
 V4_REQUEST_SIZE = REQUEST_BASE_SIZE + 16
-ENCRYPTED_REQUEST_SIZE = 4 + 16 + REQUEST_BASE_SIZE + 4  # version, IV, base + 4 pad bytes
+ENCRYPTED_REQUEST_SIZE = ENVELOPE.size(6) + REQUEST_BASE_SIZE + 4  # version, IV, base + 4 pad bytes
 REQUEST_PADDING = b"\x04" * 4
-HWID_SIZE = 8
 
 
 class UnsupportedVersion(DecodeError):
@@ -89,8 +89,8 @@ def open_request(payload: bytes, *, allow_minor: bool = False) -> OpenedRequest:
     if len(payload) < ENCRYPTED_REQUEST_SIZE:
         raise DecodeError(f"V{major} request needs {ENCRYPTED_REQUEST_SIZE} bytes, got {len(payload)}")
     cipher = _cipher(major)
-    iv = bytes(payload[4:20])
-    plain = cipher.cbc_decrypt(iv, bytes(payload[20:ENCRYPTED_REQUEST_SIZE]))
+    iv = bytes(payload[IV])
+    plain = cipher.cbc_decrypt(iv, bytes(payload[IV.stop:ENCRYPTED_REQUEST_SIZE]))
     request = KmsRequest.decode(plain)
     checks = {
         "padding": plain[REQUEST_BASE_SIZE:] == REQUEST_PADDING,
@@ -138,32 +138,33 @@ def open_response(payload: bytes, request_iv: bytes = b"") -> OpenedResponse:
             raise DecodeError(f"V4 response lacks its 16-byte MAC ({len(mac)} bytes after the base)")
         checks = {"mac": crypto.v4_mac(bytes(payload[:used])) == mac}
         return OpenedResponse(response, major, minor, mac=mac, checks=checks)
-    if len(payload) < 20 + 16 or (len(payload) - 20) % 16:
+    if len(payload) < IV.stop + 16 or (len(payload) - IV.stop) % 16:
         raise DecodeError(f"V{major} response of {len(payload)} bytes is not version + IV + whole AES blocks")
     cipher = _cipher(major)
-    iv = bytes(payload[4:20])
-    decrypted = cipher.cbc_decrypt(iv, bytes(payload[20:]))
+    iv = bytes(payload[IV])
+    decrypted = cipher.cbc_decrypt(iv, bytes(payload[IV.stop:]))
     plain = crypto.pkcs7_unpad(decrypted)
     checks = {"padding": plain is not None}
     plain = decrypted if plain is None else plain
     response, used = KmsResponse.decode(plain)
     tail = plain[used:]
-    extra_size = 48 if major == 5 else 48 + HWID_SIZE + 16 + 16
+    extra_size = RESPONSE_TRAILER.size(major)
     if len(tail) < extra_size:
         raise DecodeError(f"V{major} response body ends {extra_size - len(tail)} bytes early after the ePID fields")
-    random_xored, digest = tail[:16], tail[16:48]
+    trailer = RESPONSE_TRAILER.split(tail, major)
+    random_xored, digest = trailer["random_xored_ivs"], trailer["hash"]
     checks["inner_version"] = response.version == (major, minor)
     fields: dict[str, bytes] = {}
     if major == 5:
         checks["iv_echo"] = iv == request_iv if request_iv else False
     else:
-        hwid, xored_ivs, mac = tail[48:56], tail[56:72], tail[72:88]
-        fields = {"hwid": hwid, "xored_ivs": xored_ivs, "hmac": mac}
+        fields = {name: trailer[name] for name in ("hwid", "xored_ivs", "hmac")}
         if request_iv:
-            checks["xored_ivs"] = xored_ivs == cipher.decrypt_block(request_iv)
+            checks["xored_ivs"] = trailer["xored_ivs"] == cipher.decrypt_block(request_iv)
         block = cipher.decrypt_block(iv)
         key = crypto.v6_hmac_key(response.request_time)
-        checks["hmac"] = crypto.hmac_sha256(key, block + plain[: used + 72])[16:] == mac
+        signed = used + RESPONSE_TRAILER.slice("hmac", 6).start  # the HMAC covers everything before it
+        checks["hmac"] = crypto.hmac_sha256(key, block + plain[:signed])[16:] == trailer["hmac"]
     if request_iv:
         random = crypto.xor(random_xored, cipher.decrypt_block(request_iv))
         checks["hash"] = crypto.sha256(random) == digest
