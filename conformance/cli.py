@@ -17,22 +17,7 @@ EXIT_USAGE = 2
 
 
 from conformance.errors import UsageError  # one class, however this module is run (python -m makes a second)
-
-
-def parse_address(text: str, default_port: int = 1688) -> tuple[str, int]:
-    host, sep, port = text.rpartition(":")
-    if not sep or "]" in port:
-        host, port = text, str(default_port)
-    host = host.strip("[]")
-    if not host:
-        raise UsageError(f"address {text!r} has no host (write HOST:PORT, e.g. 127.0.0.1:1688)")
-    try:
-        number = int(port)
-    except ValueError:
-        raise UsageError(f"port {port!r} in {text!r} is not a number") from None
-    if not 0 <= number <= 65535:
-        raise UsageError(f"port {number} in {text!r} is outside 0..65535")
-    return host, number
+from conformance.net.address import parse_address
 
 
 def _print_json(data: object) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import socket
 import sys
@@ -58,7 +59,8 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from conformance.cli import UsageError, parse_address
+    from conformance.errors import UsageError
+    from conformance.net.address import parse_address
     from conformance.pcap.reader import CaptureError
     from conformance.pcap.replay import differences, replay
 
@@ -85,10 +87,12 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_fuzz(args: argparse.Namespace) -> int:
-    from conformance.cli import UsageError, parse_address
+    from conformance.errors import UsageError
+    from conformance.net.address import parse_address
     from conformance.fuzz.campaign import campaign, finding_counts, findings_json, print_progress
     from conformance.fuzz.mutators import Seed
-    from conformance.harness.target import Target
+    from conformance.net.runner import Runner
+    from conformance.wire.messages import filetime_now
 
     host, port = parse_address(args.target)
     if args.runs is None and args.budget is None:
@@ -106,16 +110,18 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
             raise UsageError(str(exc)) from None
         if not requests:
             raise UsageError(f"{args.seed_pcap}: no decodable KMS request to use as the seed")
-        seed = Seed(requests[0].request, requests[0].major)
-    target = Target(host, port, timeout=args.timeout)
+        seed = Seed(requests[0].request)
     try:
         socket.create_connection((host, port), timeout=args.timeout).close()
     except OSError as exc:
         print(f"kmsconf fuzz: cannot reach {host}:{port}: {exc}", file=sys.stderr)
         return 1
     show = print_progress if sys.stderr.isatty() and not args.json else None
-    result = campaign(target, runs=args.runs, budget=args.budget, seed_protocol=seed.protocol,
-                      findings_dir=Path(args.findings), timeout=args.timeout, seed=seed, progress=show)
+    def probe():
+        return dataclasses.replace(seed.request, request_time=filetime_now())
+
+    result = campaign(Runner(host, port, args.timeout), probe, runs=args.runs, budget=args.budget,
+                      findings_dir=Path(args.findings), seed=seed, progress=show)
     if show:
         sys.stderr.write("\n")
     summary = {"runs": result.runs, "seconds": round(result.seconds, 2), "rate": round(result.rate, 1),
@@ -145,7 +151,8 @@ def cmd_dns_lab(args: argparse.Namespace) -> int:
     import signal
     import threading
 
-    from conformance.cli import UsageError, parse_address
+    from conformance.errors import UsageError
+    from conformance.net.address import parse_address
     from conformance.dns.lab import DnsLab
 
     host, port = parse_address(args.listen, 0)
@@ -170,7 +177,8 @@ def cmd_dns_lab(args: argparse.Namespace) -> int:
 
 
 def cmd_matrix(args: argparse.Namespace) -> int:
-    from conformance.cli import UsageError, parse_address
+    from conformance.errors import UsageError
+    from conformance.net.address import parse_address
     from conformance.report.matrix import MatrixTarget, build, run_target
 
     expects = {}
@@ -207,7 +215,7 @@ def cmd_matrix(args: argparse.Namespace) -> int:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from conformance.cli import UsageError
+    from conformance.errors import UsageError
     from conformance.reference.simulate import simulate
 
     if args.clients < 0 or args.servers < 0 or args.days <= 0:
@@ -245,7 +253,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     import pytest
 
-    from conformance.cli import UsageError
+    from conformance.errors import UsageError
 
     root = Path(__file__).resolve().parents[1]
     allure = shutil.which("allure") or (root / "node_modules" / ".bin" / "allure")

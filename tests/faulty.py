@@ -38,3 +38,19 @@ def run_suite(tmp_path: Path, *, clauses: list[str], extra: list[str] = (), **co
     if missing:
         raise AssertionError(f"no verdict for {sorted(missing)}:\n{proc.stdout[-3000:]}\n{proc.stderr[-2000:]}")
     return records
+
+
+def run_suite_all(tmp_path: Path, extra: list[str] = (), **config) -> dict[str, dict]:
+    """Verdict records of every clause of the default run, against a host built from `config`."""
+    host_config = HostConfig(port=0, control=True, **config)
+    summary = tmp_path / "summary.json"
+    with HostThread(host_config) as thread:
+        host, port = thread.host.address
+        ctl_host, ctl_port = thread.host.control_address
+        argv = [sys.executable, "-m", "pytest", str(SUITE), "-q", "-p", "no:cacheprovider", "-p", "no:randomly",
+                "--target", f"{host}:{port}", "--control", f"{ctl_host}:{ctl_port}", "--summary", str(summary),
+                *extra]
+        proc = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    if not summary.exists():
+        raise AssertionError(f"suite run wrote no summary (exit {proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return {r["clause"]: r for r in json.loads(summary.read_text())}

@@ -10,6 +10,7 @@ import dns.update
 import pytest
 
 from conformance.dns.lab import DnsLab, find_named
+from conformance.harness import clauses
 from conformance.reference.config import HostConfig
 from conformance.reference.host import HostThread
 
@@ -46,15 +47,19 @@ def test_correct_deployment_passes(tmp_path, deployment):
     assert set(audit(tmp_path, lab, (host, port), port).values()) == {"pass"}
 
 
-@pytest.mark.parametrize("records,clause", [
+# (records of a broken deployment, the clause it breaks)
+FAULTS = [
     ([], "KMS-DNS-001"),
     ([("_vlmcs._tcp", "SRV", "0 0 9999 kms.{zone}."), ("kms", "A", "{host}")], "KMS-DNS-002"),
     ([("_vlmcs._tcp", "SRV", "0 0 {port} ghost.{zone}.")], "KMS-DNS-003"),
     ([("_vlmcs._tcp", "SRV", "0 0 {port} dead.{zone}."), ("dead", "A", "127.0.0.9")], "KMS-DNS-004"),
-], ids=["no-records", "wrong-port", "no-address", "dead-host"])
+]
+
+
+@pytest.mark.parametrize("records,clause", FAULTS, ids=["no-records", "wrong-port", "no-address", "dead-host"])
 def test_broken_deployment_fails_its_clause(tmp_path, deployment, records, clause):
     lab, (host, port) = deployment
     if records:
         add(lab, *[(n, t, d.format(zone=ZONE, host=host, port=port)) for n, t, d in records])
     verdicts = audit(tmp_path, lab, (host, port), port)
-    assert verdicts[clause] == "fail", verdicts
+    assert verdicts[clause] == ("warn" if clauses.get(clause).level == "SHOULD" else "fail"), verdicts

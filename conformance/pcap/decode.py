@@ -50,3 +50,31 @@ def exchanges_json(decoded: list[DecodedConnection]) -> list[dict]:
             item["host"] = f"{conn.tcp.host[0]}:{conn.tcp.host[1]}"
             out.append(item)
     return out
+
+
+def describe_transcript(transcript: list[tuple[str, bytes]]) -> list[str]:
+    """One line per KMS exchange of a check's transcript: the decoded fields that verdicts turn on."""
+    client = [data for side, data in transcript if side == "client"]
+    host = [data for side, data in transcript if side == "host"]
+    lines = []
+    for n, ex in enumerate(decode_connection(client, host), 1):
+        parts = []
+        if ex.client is not None and not ex.is_kms:
+            parts.append(f"{type(ex.client).__name__} call_id {ex.client.header.call_id}")
+        if ex.request is not None:
+            r = ex.request.request
+            parts.append(f"request V{r.major}.{r.minor} sku {r.sku_id} cmid {r.cmid} N {r.n_policy}")
+        if ex.response is not None:
+            r = ex.response.response
+            failed = ex.response.failed_checks()
+            parts.append(f"response V{r.major}.{r.minor} count {r.count} epid {r.epid}"
+                         + (f" FAILED {', '.join(failed)}" if failed else " (checks pass)"))
+        elif ex.hresult is not None:
+            parts.append(f"refusal 0x{ex.hresult:08X}")
+        elif ex.host is not None:
+            parts.append(f"answer {type(ex.host).__name__}")
+        elif ex.host_pdu is None:
+            parts.append("no answer")
+        parts += ex.errors
+        lines.append(f"{n}: " + "; ".join(parts))
+    return lines
