@@ -35,6 +35,7 @@ def cmd_host(args: argparse.Namespace) -> int:
         config = HostConfig(
             host=host, port=port, activation_interval=args.activation_interval,
             renewal_interval=args.renewal_interval, key_group=args.key_group, host_build=args.host_build,
+            protocols=_protocols(args.protocols),
             host_os=args.host_os,
             db=args.db, event_log=args.event_log, low_priority=args.low_priority,
             dns_publish=args.dns_publish, control=args.control,
@@ -98,6 +99,16 @@ def cmd_host_status(args: argparse.Namespace) -> int:
         for key in ("count", "cache_size", "key_group", "epid", "hwid", "activation_interval", "renewal_interval"):
             print(f"{key.replace('_', ' '):<20}: {status[key]}")
     return 0
+
+
+def _protocols(text: str) -> tuple[int, ...]:
+    try:
+        versions = tuple(sorted({int(v) for v in text.split(",") if v.strip()}))
+    except ValueError:
+        versions = ()
+    if not versions or set(versions) - {4, 5, 6}:
+        raise UsageError(f"--protocols {text}: give KMS versions among 4, 5 and 6, e.g. 4 or 4,5,6")
+    return versions
 
 
 # --- client ---
@@ -207,6 +218,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--renewal-interval", type=int, default=10080, metavar="MIN", help="renewal interval (/sri)")
     p.add_argument("--key-group", default=None, help="host key: client-vl, server-a, server-b, server-c or a catalog slug")
     p.add_argument("--host-build", type=int, default=26100, metavar="BUILD", help="host OS build, e.g. 7601 or 26100")
+    p.add_argument("--protocols", default="4,5,6", metavar="V[,V]",
+                   help="KMS protocol versions served (a Windows 7 / Server 2008 R2 host as the guide describes "
+                        "it: 4; later updates added 5 and 6)")
     p.add_argument("--host-os", default=None, metavar="NAME",
                    help="host OS name, checked against Table 2 (e.g. 'Windows 7' carries only client-vl)")
     p.add_argument("--db", default=":memory:", help="SQLite database for the client table and settings")

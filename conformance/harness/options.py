@@ -11,7 +11,6 @@ import shlex
 import shutil
 import socket
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -20,8 +19,8 @@ from conformance.errors import UsageError
 from conformance.net.address import format_address, is_loopback, parse_address
 
 from . import clauses as clause_registry
-from .expectations import Deviation, load_expectations
-from .run import RUN_KEY, KmsRun
+from .expectations import load_expectations
+from .run import RUN_KEY, KmsRun, Settings
 
 EXIT_USAGE = 2
 EXIT_UNREACHABLE = 3
@@ -76,32 +75,6 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                         "draw the same mutations")
     fuzz.addoption("--fuzz-report", default=FUZZ_REPORT_DEFAULT, metavar="PATH",
                    help="the merged campaign report; findings go to findings/shard-K/ beside it")
-
-
-@dataclass(frozen=True)
-class Settings:
-    """The validated options of one conformance run."""
-
-    target: tuple[str, int] | None
-    control: tuple[str, int] | None
-    protocols: tuple[int, ...]
-    profile: str
-    key_group: str
-    timeout: float
-    activation_interval: int
-    renewal_interval: int
-    expectations: dict[str, Deviation]
-    expect_source: str | None
-    strict: bool
-    client_cmd: str | None
-    dns: tuple[str, tuple[str, int], int] | None  # domain, server, advertised port
-    clause_patterns: tuple[str, ...]
-
-    @property
-    def target_name(self) -> str:
-        if self.client_cmd and not self.target:
-            return f"client: {self.client_cmd}"
-        return format_address(*self.target) if self.target else "embedded reference host"
 
 
 def is_conformance_run(config: pytest.Config) -> bool:

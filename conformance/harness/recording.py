@@ -22,7 +22,7 @@ def _allure_clause_labels(request: pytest.FixtureRequest) -> None:
     """Label each check in Allure from its clause when the run writes Allure results."""
     clause = clause_of(request.node)
     if clause is not None and _allure_run(request.config):
-        from conformance.report import allure_labels
+        from . import allure_labels
 
         allure_labels.apply(clause, (request.node.function.__doc__ or "").strip())
 
@@ -44,7 +44,7 @@ def pytest_runtest_call(item: pytest.Item):
         base.parent.mkdir(parents=True, exist_ok=True)
         pcap, decoded = write_evidence(base, transcripts, (target.host, target.port))
         if allure_run:
-            from conformance.report.allure_labels import attach_evidence
+            from .allure_labels import attach_evidence
 
             attach_evidence(transcripts, pcap, decoded)
         if directory:

@@ -1,15 +1,15 @@
-"""The state of one conformance run, kept in one object in `config.stash`."""
+"""The state of one conformance run, kept in one object in `config.stash`: its validated settings and results."""
 
 from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import pytest
 
-if TYPE_CHECKING:
-    from .options import Settings
+from conformance.net.address import format_address
+
+from .expectations import Deviation
 
 VERDICT_PROPERTY = "kms_verdict"  # report.user_properties entries: JSON, so junitxml and xdist carry them as text
 EVIDENCE_PROPERTY = "kms_evidence"
@@ -17,9 +17,35 @@ FOOTPRINT_PROPERTY = "kms_footprint"
 FUZZ_SHARD_PROPERTY = "kms_fuzz_shard"
 
 
+@dataclass(frozen=True)
+class Settings:
+    """The validated options of one conformance run."""
+
+    target: tuple[str, int] | None
+    control: tuple[str, int] | None
+    protocols: tuple[int, ...]
+    profile: str
+    key_group: str
+    timeout: float
+    activation_interval: int
+    renewal_interval: int
+    expectations: dict[str, Deviation]
+    expect_source: str | None
+    strict: bool
+    client_cmd: str | None
+    dns: tuple[str, tuple[str, int], int] | None  # domain, server, advertised port
+    clause_patterns: tuple[str, ...]
+
+    @property
+    def target_name(self) -> str:
+        if self.client_cmd and not self.target:
+            return f"client: {self.client_cmd}"
+        return format_address(*self.target) if self.target else "embedded reference host"
+
+
 @dataclass
 class KmsRun:
-    settings: "Settings"
+    settings: Settings
     conformance: bool  # the user asked for a conformance run, or the suite was collected
     # clause id -> one record per check: verdict, message, expected, actual
     results: dict[str, list[dict]] = field(default_factory=lambda: defaultdict(list))

@@ -13,7 +13,7 @@ from typing import Callable, TextIO
 
 from conformance import catalog as catalog_mod
 from conformance.wire import crypto, epid, framing, hresult, layout
-from conformance.wire.messages import FILETIME_UNIX_EPOCH, DecodeError, KmsResponse
+from conformance.wire.messages import FILETIME_UNIX_EPOCH, DecodeError, KmsResponse, peek_version
 
 from .config import HostConfig
 from .quirks import Quirk
@@ -130,6 +130,9 @@ class KmsService:
 
     def handle(self, payload: bytes) -> Outcome:
         quirks = self.config.quirks
+        major = peek_version(payload)[0] if len(payload) >= 4 else None
+        if major in framing.SUPPORTED_MAJORS and major not in self.config.protocols:
+            return Outcome(None, hresult.E_INVALID_DATA, reason=f"KMS version {major} is not served by this host")
         try:
             opened = framing.open_request(payload, allow_minor=Quirk.ACCEPT_BAD_VERSION in quirks)
         except framing.UnsupportedVersion as exc:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from conformance.harness.clauses import Clause
-
-
+from .clauses import Clause
 
 
 def apply(clause: Clause, description: str) -> None:
@@ -19,20 +17,11 @@ def apply(clause: Clause, description: str) -> None:
     allure.dynamic.description(f"{clause.level}: {clause.title}\n\nSource: {clause.ref}.\n\n{description}".strip())
 
 
-def attach_transcript(text: str) -> None:
-    """The exchange's bytes as annotated hex, when an Allure run is recording."""
-    try:
-        import allure
-    except ImportError:
-        return
-    allure.attach(text, name="exchange (hex)", attachment_type=allure.attachment_type.TEXT)
-
-
 def attach_evidence(transcripts, pcap, decoded_json) -> None:
     """Every exchange of a check: annotated hex, the decoded fields, and the pcap."""
     import allure
 
-    from conformance.harness.evidence import transcript_text
+    from .evidence import transcript_text
 
     hexdump = "\n\n".join(transcript_text(t) for t in transcripts)
     allure.attach(hexdump, name="exchanges (annotated hex)", attachment_type=allure.attachment_type.TEXT)
