@@ -81,24 +81,31 @@ def cmd_host(args: argparse.Namespace) -> int:
 
 
 def cmd_host_status(args: argparse.Namespace) -> int:
-    from conformance.reference.config import HostConfig
-    from conformance.reference.service import KmsService
-    from conformance.reference.store import Store
+    from conformance.reference.status import NotAHostDatabase, read_status
 
     try:
-        store = Store.open_existing(args.db)
-    except FileNotFoundError as exc:
+        status = read_status(args.db)
+    except NotAHostDatabase as exc:
         raise UsageError(str(exc)) from None
-    settings = store.get("settings", {})
-    config = HostConfig(db=args.db, **{k: v for k, v in settings.items() if k in HostConfig.__dataclass_fields__})
-    service = KmsService(config, store=store)
-    status = service.status()
     if args.json:
         _print_json(status)
-    else:
-        for key in ("count", "cache_size", "key_group", "epid", "hwid", "activation_interval", "renewal_interval"):
-            print(f"{key.replace('_', ' '):<20}: {status[key]}")
+        return 0
+    for key in ("count", "cache_size", "key_group", "epid", "hwid", "activation_interval", "renewal_interval"):
+        print(f"{key.replace('_', ' '):<20}: {status[key]}")
+    if status["last_requests"]:
+        print("last requests (event 12290, newest first):")
+        for event in status["last_requests"]:
+            print("  " + event_line(event))
     return 0
+
+
+def event_line(event: dict) -> str:
+    """One 12290 event as the Key Management Service log shows its fields."""
+    return (f"{event.get('time')} 12290 {event.get('result')} from {event.get('workstation')} "
+            f"(CMID {event.get('cmid')}, client time {event.get('client_time')}, N {event.get('minimum_count')}, "
+            f"VM {event.get('vm')}, licence state {event.get('licence_state')}, expiry in "
+            f"{event.get('minutes_to_expiry')} min, activation id {event.get('activation_id')}, "
+            f"count {event.get('count')})")
 
 
 def _protocols(text: str) -> tuple[int, ...]:

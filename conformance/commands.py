@@ -9,6 +9,8 @@ import socket
 import sys
 from pathlib import Path
 
+EXIT_UNREACHABLE = 3  # as the suite's: the target could not be reached at all
+
 
 def clauses_markdown() -> str:
     """The clause catalogue as Markdown (the README's copy is checked against this)."""
@@ -29,7 +31,11 @@ def cmd_clauses(args: argparse.Namespace) -> int:
         return 0
     rows = list(clauses.load().values())
     if args.area:
-        rows = [c for c in rows if c.area == args.area.upper()]
+        from conformance.errors import UsageError
+
+        if args.area.upper().removeprefix("KMS-") not in clauses.AREAS:
+            raise UsageError(f"--area {args.area}: no such area (areas: {', '.join(clauses.AREAS)})")
+        rows = [c for c in rows if c.area == args.area.upper().removeprefix("KMS-")]
     if args.json:
         json.dump([{"id": c.id, "title": c.title, "area": c.area, "ref": c.ref, "level": c.level,
                     "profiles": list(c.profiles)} for c in rows], sys.stdout, indent=2)
@@ -63,6 +69,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from conformance.net.address import parse_address
     from conformance.pcap.reader import CaptureError
     from conformance.pcap.replay import differences, replay
+    from conformance.wire.hresult import SL_E_VL_INVALID_TIMESTAMP
 
     host, port = parse_address(args.target)
     try:
@@ -83,6 +90,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
             print(f"{r.exchange:>3} {r.field:<22} {str(r.recorded)[:36]:<36} {str(r.replayed)[:36]:<36} {r.verdict}")
         print(f"{len(rows)} fields compared, {len(diffs)} differences that matter"
               + ("" if args.all else " (--all shows identical fields too)"))
+        stale = [r for r in diffs if r.replayed == f"0x{SL_E_VL_INVALID_TIMESTAMP:08X}"]
+        if stale and not args.refresh:
+            print(f"{len(stale)} request(s) refused with 0x{SL_E_VL_INVALID_TIMESTAMP:08X} (request time more than 4 h "
+                  f"from the host's clock): the capture is old; --refresh re-seals its requests with the time now")
     return 1 if diffs else 0
 
 
@@ -181,12 +192,14 @@ def cmd_matrix(args: argparse.Namespace) -> int:
     from conformance.net.address import parse_address
     from conformance.report.matrix import MatrixTarget, build, run_target
 
+    from conformance.harness.expectations import resolve
+
     expects = {}
     for item in args.expect:
         name, sep, path = item.partition("=")
-        if not sep or not Path(path).is_file():
-            raise UsageError(f"--expect {item!r}: write NAME=FILE.toml with an existing file")
-        expects[name] = path
+        if not sep:
+            raise UsageError(f"--expect {item!r}: write NAME=PROFILE (vlmcsd, pykms) or NAME=FILE.toml")
+        expects[name] = str(resolve(path))
     targets = []
     for item in args.target:
         name, sep, address = item.partition("=")
@@ -197,6 +210,13 @@ def cmd_matrix(args: argparse.Namespace) -> int:
     unknown = set(expects) - {t.name for t in targets}
     if unknown:
         raise UsageError(f"--expect names no --target: {', '.join(sorted(unknown))}")
+    for target in targets:
+        try:
+            socket.create_connection(parse_address(target.address), timeout=args.timeout).close()
+        except OSError as exc:
+            print(f"kmsconf matrix: --target {target.name}={target.address}: cannot connect "
+                  f"({exc.strerror or exc}); is the KMS host running there?", file=sys.stderr)
+            return EXIT_UNREACHABLE
     out = Path(args.out)
     results = {}
     for n, target in enumerate(targets, 1):
@@ -236,15 +256,31 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         return 0
     print(f"{args.clients} clients (N=25) and {args.servers} servers (N=5) over {args.days:g} days"
           + (f", host down from day {down[0]:g} to {down[1]:g}" if down else ""))
+    print("each machine's changes of state (activated, expired, failed renewals), with the count the host "
+          "answered; the renewals that succeeded are summed up at the end")
     for event in result.events:
-        count = "" if event.count is None else f"  (count {event.count})"
-        print(f"day {event.day:8.3f}  {event.machine:<10} {event.what}{count}")
+        print(f"day {event.day:8.3f}  {event.machine:<10} {event.what}")
+    print(renewal_summary(result.renewals, len(result.machines)))
     states = {}
     for m in result.machines:
         states[m.life.licence.value] = states.get(m.life.licence.value, 0) + 1
     print(f"after {args.days:g} days: {', '.join(f'{n} {s}' for s, n in sorted(states.items()))}; "
           f"host count {result.final_count}; {result.attempts} requests")
     return 0
+
+
+def renewal_summary(renewals: list[tuple[float, str]], machines: int) -> str:
+    """How many renewals succeeded, when, and how often each machine renewed."""
+    if not renewals:
+        return "renewals: none succeeded"
+    days = [d for d, _ in renewals]
+    by_machine: dict[str, list[float]] = {}
+    for day, name in renewals:
+        by_machine.setdefault(name, []).append(day)
+    gaps = [b - a for times in by_machine.values() for a, b in zip(times, times[1:])]
+    every = f", each about every {sum(gaps) / len(gaps):.1f} days" if gaps else ""
+    return (f"renewals: {len(renewals)} succeeded, by {len(by_machine)} of {machines} machines{every} "
+            f"(from day {min(days):.1f} to day {max(days):.1f})")
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -284,11 +320,12 @@ def register(add) -> None:
 
     p = add("matrix", "run the suite against several implementations and write a side-by-side report",
             "  kmsconf matrix --target reference=127.0.0.1:1688 --target vlmcsd=127.0.0.1:1689 \\\n"
-            "                 --expect vlmcsd=targets/vlmcsd.toml")
+            "                 --expect vlmcsd=vlmcsd")
     p.add_argument("--target", action="append", required=True, metavar="NAME=HOST:PORT")
-    p.add_argument("--expect", action="append", default=[], metavar="NAME=FILE.toml")
+    p.add_argument("--expect", action="append", default=[], metavar="NAME=PROFILE|FILE.toml")
     p.add_argument("--profile", default="microsoft", choices=("microsoft", "emulator"))
     p.add_argument("--out", default="reports/matrix")
+    p.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS")
     p.set_defaults(func=cmd_matrix)
 
     p = add("dns-lab", "run a real BIND named on loopback with zones that accept dynamic updates",
@@ -345,7 +382,7 @@ def register(add) -> None:
     p.set_defaults(func=cmd_report)
 
     p = add("check", "run the conformance suite against a KMS host (default: the embedded reference host)",
-            "  kmsconf check\n  kmsconf check --target 127.0.0.1:1688 --profile emulator --expect targets/vlmcsd.toml")
+            "  kmsconf check\n  kmsconf check --target 127.0.0.1:1688 --profile emulator --expect vlmcsd")
     p.add_argument("--target", metavar="HOST:PORT")
     p.add_argument("--profile", default="microsoft", choices=("microsoft", "emulator"))
     p.add_argument("--protocol", default="all", choices=("4", "5", "6", "all"))
