@@ -50,3 +50,15 @@ def test_client_clause_fails_for_faulty_client(tmp_path, fault, clause):
     assert failed(verdicts, clause), verdicts
     # the fault breaks its own clause; every other client clause still judges the requests and passes
     assert {c for c, v in verdicts.items() if v != "pass"} == {clause}, verdicts
+
+
+def test_client_mode_names_the_client_and_keeps_evidence(tmp_path):
+    summary, evidence = tmp_path / "summary.json", tmp_path / "evidence"
+    command = f"{sys.executable} -m conformance.cli activate {{host}}:{{port}} --product 'Windows 7 Enterprise'"
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--client-cmd", command,
+                           "--summary", str(summary), "--evidence-dir", str(evidence)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    records = json.loads(summary.read_text())
+    assert {r["target"] for r in records} == {f"client: {command}"}, records[0]
+    assert f"KMS conformance: client: {command}" in proc.stdout
+    assert len(list(evidence.glob("KMS-CLI-*.pcap"))) == 9 and all(r["evidence"] for r in records)

@@ -17,14 +17,13 @@ def _allure_run(config: pytest.Config) -> bool:
     return bool(config.getoption("allure_report_dir", default=None))
 
 
-@pytest.fixture(autouse=True)
-def _allure_clause_labels(request: pytest.FixtureRequest) -> None:
-    """Label each check in Allure from its clause when the run writes Allure results."""
-    clause = clause_of(request.node)
-    if clause is not None and _allure_run(request.config):
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Label each check in Allure from its clause, before its fixtures run (a skip in one keeps the labels)."""
+    clause = clause_of(item)
+    if clause is not None and _allure_run(item.config):
         from . import allure_labels
 
-        allure_labels.apply(clause, (request.node.function.__doc__ or "").strip())
+        allure_labels.apply(clause, (getattr(item, "function", None).__doc__ or "").strip())
 
 
 @pytest.hookimpl(hookwrapper=True, trylast=True)  # inner to Allure's own wrapper: attachments land on the test
@@ -33,16 +32,23 @@ def pytest_runtest_call(item: pytest.Item):
     directory = item.config.getoption("--evidence-dir")
     allure_run = _allure_run(item.config)
     clause = clause_of(item)
-    target = item.funcargs.get("kms_target") if hasattr(item, "funcargs") else None
-    if not (directory or allure_run) or clause is None or target is None:
+    funcargs = getattr(item, "funcargs", {})
+    if not (directory or allure_run) or clause is None:
         return
-    transcripts = [t for t in target.recorded if t]
+    if "kms_target" in funcargs:  # the exchanges this check made with the host
+        target = funcargs["kms_target"]
+        transcripts, address = [t for t in target.recorded if t], (target.host, target.port)
+    elif "client_run" in funcargs:  # what the client under test sent, and the instrumented host's answers
+        run = funcargs["client_run"]
+        transcripts, address = [t for t in run.transcripts() if t], run.address
+    else:
+        return
     if not transcripts:
         return
     with tempfile.TemporaryDirectory() as scratch:
         base = Path(directory or scratch) / f"{clause.id}-{item.name}".replace("/", "_")
         base.parent.mkdir(parents=True, exist_ok=True)
-        pcap, decoded = write_evidence(base, transcripts, (target.host, target.port))
+        pcap, decoded = write_evidence(base, transcripts, address)
         if allure_run:
             from .allure_labels import attach_evidence
 

@@ -37,10 +37,27 @@ class Settings:
     clause_patterns: tuple[str, ...]
 
     @property
-    def target_name(self) -> str:
-        if self.client_cmd and not self.target:
-            return f"client: {self.client_cmd}"
+    def client_only(self) -> bool:
+        """--client-cmd without --target: the client is what is under test, not the embedded host."""
+        return bool(self.client_cmd) and self.target is None
+
+    @property
+    def host_name(self) -> str:
         return format_address(*self.target) if self.target else "embedded reference host"
+
+    @property
+    def target_name(self) -> str:
+        if self.client_only:
+            return f"client: {self.client_cmd}"
+        if self.client_cmd:
+            return f"{self.host_name}; client: {self.client_cmd}"
+        return self.host_name
+
+    def target_of(self, area: str) -> str:
+        """What a clause of this area judged: the client (CLI) or the host."""
+        if area == "CLI":
+            return f"client: {self.client_cmd}" if self.client_cmd else "reference client"
+        return self.host_name
 
 
 @dataclass

@@ -29,6 +29,7 @@ STATUS = {  # pytest_report_teststatus: category, letter, word
     "xfail": ("xfailed", "x", "XFAIL (declared)"),
 }
 EVIDENCE_KEY = pytest.StashKey[list]()
+VERDICT_KEY = pytest.StashKey[dict]()
 
 
 class _ReportCollector:
@@ -84,6 +85,13 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
         record = _judge(report, call, clause, run)
     if record is not None:
         report.user_properties.append((VERDICT_PROPERTY, json.dumps(record)))
+        item.stash[VERDICT_KEY] = record
+        item.user_properties.append(("verdict", record["verdict"]))  # with the clause: a CI system's view
+    if report.when == "teardown" and item.config.getoption("allure_report_dir", default=None):
+        from .allure_labels import mark_verdict
+
+        record = item.stash.get(VERDICT_KEY, {"verdict": "pass", "message": ""})
+        mark_verdict(item.config, item.nodeid, record["verdict"], record["message"], run.target_name)
     if report.when == "teardown" and item.stash.get(EVIDENCE_KEY, None):
         report.user_properties.append((EVIDENCE_PROPERTY, json.dumps(
             {"clause": clause.id, "files": item.stash[EVIDENCE_KEY]})))
@@ -153,7 +161,7 @@ def clause_records(run: KmsRun) -> list[dict]:
             message = f"stale deviation: declared to fail ({run.settings.expectations[cid].reason}), but passed"
         record = {"clause": cid, "title": clause.title, "area": clause.area, "level": clause.level,
                   "ref": clause.ref, "footprint": clause.footprint, "verdict": verdict, "message": message[:4000],
-                  "target": run.target_name, "evidence": run.evidence.get(cid, []),
+                  "target": run.settings.target_of(clause.area), "evidence": run.evidence.get(cid, []),
                   "cmids_sent": len(run.footprint.get(cid, ()))}
         for key in ("expected", "actual", "detail", "reason"):
             if key in chosen:
@@ -210,6 +218,23 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
         tr.stats.setdefault("stale", []).extend(stale)
     _footprint_lines(tr, run)
     tr.write_line(f"summary written to {path}")
+    results = config.getoption("allure_report_dir", default=None)
+    if results:
+        from .allure_labels import write_run_description
+
+        settings = run.settings
+        write_run_description(results, {
+            "Target": run.target_name, "Client": settings.client_cmd, "Profile": settings.profile,
+            "Protocols": ",".join(map(str, settings.protocols)), "Deviations": settings.expect_source,
+            "Verdicts": _verdict_counts(records),
+            "Footprint": f"{len(set().union(*run.footprint.values())) if run.footprint else 0} distinct CMIDs sent"})
+
+
+def _verdict_counts(records: list[dict]) -> str:
+    counts = defaultdict(int)
+    for record in records:
+        counts[record["verdict"]] += 1
+    return ", ".join(f"{counts[v]} {v}" for v in VERDICT_ORDER if counts[v])
 
 
 def _one_line(message: str) -> str:
