@@ -8,8 +8,10 @@ is the only place where bytes become a verdict-ready outcome.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
+import struct
 import time
 import uuid
 from dataclasses import dataclass
@@ -64,6 +66,19 @@ def read_pdu(sock: socket.socket) -> bytes:
     if frag < rpc.HEADER_SIZE:
         raise PduStreamError(f"frag_length {frag}, shorter than the RPC header")
     return header + _recv_exactly(sock, frag - rpc.HEADER_SIZE)
+
+
+def no_pdu(exc: BaseException, started: float) -> Outcome:
+    """The outcome of a read that gave no PDU: a silence, or a close (and how)."""
+    if isinstance(exc, TimeoutError):  # socket.timeout is TimeoutError
+        return classify(None, timed_out=round(time.monotonic() - started, 3))
+    if isinstance(exc, PduStreamError):
+        return classify(None, closed_detail=str(exc))
+    if isinstance(exc, asyncio.IncompleteReadError):
+        return Closed(f"the host closed the connection after {len(exc.partial)} of {exc.expected} bytes")
+    if isinstance(exc, ConnectionResetError):
+        return Closed("the host reset the connection")
+    return Closed(str(exc))
 
 
 class NotNegotiated(Exception):
@@ -124,17 +139,9 @@ class Session:
         started = time.monotonic()
         try:
             data = read_pdu(self.sock)
-        except socket.timeout:
-            return classify(None, timed_out=round(time.monotonic() - started, 3))
-        except PduStreamError as exc:
-            self.closed = True
-            return classify(None, closed_detail=str(exc))
-        except ConnectionResetError:
-            self.closed = True
-            return Closed("the host reset the connection")
-        except ConnectionError as exc:
-            self.closed = True
-            return Closed(str(exc))
+        except (socket.timeout, ConnectionError) as exc:
+            self.closed = not isinstance(exc, socket.timeout)
+            return no_pdu(exc, started)
         self.transcript.append(("host", data))
         return classify(data, sent=sent)
 
@@ -251,22 +258,103 @@ class Runner:
 
     def bind_then(self, first: bytes, second: bytes, sent: SentRequest | None = None) -> tuple[Outcome, Transcript]:
         """A (possibly malformed) bind, then a (possibly malformed) request on the same connection: the
-        fuzzer's exchange. The first answer that is not a bind_ack ends it."""
+        fuzzer's exchange. The first answer that is not a bind_ack or alter_context_resp ends it, and so does a
+        first PDU shorter than its frag_length (the connection is half-closed after it)."""
         try:
             session = self.session()
         except OSError as exc:
             return Unreachable(str(exc)), []
+        # closed with a reset, not a FIN, as AsyncSession closes: no TIME_WAIT left per exchange
+        session.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         with session:
             session.send(first)
-            if not _whole(first):
+            whole = whole_pdu(first)
+            if not whole:
                 session.half_close()  # nothing more is coming: let the host see EOF rather than wait
             answer = session.receive()
-            if not isinstance(answer, BindAck):
+            if not whole or not isinstance(answer, (BindAck, AlterContextResp)):
                 return answer, list(session.transcript)
             session.send(second)
             session.half_close()
             return session.receive(sent), list(session.transcript)
 
 
-def _whole(pdu: bytes) -> bool:
-    return len(pdu) >= rpc.HEADER_SIZE and rpc.peek_frag_length(pdu) <= len(pdu)
+def whole_pdu(data: bytes) -> bool:
+    """`data` holds at least the PDU its header announces: a host has nothing more to wait for."""
+    return len(data) >= rpc.HEADER_SIZE and rpc.peek_frag_length(data) <= len(data)
+
+
+class AsyncSession:
+    """One TCP connection driven by asyncio: several of them keep exchanges in flight at once (the fuzzer's
+    --connections). Same transcript and outcomes as `Session`; it remembers the contexts the host accepted."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, timeout: float,
+                 transcript: Transcript):
+        self.reader, self.writer, self.timeout = reader, writer, timeout
+        self.transcript = transcript
+        self.contexts: dict[int, bool] = {}  # accepted cont_id -> NDR64
+        self.closed = False
+        self._bind: bytes | None = None  # the last bind or alter_context sent, until it is answered
+
+    @classmethod
+    async def open(cls, host: str, port: int, timeout: float = 10.0) -> "AsyncSession":
+        """Raises OSError (or TimeoutError) when it cannot connect."""
+        async with asyncio.timeout(timeout):
+            reader, writer = await asyncio.open_connection(host, port)
+        sock = writer.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return cls(reader, writer, timeout, [])
+
+    def close(self) -> None:
+        # a reset, not a FIN: thousands of connections a second in TIME_WAIT would slow every connect() down
+        self.writer.transport.abort()
+
+    def send(self, data: bytes) -> bool:
+        """Queue raw bytes; False when the host has already closed the connection."""
+        self.transcript.append(("client", data))
+        if self.closed or self.writer.is_closing():
+            self.closed = True
+            return False
+        self.writer.write(data)
+        if len(data) >= 3 and data[2] in (rpc.PType.BIND, rpc.PType.ALTER_CONTEXT):
+            self._bind = data
+        return True
+
+    def half_close(self) -> None:
+        if not self.closed and self.writer.can_write_eof():
+            try:
+                self.writer.write_eof()
+            except OSError:
+                pass
+
+    async def receive(self, sent: SentRequest | None = None) -> Outcome:
+        """The host's next answer, classified (Silent after `timeout` seconds)."""
+        if self.closed:
+            return Closed("the host had already closed the connection")
+        started = time.monotonic()
+        try:
+            async with asyncio.timeout(self.timeout):
+                header = await self.reader.readexactly(rpc.HEADER_SIZE)
+                frag = rpc.peek_frag_length(header)
+                if frag < rpc.HEADER_SIZE:
+                    raise PduStreamError(f"frag_length {frag}, shorter than the RPC header")
+                data = header + await self.reader.readexactly(frag - rpc.HEADER_SIZE)
+        except (OSError, asyncio.IncompleteReadError) as exc:
+            self.closed = not isinstance(exc, TimeoutError)
+            return no_pdu(exc, started)
+        self.transcript.append(("host", data))
+        outcome = classify(data, sent=sent)
+        if isinstance(outcome, (BindAck, AlterContextResp)) and self._bind is not None:
+            self._note_contexts(self._bind, outcome)
+        self._bind = None
+        return outcome
+
+    def _note_contexts(self, bind: bytes, ack: BindAck | AlterContextResp) -> None:
+        try:
+            contexts = rpc.decode_pdu(bind).contexts
+        except (DecodeError, AttributeError):
+            return  # a malformed bind of ours: which context is which is unknown
+        for ctx, result in zip(contexts, ack.pdu.results):
+            if result.result == rpc.ACCEPTANCE:
+                self.contexts[ctx.cont_id] = result.transfer == rpc.NDR64
