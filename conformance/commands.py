@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import socket
@@ -98,18 +99,35 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_fuzz(args: argparse.Namespace) -> int:
+    import shlex
+
     from conformance.errors import UsageError
-    from conformance.net.address import parse_address
     from conformance.fuzz.campaign import campaign, finding_counts, findings_json, print_progress
+    from conformance.fuzz.monitor import TargetCommand, TargetStartError
     from conformance.fuzz.mutators import Seed
+    from conformance.net.address import parse_address
     from conformance.net.runner import Runner
     from conformance.wire.messages import filetime_now
 
-    host, port = parse_address(args.target)
+    if args.target and args.target_cmd:
+        raise UsageError("--target and --target-cmd name two targets: give one")
+    if not (args.target or args.target_cmd):
+        raise UsageError("give the target: --target HOST:PORT (a host already running) or --target-cmd \"CMD {port}\" "
+                         "(a command the campaign starts, watches and restarts)")
+    command = TargetCommand.parse(args.target_cmd) if args.target_cmd else None
+    address = parse_address(args.target) if args.target else None
+    if args.timeout <= 0:
+        raise UsageError(f"--timeout {args.timeout}: give the seconds an answer may take, above 0")
+    if args.replay:
+        return _fuzz_replay(args, command, address)
     if args.runs is None and args.budget is None:
         args.runs = 500
     if (args.runs is not None and args.runs < 1) or (args.budget is not None and args.budget <= 0):
         raise UsageError("--runs must be at least 1 and --budget more than 0 seconds")
+    if args.connections < 1:
+        raise UsageError(f"--connections {args.connections}: at least 1 exchange in flight")
+    if not 0 <= args.sequences < 1:
+        raise UsageError(f"--sequences {args.sequences}: a share of the inputs, from 0 (none) to below 1, e.g. 0.2")
     seed = Seed.default(args.protocol)
     if args.seed_pcap:
         from conformance.pcap.decode import decode_capture
@@ -122,34 +140,83 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
         if not requests:
             raise UsageError(f"{args.seed_pcap}: no decodable KMS request to use as the seed")
         seed = Seed(requests[0].request)
-    try:
-        socket.create_connection((host, port), timeout=args.timeout).close()
-    except OSError as exc:
-        print(f"kmsconf fuzz: cannot reach {host}:{port}: {exc}", file=sys.stderr)
-        return 1
+    if command is None:
+        try:
+            socket.create_connection(address, timeout=args.timeout).close()
+        except OSError as exc:
+            print(f"kmsconf fuzz: cannot reach {address[0]}:{address[1]}: {exc}", file=sys.stderr)
+            return 1
+    replay_target = f"--target-cmd {shlex.quote(args.target_cmd)}" if command else f"--target {args.target}"
     show = print_progress if sys.stderr.isatty() and not args.json else None
+
     def probe():
         return dataclasses.replace(seed.request, request_time=filetime_now())
 
-    result = campaign(Runner(host, port, args.timeout), probe, runs=args.runs, budget=args.budget,
-                      findings_dir=Path(args.findings), seed=seed, progress=show)
+    try:
+        with _fuzz_target(command, address) as (address, monitor):
+            result = campaign(Runner(*address, args.timeout), probe, runs=args.runs, budget=args.budget,
+                              findings_dir=Path(args.findings), seed=seed, progress=show, stream=args.random_seed,
+                              monitor=monitor, connections=args.connections, sequences=args.sequences,
+                              shrink=not args.no_shrink, replay_target=replay_target)
+    except TargetStartError as exc:
+        print(f"kmsconf fuzz: --target-cmd: {exc}", file=sys.stderr)
+        return 1
     if show:
         sys.stderr.write("\n")
     summary = {"runs": result.runs, "seconds": round(result.seconds, 2), "rate": round(result.rate, 1),
-               "outcomes": dict(result.outcomes),
+               "connections": args.connections, "outcomes": dict(result.outcomes), "restarts": result.restarts,
+               "serial_executions": result.serial_executions,
                "findings": findings_json(result), "finding_counts": finding_counts(result)}
     if args.json:
         json.dump(summary, sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
-        print(f"{result.runs} runs in {result.seconds:.1f} s ({result.rate:.0f}/s)")
+        print(f"{result.runs} runs in {result.seconds:.1f} s ({result.rate:.0f}/s, {args.connections} in flight)"
+              + (f"; target restarted {result.restarts} time(s)" if monitor is not None else ""))
         for outcome, count in sorted(result.outcomes.items()):
             print(f"  {outcome:<10} {count}")
-        for signature, count in summary["finding_counts"].items():
-            print(f"FINDING x{count}: {signature}")
-        for f in summary["findings"]:
-            print(f"  {f['mutation']} -> {f['detail']}\n    reproducer: {f['pcap']}")
+        for f in result.findings:
+            print(f"FINDING x{f.count}: {f.outcome}: {f.detail}")
+            print(f"  input: {f.input.describe()}" + ("" if f.reproduced else " (not reproduced alone)"))
+            print(f"  reproducer: {f.pcap}\n  replay: {f.replay}")
     return 1 if result.findings else 0
+
+
+@contextlib.contextmanager
+def _fuzz_target(command, address: tuple[str, int] | None):
+    """(address, monitor): --target's address, or the command's, started now and stopped after (--target-cmd)."""
+    from conformance.fuzz.monitor import TargetProcess
+
+    if command is None:
+        yield address, None
+        return
+    with TargetProcess(command) as monitor:
+        yield monitor.address, monitor
+
+
+def _fuzz_replay(args: argparse.Namespace, command, address) -> int:
+    """Send a finding's input again (under the monitor with --target-cmd) and say what it does."""
+    from conformance.errors import UsageError
+    from conformance.fuzz.campaign import replay_finding
+    from conformance.fuzz.monitor import TargetStartError
+    from conformance.fuzz.program import load
+    from conformance.net.runner import Runner
+    from conformance.pcap.reader import CaptureError
+
+    try:
+        program = load(Path(args.replay))
+    except (CaptureError, ValueError, KeyError, OSError) as exc:
+        raise UsageError(f"--replay {args.replay}: {exc}") from None
+    try:
+        with _fuzz_target(command, address) as (address, monitor):
+            seen = replay_finding(program, Runner(*address, args.timeout), monitor)
+    except TargetStartError as exc:
+        print(f"kmsconf fuzz: --target-cmd: {exc}", file=sys.stderr)
+        return 1
+    print(f"replayed {args.replay}: {program.describe()}")
+    for line in seen:
+        print(line)
+    return 1 if seen else 0
 
 
 def cmd_fuzz_merge(args: argparse.Namespace) -> int:
@@ -339,18 +406,41 @@ def register(add) -> None:
     p.add_argument("--zone", action="append", metavar="DOMAIN", help="zone to serve (repeatable; default kms.test)")
     p.set_defaults(func=cmd_dns_lab)
 
-    p = add("fuzz", "mutate and fuzz a KMS host; findings (dead, hang, rule broken) saved as reproducer pcaps",
+    p = add("fuzz", "fuzz a KMS host: mutated exchanges and PDU sequences; crashes, sanitizer reports, hangs and "
+            "broken rules become minimised reproducers",
             "  kmsconf fuzz --target 127.0.0.1:1688 --runs 2000\n"
-            "  kmsconf fuzz --target 127.0.0.1:1688 --budget 60 --seed-pcap capture.pcap")
-    p.add_argument("--target", required=True, metavar="HOST:PORT")
+            "  kmsconf fuzz --target 127.0.0.1:1688 --budget 60 --seed-pcap capture.pcap\n"
+            "  kmsconf fuzz --target-cmd \"/opt/vlmcsd/bin/vlmcsd -D -e -L 127.0.0.1:{port}\" --budget 600 \\\n"
+            "               --connections 4\n"
+            "  kmsconf fuzz --replay reports/findings/finding-001-crash.pcap \\\n"
+            "               --target-cmd \"/opt/vlmcsd/bin/vlmcsd -D -e -L 127.0.0.1:{port}\"\n\n"
+            "--target-cmd starts the command on a free loopback port ({port}; {host} is 127.0.0.1) and watches\n"
+            "it: exit status and signal, AddressSanitizer, UBSan and LeakSanitizer reports (written to files of\n"
+            "the monitor's), glibc aborts and Python's fatal errors and tracebacks in its output, a forked\n"
+            "child's too; it restarts the target after a crash or a hang. Each finding is pinned on the input\n"
+            "that does it alone, minimised (fewest PDUs, fewest changed bytes, KMS fields through the\n"
+            "encryption) and counted once per (outcome, kind, top frames).\n"
+            "exit status: 0 no finding, 1 a finding (or the target could not be reached or started), 2 a wrong\n"
+            "option")
+    p.add_argument("--target", metavar="HOST:PORT", help="a host already running")
+    p.add_argument("--target-cmd", metavar="CMD", help="start this command as the target, with {port} where it "
+                   "takes its port, and watch it (a process monitor)")
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--runs", type=int, help="number of mutated exchanges (default 500)")
+    g.add_argument("--runs", type=int, help="number of inputs (default 500)")
     g.add_argument("--budget", type=float, metavar="SECONDS", help="run for this long")
+    g.add_argument("--replay", metavar="FINDING.pcap", help="send a finding's input again and say what it does")
+    p.add_argument("--connections", type=int, default=1, metavar="K", help="exchanges kept in flight (default 1)")
+    p.add_argument("--sequences", type=float, default=0.2, metavar="SHARE",
+                   help="share of stateful PDU sequences among the inputs (default 0.2; 0: single exchanges only)")
     p.add_argument("--seed-pcap", metavar="FILE", help="mutate the first KMS request of this capture")
     p.add_argument("--protocol", type=int, choices=(4, 5, 6), default=6, help="seed request version")
-    p.add_argument("--findings", default="reports/findings", metavar="DIR")
-    p.add_argument("--timeout", type=float, default=3.0)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--random-seed", type=int, metavar="N", help="draw the same inputs as another run with this N")
+    p.add_argument("--findings", default="reports/findings", metavar="DIR",
+                   help="where findings go: pcap, input (JSON) and what happened (text)")
+    p.add_argument("--timeout", type=float, default=3.0, metavar="SECONDS",
+                   help="an answer later than this is a hang (default 3)")
+    p.add_argument("--no-shrink", action="store_true", help="keep each finding's input as found")
+    p.add_argument("--json", action="store_true", help="the summary and findings as JSON on stdout")
     p.set_defaults(func=cmd_fuzz)
 
     p = add("fuzz-merge", "merge the fuzz-campaign.json (or shard.json) files of several machines or jobs into one",

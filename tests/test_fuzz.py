@@ -1,4 +1,5 @@
-"""Fuzzing: a short campaign finds nothing against the reference host and finds a broken one."""
+"""Fuzzing: a short campaign finds nothing against the reference host and finds a broken one; sequences reach
+the RPC state a single exchange cannot."""
 
 import json
 from pathlib import Path
@@ -9,6 +10,8 @@ from hypothesis import given, settings
 from conformance.cli import main
 from conformance.fuzz.campaign import campaign
 from conformance.fuzz.mutators import Seed, apply, mutations
+from conformance.fuzz.program import run_program
+from conformance.fuzz.sequences import Bind, Request, Sequence, render, sequences
 from conformance.net.runner import Runner
 from conformance.reference.config import HostConfig
 from conformance.reference.host import HostThread
@@ -50,7 +53,7 @@ def test_campaign_reports_violations_with_reproducers(tmp_path, capsys):
     assert code == 1 and out["findings"], out
     finding = out["findings"][0]
     assert finding["outcome"] == "violation" and "hmac" in finding["detail"]
-    assert Path(finding["pcap"]).exists() and "kmsconf replay" in Path(finding["pcap"]).with_suffix(".txt").read_text()
+    assert Path(finding["pcap"]).exists() and "kmsconf fuzz --replay" in Path(finding["pcap"]).with_suffix(".txt").read_text()
 
 
 @pytest.mark.fuzz
@@ -83,3 +86,53 @@ def test_fuzz_clause_fails_against_a_host_with_broken_integrity(tmp_path, quirk,
     assert [s["shard"] for s in merged["shards"]] == [0, 1] and merged["runs"] == 60
     assert merged["findings"] and all(Path(f["pcap"]).is_relative_to(tmp_path / "fuzz" / "findings")
                                       for f in merged["findings"])
+
+
+# --- stateful sequences ---
+@settings(max_examples=100, deadline=None)
+@given(sequences())
+def test_every_sequence_renders_to_pdus_on_at_most_three_connections_each_opened_by_a_bind_when_asked(sequence):
+    program = render(Seed.default(), sequence)
+    assert 1 <= len(program.connections) <= 3 and all(s.base for s in program.steps)
+    assert len(program.steps) >= len(sequence.actions)
+    if sequence.prologue:
+        firsts = {}
+        for step in program.steps:
+            firsts.setdefault(step.connection, step.kind)
+        assert set(firsts.values()) == {"bind"}
+
+
+def run_alone(program, host, port):
+    import asyncio
+
+    return asyncio.run(run_program(program, host, port, 2.0))
+
+
+def test_sequences_reach_the_rpc_state_a_single_exchange_cannot():
+    seed = Seed.default()
+    ndr32 = Bind(False, ("ndr32",), True)
+    with HostThread(HostConfig(port=0)) as thread:
+        host, port = thread.host.address
+        # a request on a context never accepted, before any bind
+        orphan = run_alone(render(seed, Sequence(((0, Request(0, 0, False)),), False)), host, port)
+        assert orphan.outcome == "fault" and "0x1C010003" in orphan.answer.label, orphan.detail
+        # several requests on one connection, the last on a context the bind did not accept
+        several = render(seed, Sequence(((0, ndr32), (0, Request(0, 0, False)), (0, Request(0, 0, False)),
+                                         (0, Request(3, 0, False))), False))
+        run = run_alone(several, host, port)
+        assert run.outcome == "fault" and [side for side, _ in run.transcript].count("host") == 4
+        # alter_context, then a request on the context it accepted; interleaved with another connection
+        interleaved = render(seed, Sequence(((0, ndr32), (1, ndr32), (0, Bind(True, ("ndr32",), False)),
+                                             (1, Request(0, 0, False)), (0, Request(0, 0, False))), False))
+        run = run_alone(interleaved, host, port)
+        assert run.outcome == "response" and [len(t) for t in run.transcripts] == [6, 4]
+
+
+def test_a_campaign_with_sequences_and_exchanges_in_flight_finds_nothing_against_the_reference_host(tmp_path):
+    with HostThread(HostConfig(port=0)) as thread:
+        host, port = thread.host.address
+        seed = Seed.default()
+        result = campaign(Runner(host, port, 2), lambda: seed.request, runs=300, findings_dir=tmp_path, seed=seed,
+                          sequences=0.5, connections=4, stream=5)
+    assert result.runs == 300 and not result.findings, [f.detail for f in result.findings]
+    assert {"response", "fault", "bind_ack"} <= set(result.outcomes)

@@ -1,9 +1,14 @@
-"""Fuzz a KMS host: hypothesis draws mutations, the runner classifies each answer, findings become reproducer pcaps.
+"""Fuzz a KMS host: hypothesis draws inputs, the runner classifies each answer, findings become reproducers.
 
-Outcomes: response (a KMS answer), error (failure stub with an HRESULT), fault, bind_nak,
-closed (connection closed by the host), timeout, dead (the host no longer activates).
-Findings are `dead`, `timeout` (a hang) and answers that break a rule (a success
-response whose integrity does not verify, or an answer of the wrong PDU type).
+Inputs are single-exchange mutations (`mutators`: a bind and a request, one field or some bytes changed) and,
+with `sequences`, stateful sequences (`sequences`: PDU orders, contexts, interleaved connections). The
+classes of outcomes are `classes`'. Without a process monitor the findings are dead (the host no longer
+activates), timeout (no answer) and violation (an answer that breaks a rule). With one (`monitor`: the
+campaign started the target itself) they are crash, report (a sanitizer report the target survived), hang
+and violation: each event is pinned on the input that does it alone (run again, one by one, from those in
+flight), minimised (`shrink`), and counted under its (outcome, kind, top frames): a bug hit 300 times is one
+finding seen 300 times. With `connections` K > 1, K inputs are in flight at once (`inflight`); a finding
+stops the flow while it is confirmed and minimised.
 
 A campaign can be split into shards (one per pytest-xdist worker, CI job or machine):
 each shard draws from its own hypothesis stream (`shard_stream`), and `merge` adds the
@@ -15,11 +20,10 @@ from __future__ import annotations
 import hashlib
 import json
 import random
-import re
 import socket
 import sys
 import time
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
@@ -29,29 +33,28 @@ from hypothesis import seed as hypothesis_seed
 from hypothesis import strategies as st
 
 from conformance.net.address import format_address
-from conformance.net.outcomes import (BindNak, Closed, Fault, Outcome, Refusal, Response, SentRequest, Silent,
-                                      Unreachable)
+from conformance.net.outcomes import SentRequest
 from conformance.net.runner import Runner
-from conformance.pcap.writer import write_pcap
+from conformance.wire import framing, ndr, rpc
 from conformance.wire.messages import KmsRequest
 
+from . import findings as found
+from .classes import FINDING_CLASSES, Run, fuzz_class
+from .findings import Finding, Signature
+from .inflight import InFlight
+from .monitor import TargetProcess
 from .mutators import Mutation, Seed, apply, mutations
+from .program import Program, pdu_kind, run_program
+from .sequences import Sequence, render, sequences as sequence_strategy
+from .shrink import Shrinker
 
-FINDING_OUTCOMES = {"dead", "timeout", "violation"}
 RPC_STUB_OFFSET = 24 + 8  # request PDU header and body fields, then NDR32's two length words: the KMS payload
 BATCH = 250
 # Mutations drawn per hypothesis example: the engine's fixed cost per example (~0.9 ms) then spreads
 # over 25 mutations (~0.2 ms each in all). Distinct, or the engine's simplest example repeats one 25 times.
 DRAWN_TOGETHER = 25
-REPRODUCERS_PER_SIGNATURE = 3  # the same finding again and again is counted, not saved again
-
-
-@dataclass
-class Finding:
-    outcome: str
-    mutation: Mutation
-    detail: str
-    pcap: Path | None = None
+CONFIRM_TRIES = 3  # an event no single input reproduced is tried again this often, then only counted
+STARTUP = Program((), "no input: the target reports it as it starts")
 
 
 @dataclass
@@ -59,46 +62,17 @@ class CampaignResult:
     runs: int = 0
     outcomes: Counter = field(default_factory=Counter)
     findings: list[Finding] = field(default_factory=list)
-    signatures: Counter = field(default_factory=Counter)  # (outcome, detail shape) -> occurrences
+    signatures: Counter = field(default_factory=Counter)  # (outcome, kind, frames) -> occurrences
     seconds: float = 0.0
     harness_seconds: float = 0.0  # all the rest: drawing, mutating, classifying, saving findings
     target_seconds: float = 0.0  # on the network: exchanges and the liveness probes after a close
+    cpu_seconds: float = 0.0  # this process's CPU time over the campaign
+    restarts: int = 0  # of a monitored target, after a crash or a hang
+    serial_executions: int = 0  # inputs run alone, to confirm and to minimise findings
 
     @property
     def rate(self) -> float:
         return self.runs / self.seconds if self.seconds else 0.0
-
-
-def fuzz_class(outcome: Outcome) -> tuple[str, str]:
-    """The campaign's class and detail for the runner's outcome of one mutated exchange."""
-    if isinstance(outcome, Response):
-        if outcome.opened is None:
-            return "violation", outcome.describe()
-        if not outcome.opened.verified:
-            return "violation", f"response fails {', '.join(outcome.opened.failed_checks())}"
-        return "response", f"count {outcome.opened.response.count}"
-    if isinstance(outcome, Refusal):
-        return "error", f"HRESULT 0x{outcome.hresult:08X}"
-    if isinstance(outcome, Fault):
-        return "fault", outcome.describe()
-    if isinstance(outcome, BindNak):
-        return "bind_nak", f"reason {outcome.reason}"
-    if isinstance(outcome, Closed):
-        return "closed", outcome.detail
-    if isinstance(outcome, Silent):
-        return "timeout", outcome.describe()
-    if isinstance(outcome, Unreachable):
-        return "dead", outcome.describe()
-    # a bind_ack or any other PDU answering a request, or bytes that are no PDU
-    return "violation", outcome.describe()
-
-
-@dataclass
-class Run:
-    outcome: str
-    detail: str
-    transcript: list[tuple[str, bytes]]
-    waited: float = 0.0  # seconds on the network: connecting, sending, waiting for answers
 
 
 def run_one(runner: Runner, bind: bytes, request: bytes) -> Run:
@@ -106,7 +80,8 @@ def run_one(runner: Runner, bind: bytes, request: bytes) -> Run:
     started = time.perf_counter()
     sent = SentRequest(None, request[RPC_STUB_OFFSET:])  # opens the answer as far as it can without the request
     outcome, transcript = runner.bind_then(bind, request, sent)
-    return Run(*fuzz_class(outcome), transcript, time.perf_counter() - started)
+    answered = request if sum(side == "client" for side, _ in transcript) > 1 else bind
+    return Run(*fuzz_class(outcome, pdu_kind(answered)), transcript, time.perf_counter() - started, answer=outcome)
 
 
 def alive(runner: Runner, probe: Callable[[], KmsRequest]) -> bool:
@@ -114,85 +89,330 @@ def alive(runner: Runner, probe: Callable[[], KmsRequest]) -> bool:
     return runner.activate(probe()).outcome.is_kms_answer
 
 
+def _probed(run: Run, alive: bool, waited: float) -> None:
+    run.alive, run.waited = alive, run.waited + waited
+    if not alive:
+        run.outcome, run.detail = "dead", f"host stopped answering after: {run.detail}"
+
+
+class Campaign:
+    """One campaign's state: the target (and its monitor), the inputs in flight, the findings so far."""
+
+    def __init__(self, runner: Runner, probe: Callable[[], KmsRequest], seed: Seed, findings_dir: Path, *,
+                 monitor: TargetProcess | None = None, connections: int = 1, sequences: float = 0.0,
+                 shrink: bool = True, replay_target: str | None = None,
+                 progress: Callable[[CampaignResult], None] | None = None):
+        self.template, self.probe, self.seed, self.findings_dir = runner, probe, seed, findings_dir
+        self.monitor, self.sequences, self.shrink, self.progress = monitor, sequences, shrink, progress
+        self.timeout = runner.timeout
+        self.runner = self._runner()
+        self.replay_target = replay_target or f"--target {format_address(runner.host, runner.port)}"
+        self.standard = seed.standard()
+        self.inflight = InFlight(connections)
+        self.result = CampaignResult()
+        self.by_signature: dict[Signature, Finding] = {}
+        self.tries: Counter = Counter()  # confirmations tried per signature
+        self.recent: deque[tuple[Program, str]] = deque(maxlen=2 * connections + 6)
+        self.suspects: list[Program] = []  # no answer or no connection, with a monitor: a hang, or a crash's wake
+        self.queued: list[tuple[Program, Run]] = []  # inputs whose own answer is a finding
+        self.hang = found.hang_signature(self.timeout)
+        self._last_run: Run | None = None
+        self._last_events: list = []
+        self._running = False  # a campaign records what the target says as it starts; a replay shows it
+
+    def _runner(self) -> Runner:
+        t = self.template
+        if self.monitor is None:
+            return t
+        return Runner(*self.monitor.address, t.timeout, t.on_session, t.on_request, t.on_answer)
+
+    # --- running inputs ---
+    def program_of(self, item: Mutation | Sequence) -> Program:
+        if isinstance(item, Mutation):
+            bind, request = apply(self.seed, item)
+            return Program.pair(bind, request, self.standard, item.describe())
+        return render(self.seed, item)
+
+    def probe_program(self) -> Program:
+        payload = framing.seal_request(self.probe())
+        request = rpc.Request(ndr.encode_request_stub(payload), rpc.Header(rpc.PType.REQUEST, rpc.FIRST_LAST, 2))
+        return Program.pair(self.standard[0], request.encode(), self.standard, "liveness probe")
+
+    def needs_probe(self, run: Run) -> bool:
+        """Without a monitor, a close or a silence is fine only while the host still activates afterwards."""
+        return self.monitor is None and run.outcome in ("closed", "timeout")
+
+    async def execute(self, program: Program) -> Run:
+        run = await run_program(program, self.runner.host, self.runner.port, self.timeout)
+        if self.needs_probe(run):
+            probe = await run_program(self.probe_program(), self.runner.host, self.runner.port, self.timeout)
+            _probed(run, probe.answer is not None and probe.answer.is_kms_answer, probe.waited)
+        return run
+
+    def run_serial(self, program: Program) -> Run:
+        """One input alone (nothing else in flight); the single exchange as it always ran, on the runner."""
+        pair = program.as_pair
+        if pair is None or self.inflight.k > 1:
+            return self.inflight.run(self.execute(program))
+        run = run_one(self.runner, *pair)
+        if self.needs_probe(run):
+            started = time.perf_counter()
+            _probed(run, alive(self.runner, self.probe), time.perf_counter() - started)
+        return run
+
+    def feed(self, item: Mutation | Sequence) -> None:
+        program = self.program_of(item)
+        if self.inflight.k == 1:
+            self.account(program, self.run_serial(program))
+        else:
+            self.inflight.submit(self.execute(program), program)
+            for done, run in self.inflight.take():
+                self.account(done, run)
+        self.check()
+
+    def quiesce(self) -> None:
+        for program, run in self.inflight.drain():
+            self.account(program, run)
+
+    # --- what came back ---
+    def account(self, program: Program, run: Run) -> None:
+        self.result.runs += 1
+        self.result.target_seconds += run.waited
+        self.result.outcomes[run.outcome] += 1
+        self.recent.append((program, run.outcome))
+        if self.monitor is not None and run.outcome in ("timeout", "dead"):
+            self.suspects.append(program)
+        elif run.outcome == "violation" or (self.monitor is None and run.outcome in FINDING_CLASSES):
+            self.queued.append((program, run))
+        if self.progress is not None:
+            self.result.seconds = time.monotonic() - self._started
+            self.progress(self.result)
+
+    def known(self, signature: Signature) -> bool:
+        finding = self.by_signature.get(signature)
+        return finding is not None and (finding.reproduced or self.tries[signature] >= CONFIRM_TRIES)
+
+    def check(self) -> None:
+        """Monitor events, silences and findings of the inputs accounted since the last check."""
+        events = self.monitor.poll() if self.monitor is not None else []
+        if not (events or self.suspects or self.queued):
+            return
+        urgent = bool(self.suspects) or (self.monitor is not None and not self.monitor.alive()) or not all(
+            self.known(s) for s in [found.event_signature(e) for e in events]
+            + [found.run_signature(run) for _, run in self.queued])
+        candidates = self.candidates()
+        if urgent:  # what is in flight may be what did it: let it finish, and the target say its last
+            self.quiesce()
+            if self.monitor is not None:
+                events += self.monitor.settle()
+        output = {id(e): self.monitor.excerpt(e.line) for e in events}
+        hung, queued = bool(self.suspects), self.queued
+        self.suspects, self.queued = [], []
+        if self.monitor is not None and urgent and (hung or not self.monitor.alive()):
+            self.restart()
+        for event in events:
+            self.record(found.event_signature(event), found.event_detail(event), candidates,
+                        report=event.report.text if event.report else "", output=output[id(event)])
+        if hung and not any(e.death for e in events):
+            self.record(self.hang, f"no answer within {self.timeout:g} s", candidates)
+        for program, run in queued:
+            self.record(found.run_signature(run), run.detail, [program], run=run)
+
+    def candidates(self) -> list[Program]:
+        """The inputs that may have done what the monitor saw, likeliest first: those that got no answer, then
+        those in flight, then those closed, then the others, newest first."""
+        recent = list(reversed(self.recent))
+        ordered = self.suspects + self.inflight.running + [p for p, o in recent if o == "closed"] + [p for p, _ in recent]
+        return list(dict.fromkeys(ordered))[: self.recent.maxlen]
+
+    def restart(self) -> None:
+        self.monitor.restart()
+        self.result.restarts += 1
+        self.runner = self._runner()
+        self._startup()
+
+    def _startup(self) -> None:
+        """Reports the target wrote as it started: findings with no input (they come back with each start)."""
+        for event in self.monitor.startup_events if self.monitor is not None and self._running else []:
+            self.record(found.event_signature(event), found.event_detail(event) + " (at the target's start)",
+                        [STARTUP], run=Run("startup", "", []), report=event.report.text if event.report else "",
+                        output=self.monitor.excerpt(event.line))
+
+    # --- findings ---
+    def signatures_of(self, program: Program, answers_only: bool = False) -> set[Signature]:
+        """What running `program` alone does (the target restarted after, if it died or hung). With
+        `answers_only` the answers are what counts: no waiting for a late report."""
+        run = self._last_run = self.run_serial(program)
+        self.result.serial_executions += 1
+        seen = set()
+        if run.outcome == "violation" or (self.monitor is None and run.outcome in ("timeout", "dead")):
+            seen.add(found.run_signature(run))
+        if self.monitor is not None:
+            events = self._last_events = self.monitor.poll() if answers_only else self.monitor.settle()
+            seen |= {found.event_signature(e) for e in events}
+            silent = run.outcome in ("timeout", "dead") and not any(e.death for e in events)
+            if silent:
+                seen.add(self.hang)
+            if silent or not self.monitor.alive():
+                self.restart()
+        return seen
+
+    def record(self, signature: Signature, detail: str, candidates: list[Program], *, run: Run | None = None,
+               report: str = "", output: list[str] | None = None) -> None:
+        self.result.signatures[signature] += 1
+        finding = self.by_signature.get(signature)
+        if finding is not None:
+            finding.count += 1
+        if self.known(signature):
+            return
+        self.tries[signature] += 1
+        if run is not None:  # the input's own answer: it is the culprit
+            culprit, transcripts = candidates[0], run.transcripts
+        else:
+            culprit, transcripts = None, []
+            for program in candidates:
+                if signature in self.signatures_of(program):
+                    culprit, transcripts = program, self._last_run.transcripts
+                    break
+        if culprit is None and finding is not None:
+            return  # still not pinned on one input: counted
+        if finding is None:
+            finding = Finding(*signature, detail, culprit or candidates[0], count=1,
+                              reproduced=culprit is not None, report=report, output=output or [],
+                              transcripts=transcripts)
+            self.by_signature[signature] = finding
+            self.result.findings.append(finding)
+        else:  # seen before without its input; now it has one
+            finding.input, finding.reproduced, finding.transcripts = culprit, True, transcripts
+        if culprit is not None and culprit.steps and self.shrink and signature[0] != "dead":
+            self.minimise(finding, culprit)
+        number = self.result.findings.index(finding) + 1
+        found.save(self.findings_dir, number, finding, (self.runner.host, self.runner.port), self.replay_target)
+
+    def minimise(self, finding: Finding, program: Program) -> None:
+        """Shrink `finding`'s input (`program`, which does it) to the smallest that still does."""
+        exchanges = {}  # of each candidate that reproduced: the pcap shows the minimised input's
+        answers_only = finding.outcome == "violation"
+
+        def reproduces(candidate: Program) -> bool:
+            if finding.signature not in self.signatures_of(candidate, answers_only):
+                return False
+            exchanges[candidate] = self._last_run.transcripts
+            return True
+
+        shrinker = Shrinker(reproduces)
+        smaller = shrinker.shrink(program)
+        finding.shrink_executions = shrinker.executions
+        if smaller != program:
+            finding.original, finding.input, finding.transcripts = program, smaller, exchanges[smaller]
+
+    # --- the campaign ---
+    def run(self, runs: int | None, budget: float | None, stream: int | None) -> CampaignResult:
+        """Up to `runs` inputs or `budget` seconds, whichever ends first. `stream` fixes the random stream the
+        inputs are drawn from (the same stream draws the same inputs); without it hypothesis picks one."""
+        batch_seeds = random.Random(stream) if stream is not None else None
+        self._started = started = time.monotonic()
+        self._running = True
+        self._startup()
+        cpu = time.process_time()
+        result = self.result
+        over = lambda: (budget is not None and time.monotonic() - started > budget) or bool(runs and result.runs >= runs)
+        fed = [0]  # inputs handed to the runner (in flight ones included): what `runs` bounds
+        submitted = lambda: fed[0] >= runs if runs else False
+
+        def several(drawn) -> None:
+            nonlocal skip_simplest
+            if skip_simplest:  # each batch opens with the engine's simplest example: run it in the first batch only
+                skip_simplest = False
+                return
+            for item in interleave(drawn):
+                if over() or submitted():
+                    return
+                fed[0] += 1
+                self.feed(item)
+
+        strategies: dict[int, st.SearchStrategy] = {}  # built once: hypothesis validates a new strategy on first use
+
+        # bounded batches: each draws fresh examples, and the budget is checked between them
+        first_batch = True
+        try:
+            while not over() and not submitted():
+                skip_simplest, first_batch = not first_batch, False
+                batch = BATCH if runs is None else min(BATCH, runs - fed[0])
+                together = min(DRAWN_TOGETHER, batch)
+                if together not in strategies:
+                    strategies[together] = self.strategy(together)
+                test = given(strategies[together])(several)
+                if batch_seeds is not None:  # one seed per batch, or every batch would draw the same examples
+                    test = hypothesis_seed(batch_seeds.getrandbits(64))(test)
+                settings(max_examples=-(-batch // together) + 1, deadline=None, database=None,
+                         suppress_health_check=list(HealthCheck), phases=[Phase.generate])(test)()
+            self.quiesce()
+            self.check()
+            if self.monitor is not None:  # a report the last inputs caused, written after they ended
+                self.monitor.settle()
+                self.check()
+        finally:
+            self.inflight.close()
+        for finding in result.findings:
+            found.rewrite(finding)  # the counts as they ended
+        result.seconds = time.monotonic() - started
+        result.cpu_seconds = time.process_time() - cpu
+        result.harness_seconds = max(result.seconds - result.target_seconds, 0.0)
+        return result
+
+    def strategy(self, together: int) -> st.SearchStrategy:
+        drawn = st.lists(mutations(), min_size=together, max_size=together, unique=True)
+        if not self.sequences:
+            return drawn
+        extra = max(1, round(together * self.sequences / max(1.0 - self.sequences, 0.05)))
+        return st.tuples(drawn, st.lists(sequence_strategy(), min_size=extra, max_size=extra))
+
+
+def interleave(drawn) -> list:
+    """The inputs of one example in the order they run: mutations, with the sequences spread among them."""
+    if not isinstance(drawn, tuple):
+        return drawn
+    single, stateful = drawn
+    every = max(1, len(single) // max(len(stateful), 1))
+    out = []
+    for i, item in enumerate(single):
+        out.append(item)
+        if (i + 1) % every == 0 and stateful:
+            out.append(stateful.pop(0))
+    return out + stateful
+
+
 def campaign(runner: Runner, probe: Callable[[], KmsRequest], runs: int | None = None, budget: float | None = None,
              seed_protocol: int = 6, findings_dir: Path = Path("reports/findings"),
              progress: Callable[[CampaignResult], None] | None = None, seed: Seed | None = None,
-             stream: int | None = None) -> CampaignResult:
-    """Up to `runs` mutations or `budget` seconds, whichever ends first; `probe` makes the liveness request
-    sent after a close or a silence (the runner's timeout is each exchange's).
-
-    `stream` fixes the random stream the mutations are drawn from (the same stream draws the
-    same mutations); without it hypothesis picks a fresh random one."""
+             stream: int | None = None, *, monitor: TargetProcess | None = None, connections: int = 1,
+             sequences: float = 0.0, shrink: bool = True, replay_target: str | None = None) -> CampaignResult:
+    """Up to `runs` inputs or `budget` seconds, whichever ends first; `probe` makes the liveness request
+    sent after a close or a silence (the runner's timeout is each exchange's). With `monitor` the target is
+    the process it started (its address, not the runner's); `sequences` is the share of stateful inputs."""
     seed = seed or Seed.default(seed_protocol)
-    batch_seeds = random.Random(stream) if stream is not None else None
-    result = CampaignResult()
-    started = time.monotonic()
-    over = lambda: (budget is not None and time.monotonic() - started > budget) or (runs and result.runs >= runs)
-
-    def one(mutation: Mutation) -> None:
-        if over():
-            return
-        bind, request = apply(seed, mutation)
-        run = run_one(runner, bind, request)
-        result.target_seconds += run.waited
-        outcome, detail, transcript = run.outcome, run.detail, run.transcript
-        # a close or silence is fine only while the host still activates afterwards
-        if outcome in ("closed", "timeout"):
-            probe_started = time.perf_counter()
-            if not alive(runner, probe):
-                outcome, detail = "dead", f"host stopped answering after: {detail}"
-            result.target_seconds += time.perf_counter() - probe_started
-        result.runs += 1
-        result.outcomes[outcome] += 1
-        if outcome in FINDING_OUTCOMES:
-            finding = Finding(outcome, mutation, detail)
-            signature = (outcome, re.sub(r"\d+", "N", detail))
-            result.signatures[signature] += 1
-            if result.signatures[signature] <= REPRODUCERS_PER_SIGNATURE:
-                finding.pcap = save_finding(findings_dir, len(result.findings) + 1, finding, transcript,
-                                            (runner.host, runner.port))
-                result.findings.append(finding)
-        if progress is not None:
-            result.seconds = time.monotonic() - started
-            progress(result)
-
-    def several(drawn: list[Mutation]) -> None:
-        nonlocal skip_simplest
-        if skip_simplest:  # each batch opens with the engine's simplest example: run it in the first batch only
-            skip_simplest = False
-            return
-        for mutation in drawn:
-            one(mutation)
-
-    strategies: dict[int, st.SearchStrategy] = {}  # built once: hypothesis validates a new strategy on first use
-
-    # bounded batches: each draws fresh examples, and the budget is checked between them
-    first_batch = True
-    while not over():
-        skip_simplest, first_batch = not first_batch, False
-        batch = BATCH if runs is None else min(BATCH, runs - result.runs)
-        together = min(DRAWN_TOGETHER, batch)
-        if together not in strategies:
-            strategies[together] = st.lists(mutations(), min_size=together, max_size=together, unique=True)
-        test = given(strategies[together])(several)
-        if batch_seeds is not None:  # one seed per batch, or every batch would draw the same examples
-            test = hypothesis_seed(batch_seeds.getrandbits(64))(test)
-        settings(max_examples=-(-batch // together) + 1, deadline=None, database=None,
-                 suppress_health_check=list(HealthCheck), phases=[Phase.generate])(test)()
-    result.seconds = time.monotonic() - started
-    result.harness_seconds = max(result.seconds - result.target_seconds, 0.0)
-    return result
+    return Campaign(runner, probe, seed, findings_dir, monitor=monitor, connections=connections,
+                    sequences=sequences, shrink=shrink, replay_target=replay_target, progress=progress).run(
+        runs, budget, stream)
 
 
-def save_finding(directory: Path, number: int, finding: Finding, transcript: list[tuple[str, bytes]],
-                 address: tuple[str, int]) -> Path:
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"finding-{number:03d}-{finding.outcome}.pcap"
-    write_pcap(path, [transcript], host=address)
-    path.with_suffix(".txt").write_text(
-        f"outcome: {finding.outcome}\nmutation: {finding.mutation.describe()}\ndetail: {finding.detail}\n"
-        f"reproduce: kmsconf replay {path} --target {format_address(*address)}\n", encoding="utf-8")
-    return path
+def replay_finding(program: Program, runner: Runner, monitor: TargetProcess | None = None) -> list[str]:
+    """Run a finding's input alone: one line per failure it shows (none: it does nothing wrong now), with the
+    start of each report."""
+    seed = Seed.default()
+    replaying = Campaign(runner, lambda: seed.request, seed, Path("."), monitor=monitor, shrink=False)
+    try:
+        started = monitor.startup_events if monitor is not None else []
+        seen = replaying.signatures_of(program)
+        lines = [f"at the target's start: {found.signature_text(found.event_signature(e))}" for e in started]
+        lines += [found.signature_text(signature) for signature in sorted(seen)]
+        for event in [*started, *replaying._last_events]:
+            if event.report is not None:
+                lines += ["  " + line for line in event.report.text.splitlines()[:12]]
+        return lines
+    finally:
+        replaying.inflight.close()
 
 
 def print_progress(result: CampaignResult, stream=sys.stderr) -> None:
@@ -217,13 +437,12 @@ def shard_stream(base: int, index: int) -> int:
 
 
 def findings_json(result: CampaignResult) -> list[dict]:
-    return [{"outcome": f.outcome, "mutation": f.mutation.describe(), "detail": f.detail,
-             "pcap": None if f.pcap is None else str(f.pcap)} for f in result.findings]
+    return [f.to_json() for f in result.findings]
 
 
 def finding_counts(result: CampaignResult) -> dict[str, int]:
-    """Occurrences per finding signature ("outcome: detail shape"), saved reproducers or not."""
-    return {f"{o}: {d}": n for (o, d), n in result.signatures.items()}
+    """Occurrences per finding signature ("outcome: kind in top < frames")."""
+    return {found.signature_text(sig): n for sig, n in result.signatures.items()}
 
 
 def shard_record(result: CampaignResult, *, campaign: str, index: int, count: int, seed: int,
@@ -234,7 +453,8 @@ def shard_record(result: CampaignResult, *, campaign: str, index: int, count: in
             "machine": socket.gethostname(), "target": format_address(*target),
             "runs": result.runs, "outcomes": dict(result.outcomes), "seconds": round(result.seconds, 3),
             "rate": round(result.rate, 1), "harness_seconds": round(result.harness_seconds, 3),
-            "target_seconds": round(result.target_seconds, 3), "started": started, "ended": ended,
+            "target_seconds": round(result.target_seconds, 3), "restarts": result.restarts, "started": started,
+            "ended": ended,
             "findings_dir": str(findings_dir), "findings": findings_json(result),
             "finding_counts": finding_counts(result)}
 

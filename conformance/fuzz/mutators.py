@@ -11,6 +11,7 @@ import dataclasses
 import functools
 import os
 import struct
+import time
 from dataclasses import dataclass
 
 from hypothesis import strategies as st
@@ -24,6 +25,7 @@ from conformance.wire.messages import KmsRequest, filetime_now
 BOUNDARY_U8 = (0, 1, 0x7F, 0x80, 0xFF)
 BOUNDARY_U16 = (0, 1, 0x10, 0x7FFF, 0x8000, 0xFFFF)
 BOUNDARY_U32 = (0, 1, 0x7FFFFFFF, 0x80000000, 0xFFFFFFFF)
+RESEAL_SECONDS = 600.0
 
 
 @dataclass(frozen=True)
@@ -36,16 +38,37 @@ class Mutation:
         shown = self.value.hex() if isinstance(self.value, bytes) else self.value
         return f"{self.target}.{self.field}={shown}"
 
+    @property
+    def in_bind(self) -> bool:
+        """It changes the bind (else the request) of the exchange."""
+        return self.target == "bind" or (self.target == "bytes" and self.field.startswith("bind."))
+
 
 @dataclass
 class Seed:
-    """A valid exchange to mutate: NDR32 bind and its request (of the request's protocol version)."""
+    """A valid exchange to mutate: NDR32 bind and its request (of the request's protocol version).
+
+    The request is sealed once (a fixed IV and request time, renewed every few minutes so a host's 4-hour
+    window never refuses it): every input made from the seed then differs from the standard PDUs only where
+    it was mutated, which is what a finding's size counts and what the minimiser puts back."""
 
     request: KmsRequest
+    _sealed: tuple[float, KmsRequest, bytes] | None = dataclasses.field(default=None, repr=False, compare=False)
 
     @property
     def protocol(self) -> int:
         return self.request.major
+
+    def sealed(self) -> tuple[KmsRequest, bytes]:
+        """The request with its request time, and its payload as sent."""
+        if self._sealed is None or time.monotonic() - self._sealed[0] > RESEAL_SECONDS:
+            request = dataclasses.replace(self.request, request_time=filetime_now())
+            self._sealed = (time.monotonic(), request, framing.seal_request(request, os.urandom(16)))
+        return self._sealed[1], self._sealed[2]
+
+    def standard(self) -> tuple[bytes, bytes]:
+        """The unmutated bind and request PDUs (what the steps of an input are compared with)."""
+        return apply(self, Mutation("none", "none"))
 
     @classmethod
     def default(cls, protocol: int = 6) -> "Seed":
@@ -95,6 +118,10 @@ def mutations() -> st.SearchStrategy[Mutation]:
         _field_mutations("kms", kms_numbers),
         st.integers(0, 2**64 - 1).map(lambda v: Mutation("kms", "request_time", v)),
         st.text(min_size=0, max_size=63).map(lambda v: Mutation("kms", "workstation", v)),
+        # the longest names whose characters grow in UTF-8 (2, 3 bytes each): a host that logs the name
+        # converts it into a buffer sized for fewer bytes (vlmcsd's logRequest did)
+        st.text(st.characters(min_codepoint=0x80, max_codepoint=0xFFFF, exclude_categories=("Cs",)),
+                min_size=48, max_size=63).map(lambda v: Mutation("kms", "workstation", v)),
         st.uuids().map(lambda v: Mutation("kms", "kms_id", v)),
         st.uuids().map(lambda v: Mutation("kms", "app_id", v)),
     )
@@ -124,15 +151,12 @@ def apply(seed: Seed, mutation: Mutation) -> tuple[bytes, bytes]:
     """(bind bytes, request bytes) with the mutation applied; KMS-field mutations are re-encrypted."""
     options = BindOptions(ndr64=False, btfn=False)
     bind = rpc.Bind(options.contexts(), rpc.Header(rpc.PType.BIND, options.flags, 2)).encode()
-    request = dataclasses.replace(seed.request, request_time=filetime_now())
-    payload = None
+    request, payload = seed.sealed()
     if mutation.target == "kms":
-        try:
-            payload = framing.seal_request(_kms_changed(request, mutation), os.urandom(16))
+        try:  # re-sealed with the seed's IV: the ciphertext changes from the changed block on, not all of it
+            payload = framing.seal_request(_kms_changed(request, mutation), bytes(payload[IV]) or None)
         except (ValueError, struct.error, UnicodeEncodeError):
-            payload = None  # a value the encoder refuses (e.g. a lone surrogate): the seed goes unchanged
-    if payload is None:
-        payload = framing.seal_request(request, os.urandom(16))
+            pass  # a value the encoder refuses (e.g. a lone surrogate): the seed goes unchanged
     if mutation.target == "payload":
         if mutation.field == "bitflip":
             bit = mutation.value % (len(payload) * 8)

@@ -75,6 +75,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                         "draw the same mutations")
     fuzz.addoption("--fuzz-report", default=FUZZ_REPORT_DEFAULT, metavar="PATH",
                    help="the merged campaign report; findings go to findings/shard-K/ beside it")
+    fuzz.addoption("--target-cmd", default=None, metavar="COMMAND",
+                   help='fuzz a target each shard starts itself on a free loopback port and watches (crashes, '
+                        'sanitizer reports, hangs; restarted after each), e.g. "/opt/vlmcsd -D -e -L 127.0.0.1:{port}"')
 
 
 def is_conformance_run(config: pytest.Config) -> bool:
@@ -114,6 +117,7 @@ def settings(config: pytest.Config) -> Settings:
     if client_cmd:
         _check_client_cmd(client_cmd)
     dns = _dns(config, target)
+    _check_target_cmd(config, target)
     patterns = tuple(p.strip() for p in (get("--clause") or "").split(",") if p.strip())
     for pattern in patterns:
         if not clause_registry.select(pattern):
@@ -153,6 +157,19 @@ def _check_client_cmd(command: str) -> None:
     if "{port}" not in command:
         raise UsageError(f"--client-cmd {command!r}: put {{port}} (and {{host}}) where the client takes the KMS "
                          f"host's address, e.g. \"vlmcs {{host}}:{{port}}\"")
+
+
+def _check_target_cmd(config: pytest.Config, target: tuple[str, int] | None) -> None:
+    command = config.getoption("--target-cmd")
+    if not command:
+        return
+    from conformance.fuzz.monitor import TargetCommand
+
+    TargetCommand.parse(command)
+    if target is not None:
+        raise UsageError("--target-cmd starts the fuzz campaign's target itself: leave out --target")
+    if "fuzz" not in (config.getoption("-m") or ""):
+        raise UsageError("--target-cmd is the target of the fuzz campaign: run it with -m fuzz")
 
 
 def _dns(config: pytest.Config, target: tuple[str, int] | None) -> tuple[str, tuple[str, int], int] | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import shlex
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,13 +92,27 @@ class FuzzShard:
             pytest.skip(reason=f"shard {self.index} of {self.count} has no runs: the campaign has only {total_runs}")
         findings = self.findings_dir(campaign_dir)
         started = time.time()
+        from conformance.fuzz.monitor import TargetCommand, TargetProcess, TargetStartError
         from conformance.fuzz.mutators import Seed
         from conformance.net.runner import Runner
 
-        runner = Runner(target.host, target.port, timeout, on_request=target.runner.on_request)
-        seed = Seed(target.alive_request())  # an edition the host activates, with the audit's CMID
-        result = campaign(runner, target.alive_request, runs=runs, findings_dir=findings, seed=seed,
-                          stream=shard_stream(self.seed, self.index))
+        from .target import Target
+
+        command = self.node.config.getoption("--target-cmd")
+        monitor = TargetProcess(TargetCommand.parse(command)) if command else None
+        try:
+            if monitor is not None:  # this shard's own target, started, watched and restarted by the campaign
+                target = Target(*monitor.start().address, timeout)
+            runner = Runner(target.host, target.port, timeout, on_request=target.runner.on_request)
+            seed = Seed(target.alive_request())  # an edition the host activates, with the audit's CMID
+            result = campaign(runner, target.alive_request, runs=runs, findings_dir=findings, seed=seed,
+                              stream=shard_stream(self.seed, self.index), monitor=monitor,
+                              replay_target=f"--target-cmd {shlex.quote(command)}" if command else None)
+        except TargetStartError as exc:
+            pytest.fail(f"--target-cmd: {exc}", pytrace=False)
+        finally:
+            if monitor is not None:
+                monitor.close()
         record = shard_record(result, campaign=name, index=self.index, count=self.count, seed=self.seed,
                               target=(target.host, target.port), findings_dir=findings, started=started,
                               ended=time.time())

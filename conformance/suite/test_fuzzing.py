@@ -3,7 +3,8 @@
 The campaign is split into shards (`--fuzz-shards`, by default one per xdist worker), which
 pytest-xdist spreads over processes (`-n auto`) or machines; every shard hits the same
 target, and the clause's verdict is the worst of its shards'. The shards' figures are merged
-into reports/fuzz-campaign.json.
+into reports/fuzz-campaign.json. With --target-cmd each shard starts the target itself and watches it:
+a crash, a sanitizer report or a hang is a finding too.
 """
 
 import pytest
@@ -20,4 +21,5 @@ def test_fuzz_campaign(kms_target, fuzz_shard, pytestconfig):
     result = fuzz_shard.run(kms_target, total, name="KMS-ROB-005", timeout=rule["timeout"])
     expect(not result.findings,
            f"no finding in {result.runs} mutated exchanges (shard {fuzz_shard.index} of {fuzz_shard.count})",
-           [f"{f.outcome}: {f.mutation.describe()} -> {f.detail} ({f.pcap})" for f in result.findings[:10]])
+           [f"{f.outcome} x{f.count}: {f.detail}; input {f.input.describe()} ({f.pcap}; {f.replay})"
+            for f in result.findings[:10]])
