@@ -164,7 +164,8 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
     if show:
         sys.stderr.write("\n")
     summary = {"runs": result.runs, "seconds": round(result.seconds, 2), "rate": round(result.rate, 1),
-               "connections": args.connections, "outcomes": dict(result.outcomes), "restarts": result.restarts,
+               "connections": args.connections, "connections_opened": result.connections,
+               "outcomes": dict(result.outcomes), "restarts": result.restarts,
                "serial_executions": result.serial_executions,
                "findings": findings_json(result), "finding_counts": finding_counts(result)}
     if args.json:

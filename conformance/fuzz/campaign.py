@@ -68,6 +68,7 @@ class CampaignResult:
     target_seconds: float = 0.0  # on the network: exchanges and the liveness probes after a close
     cpu_seconds: float = 0.0  # this process's CPU time over the campaign
     restarts: int = 0  # of a monitored target, after a crash or a hang
+    connections: int = 0  # TCP connections the inputs opened (a sequence opens up to three)
     serial_executions: int = 0  # inputs run alone, to confirm and to minimise findings
 
     @property
@@ -112,7 +113,7 @@ class Campaign:
         self.result = CampaignResult()
         self.by_signature: dict[Signature, Finding] = {}
         self.tries: Counter = Counter()  # confirmations tried per signature
-        self.recent: deque[tuple[Program, str]] = deque(maxlen=2 * connections + 6)
+        self.recent: deque[tuple[Program, str]] = deque(maxlen=4 * connections + 16)
         self.suspects: list[Program] = []  # no answer or no connection, with a monitor: a hang, or a crash's wake
         self.queued: list[tuple[Program, Run]] = []  # inputs whose own answer is a finding
         self.hang = found.hang_signature(self.timeout)
@@ -177,6 +178,7 @@ class Campaign:
     # --- what came back ---
     def account(self, program: Program, run: Run) -> None:
         self.result.runs += 1
+        self.result.connections += sum(1 for t in run.transcripts if t)
         self.result.target_seconds += run.waited
         self.result.outcomes[run.outcome] += 1
         self.recent.append((program, run.outcome))

@@ -38,6 +38,7 @@ from . import crashes
 KEPT_LINES = 20_000  # the target's latest output lines, for the excerpt around each finding
 QUIET_AT_MOST = 0.3  # seconds of silence after which a report that could go on (UBSan, Python) has ended
 DEATH_GRACE = 0.5  # seconds a process that wrote a fatal report of its own is given to end
+SCAN_EVERY = 0.02  # seconds between two listings of the sanitizers' directory (a thousand polls a second)
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 # Sanitizer options a monitor needs (added only when the user's own options do not set them): abort() reported
 # with its stack, UBSan reports with theirs, so that findings group by frames
@@ -141,6 +142,7 @@ class TargetProcess:
         self._report_lines: dict[Path, int] = {}  # lines of each sanitizer file already read
         self._finished: set[Path] = set()  # files whose process is gone, read to the end
         self.startup_events: list[TargetEvent] = []  # of the latest start
+        self._scanned = 0.0  # when the sanitizers' directory was last listed
 
     @property
     def address(self) -> tuple[str, int]:
@@ -304,6 +306,9 @@ class TargetProcess:
         self._parsed = start + read
         found = [(r, start) for r in reports]
         here = self.mark()
+        if not final and time.monotonic() - self._scanned < SCAN_EVERY:
+            return found
+        self._scanned = time.monotonic()
         for path in sorted(set(self.report_dir.glob(f"{REPORT_FILE}.*")) - self._finished):
             done = self._report_lines.get(path, 0)
             lines = path.read_text(encoding="utf-8", errors="replace").splitlines()[done:]

@@ -53,7 +53,7 @@ class Seed:
     it was mutated, which is what a finding's size counts and what the minimiser puts back."""
 
     request: KmsRequest
-    _sealed: tuple[float, KmsRequest, bytes] | None = dataclasses.field(default=None, repr=False, compare=False)
+    _sealed: tuple[float, KmsRequest, bytes, bytes] | None = dataclasses.field(default=None, repr=False, compare=False)
 
     @property
     def protocol(self) -> int:
@@ -63,8 +63,13 @@ class Seed:
         """The request with its request time, and its payload as sent."""
         if self._sealed is None or time.monotonic() - self._sealed[0] > RESEAL_SECONDS:
             request = dataclasses.replace(self.request, request_time=filetime_now())
-            self._sealed = (time.monotonic(), request, framing.seal_request(request, os.urandom(16)))
+            payload = framing.seal_request(request, os.urandom(16))
+            self._sealed = (time.monotonic(), request, payload, _request_pdu(payload))
         return self._sealed[1], self._sealed[2]
+
+    def request_pdu(self, payload: bytes) -> bytes:
+        """The request PDU carrying `payload` (the seed's own is built once: most inputs send it)."""
+        return self._sealed[3] if self._sealed is not None and payload is self._sealed[2] else _request_pdu(payload)
 
     def standard(self) -> tuple[bytes, bytes]:
         """The unmutated bind and request PDUs (what the steps of an input are compared with)."""
@@ -147,10 +152,17 @@ def _kms_changed(request: KmsRequest, mutation: Mutation) -> KmsRequest:
     return dataclasses.replace(request, **{mutation.field: mutation.value})
 
 
+def _request_pdu(payload: bytes) -> bytes:
+    return rpc.Request(ndr.encode_request_stub(payload), rpc.Header(rpc.PType.REQUEST, rpc.FIRST_LAST, 2)).encode()
+
+
+_BIND_OPTIONS = BindOptions(ndr64=False, btfn=False)
+STANDARD_BIND = rpc.Bind(_BIND_OPTIONS.contexts(), rpc.Header(rpc.PType.BIND, _BIND_OPTIONS.flags, 2)).encode()
+
+
 def apply(seed: Seed, mutation: Mutation) -> tuple[bytes, bytes]:
     """(bind bytes, request bytes) with the mutation applied; KMS-field mutations are re-encrypted."""
-    options = BindOptions(ndr64=False, btfn=False)
-    bind = rpc.Bind(options.contexts(), rpc.Header(rpc.PType.BIND, options.flags, 2)).encode()
+    bind = STANDARD_BIND
     request, payload = seed.sealed()
     if mutation.target == "kms":
         try:  # re-sealed with the seed's IV: the ciphertext changes from the changed block on, not all of it
@@ -168,7 +180,7 @@ def apply(seed: Seed, mutation: Mutation) -> tuple[bytes, bytes]:
         elif mutation.field == "padding" and request.major in (5, 6):
             cipher = crypto.V5_AES if request.major == 5 else crypto.V6_AES
             payload = payload[:IV.stop] + cipher.cbc_encrypt(payload[IV], request.encode() + mutation.value)
-    req = rpc.Request(ndr.encode_request_stub(payload), rpc.Header(rpc.PType.REQUEST, rpc.FIRST_LAST, 2)).encode()
+    req = seed.request_pdu(payload)
     if mutation.target in ("bind", "request") and mutation.field in HEADER_FIELDS:
         offset, fmt = HEADER_FIELDS[mutation.field]
         if mutation.target == "bind":

@@ -9,6 +9,7 @@ is the only place where bytes become a verdict-ready outcome.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import socket
 import struct
@@ -351,10 +352,15 @@ class AsyncSession:
         return outcome
 
     def _note_contexts(self, bind: bytes, ack: BindAck | AlterContextResp) -> None:
-        try:
-            contexts = rpc.decode_pdu(bind).contexts
-        except (DecodeError, AttributeError):
-            return  # a malformed bind of ours: which context is which is unknown
-        for ctx, result in zip(contexts, ack.pdu.results):
+        for cont_id, result in zip(_offered(bind), ack.pdu.results):
             if result.result == rpc.ACCEPTANCE:
-                self.contexts[ctx.cont_id] = result.transfer == rpc.NDR64
+                self.contexts[cont_id] = result.transfer == rpc.NDR64
+
+
+@functools.lru_cache(maxsize=1024)
+def _offered(bind: bytes) -> tuple[int, ...]:
+    """The cont_ids a bind of ours offered (none when it is too malformed to say); most binds are the same bytes."""
+    try:
+        return tuple(ctx.cont_id for ctx in rpc.decode_pdu(bind).contexts)
+    except (DecodeError, AttributeError):
+        return ()
