@@ -39,11 +39,18 @@ class Step:
     connection: int
     data: bytes
     base: bytes  # the standard PDU this one was made from
-    ndr64: bool = False  # the request stub is NDR64 (where its KMS payload starts)
 
     @property
     def kind(self) -> str:
         return pdu_kind(self.data)
+
+    @property
+    def ndr64(self) -> bool:
+        """The request's stub reads as NDR64 (size, 4 bytes of padding, the size again on 8 bytes), so its KMS
+        payload starts 8 bytes later: read from the bytes, which the minimiser changes."""
+        data = self.data
+        return (len(data) >= REQUEST_STUB + 16 and data[28:32] == bytes(4)
+                and int.from_bytes(data[32:40], "little") == int.from_bytes(data[24:28], "little"))
 
     @property
     def payload_offset(self) -> int:
@@ -64,7 +71,11 @@ class Step:
         positions = [p for p, (a, b) in enumerate(zip(self.data, self.base)) if a != b]
         out = []
         kms = self.kind == "request" and self.base[2:3] == self.data[2:3] and _kms_changes(self)
-        if kms:  # the sealed payload's changes, read through the encryption
+        if self.kind == "request" and self.ndr64:  # the stub marshalled the other way: bytes compare as shifted
+            out.append("NDR64 stub")
+            positions = [p for p in positions if p < REQUEST_STUB]
+            out += kms or []
+        elif kms:  # the sealed payload's changes, read through the encryption
             out += kms
             positions = [p for p in positions if p < self.payload_offset]
         elif self.kind == "request":
@@ -160,12 +171,12 @@ class Program:
 
     def to_json(self) -> dict:
         return {"label": self.label, "steps": [{"connection": s.connection, "kind": s.kind, "data": s.data.hex(),
-                                                "base": s.base.hex(), "ndr64": s.ndr64} for s in self.steps]}
+                                                "base": s.base.hex()} for s in self.steps]}
 
     @classmethod
     def from_json(cls, data: dict) -> "Program":
-        return cls(tuple(Step(int(s["connection"]), bytes.fromhex(s["data"]), bytes.fromhex(s.get("base", "")),
-                              bool(s.get("ndr64", False))) for s in data["steps"]), data.get("label", ""))
+        return cls(tuple(Step(int(s["connection"]), bytes.fromhex(s["data"]), bytes.fromhex(s.get("base", "")))
+                         for s in data["steps"]), data.get("label", ""))
 
 
 def load(path: Path) -> Program:
@@ -221,7 +232,8 @@ async def run_program(program: Program, host: str, port: int, timeout: float) ->
             expected = None
             if step.kind == "request":  # what opening the answer needs: the payload, the context's syntax
                 cont_id = int.from_bytes(step.data[20:22], "little")
-                expected = SentRequest(None, step.payload, session.contexts.get(cont_id, step.ndr64))
+                # a context the host did not accept is answered, if at all, as NDR32 (as Runner.bind_then reads it)
+                expected = SentRequest(None, step.payload, session.contexts.get(cont_id, False))
             outcome = await session.receive(expected) if sent else Closed("the host closed the connection before we sent")
             outcome_class, detail = fuzz_class(outcome, step.kind)
             if chosen is None or chosen[0] not in FINDING_CLASSES:

@@ -112,7 +112,7 @@ def render(seed: Seed, sequence: Sequence) -> Program:
             stub = ndr.encode_request_stub(payload, action.ndr64)
             pdu = rpc.Request(stub, rpc.Header(rpc.PType.REQUEST, rpc.FIRST_LAST, call_id), action.cont_id,
                               action.opnum).encode()
-            steps.append(Step(conn, pdu, base_request, action.ndr64))
+            steps.append(Step(conn, pdu, base_request))
         else:
             bind, request = apply(seed, action.mutation)
             in_bind = action.mutation.in_bind
