@@ -215,6 +215,9 @@ def run(out: Path, seconds: float, vlmcs: str | None = None, vlmcsd: str | None 
         echo_loop.call_soon_threadsafe(echo_loop.stop)
     if vlmcs and vlmcsd:
         results["vlmcs_load"]["vlmcsd"] = vlmcsd_rates(vlmcs, vlmcsd)
+        from conformance.fuzz.throughput import versus_vlmcs
+
+        results["fuzz_vs_vlmcs"] = versus_vlmcs(vlmcs, vlmcsd, seconds)
     results["without"] = variants(seconds)
     results["fuzz"] = fuzz_rate(seconds)
     results["suite"] = suite_wall_time()
@@ -300,6 +303,11 @@ def main() -> None:
     for name, row in results.get("vlmcs_load", {}).items():
         print(f"vlmcs -> {name}: v6 {row['v6_one_connection_rps']:.0f}/s one connection, "
               f"{row['v6_new_connection_rps']:.0f}/s new connection")
+    if "fuzz_vs_vlmcs" in results:
+        f = results["fuzz_vs_vlmcs"]
+        print(f"fuzz under the monitor vs vlmcs -T, one vlmcsd: vlmcs {f['vlmcs_new_connection_rps']:.0f}/s; fuzz "
+              + ", ".join(f"{k} in flight {r['executions_per_second']:.0f}/s ({100 * r['share_of_vlmcs']:.0f}%)"
+                          for k, r in f["connections"].items()))
     fuzz = results["fuzz"]
     print(f"fuzz: {fuzz['executions_per_second']:.0f} executions/s ({100 * fuzz['harness_share']:.0f}% harness, "
           f"{100 * fuzz['target_share']:.0f}% waiting for the host); default suite: {results['suite']['seconds']:.1f} s")
