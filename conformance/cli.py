@@ -43,9 +43,14 @@ def _print_json(data: object) -> None:
 # --- host ---
 def cmd_host(args: argparse.Namespace) -> int:
     from conformance.reference.config import HostConfig
-    from conformance.reference.host import ReferenceHost, new_event_loop
+    from conformance.reference.host import ReferenceHost, new_event_loop, raise_fd_limit
 
     host, port = parse_address(args.listen)
+    workers = args.workers if args.workers is not None else (1 if args.control else len(os.sched_getaffinity(0)))
+    if workers < 1:
+        raise UsageError(f"--workers {workers}: give 1 or more")
+    if workers > 1 and args.control:
+        raise UsageError("--control needs --workers 1 (the clock and reset act on one process's client table)")
     try:
         config = HostConfig(
             host=host, port=port, activation_interval=args.activation_interval,
@@ -56,10 +61,18 @@ def cmd_host(args: argparse.Namespace) -> int:
             dns_server=parse_address(args.dns_server, 53) if args.dns_server else None,
             dns_publish_list=tuple(args.dns_domain), dns_hostname=args.dns_hostname,
             dns_unpublish_on_exit=args.dns_unpublish_on_exit,
-            max_connections=args.max_connections, idle_timeout=args.idle_timeout,
+            max_connections=args.max_connections, idle_timeout=args.idle_timeout, bind_timeout=args.bind_timeout,
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+    raise_fd_limit(config.max_connections + 256)  # every held connection is a file descriptor
+    try:
+        loop_factory = functools.partial(new_event_loop, args.loop)
+        loop_factory().close()  # an unknown or missing loop is a usage error before anything starts
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    if workers > 1:
+        return _host_workers(config, workers, args.loop)
 
     async def serve() -> None:
         try:
@@ -82,16 +95,37 @@ def cmd_host(args: argparse.Namespace) -> int:
         print("kmsconf host stopped", flush=True)
 
     try:
-        loop_factory = functools.partial(new_event_loop, args.loop)
-        loop_factory().close()  # an unknown or missing loop is a usage error before anything starts
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
-    try:
         with asyncio.Runner(loop_factory=loop_factory) as runner:
             runner.run(serve())
     except OSError as exc:
-        raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+        raise UsageError(f"cannot listen on {config.host}:{config.port}: {exc.strerror or exc}") from None
     return 0
+
+
+def _host_workers(config, workers: int, loop: str) -> int:
+    """The host as `workers` processes on one port (reference/workers.py)."""
+    from conformance.reference.workers import Supervisor
+
+    stop = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.append(True))
+    try:
+        supervisor = Supervisor(config, workers, loop)
+        address = supervisor.start()
+    except (LookupError, ValueError) as exc:
+        raise UsageError(str(exc)) from None
+    except OSError as exc:
+        raise UsageError(f"cannot listen on {config.host}:{config.port}: {exc.strerror or exc}") from None
+    print(f"kmsconf host listening on {address[0]}:{address[1]}", flush=True)
+    db = "a temporary database" if supervisor.config.db != config.db else config.db
+    print(f"{workers} workers, one client table in {db}", flush=True)
+    for domain, ok, detail in supervisor.publish_results:
+        print(f"DNS: {'published in' if ok else 'FAILED to publish in'} {domain} ({detail})", flush=True)
+    status = supervisor.wait(lambda: bool(stop))
+    if status == 0:
+        supervisor.stop()
+        print("kmsconf host stopped", flush=True)
+    return status
 
 
 def cmd_host_status(args: argparse.Namespace) -> int:
@@ -236,8 +270,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dns-hostname", default="kms", help="this host's label in each domain (default kms)")
     p.add_argument("--dns-unpublish-on-exit", action="store_true", help="remove the records on clean shutdown")
     p.add_argument("--control", action="store_true", help="offer the loopback test-control channel")
-    p.add_argument("--max-connections", type=int, default=2048)
+    p.add_argument("--max-connections", type=int, default=2048,
+                   help="per worker; beyond it a new connection closes the least recently active one")
     p.add_argument("--idle-timeout", type=float, default=30.0, metavar="SECONDS")
+    p.add_argument("--bind-timeout", type=float, default=5.0, metavar="SECONDS",
+                   help="a new connection's limit until a bind is accepted (default 5)")
+    p.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="host processes sharing the port and the client table (default: the number of CPUs; "
+                        "1 with --control). With --db :memory: they share a temporary database file")
     p.add_argument("--loop", choices=("auto", "asyncio", "uvloop"), default="auto",
                    help="event loop: uvloop when installed (auto), or asyncio's own")
     p.set_defaults(func=cmd_host, dns_publish=False)

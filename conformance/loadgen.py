@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from conformance import catalog
@@ -43,6 +43,7 @@ class LoadResult:
     answered: int = 0
     failed: int = 0
     last_count: int = 0
+    counts: list[int] = field(default_factory=list)  # the count of every answer, in the order they came
 
 
 async def _one_connection(host: str, port: int, requests: list[bytes], result: LoadResult, timeout: float) -> None:
@@ -64,6 +65,7 @@ async def _one_connection(host: str, port: int, requests: list[bytes], result: L
             else:
                 result.answered += 1
                 result.last_count = framing.open_response(body).response.count
+                result.counts.append(result.last_count)
             done += 1
     except (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError):
         result.failed += len(requests) - done  # a hung or closed host fails what it never answered
@@ -107,28 +109,29 @@ def proc_alive(pid: int) -> bool:
 
 @dataclass
 class HostProcess:
-    """A reference host in its own process (`kmsconf host --control`), on a free loopback port."""
+    """A reference host in its own process (`kmsconf host`, with --control unless told not to), on a free
+    loopback port. Without --control it runs as many workers as `args` say (default: one per CPU)."""
 
     pid: int
     port: int
-    control_port: int
+    control_port: int  # 0 without --control
     log: str
     host: str = "127.0.0.1"
 
     @classmethod
     def start(cls, log: Path, args: tuple[str, ...] = (), timeout: float = 30.0,
-              env: dict[str, str] | None = None) -> "HostProcess":
+              env: dict[str, str] | None = None, control: bool = True) -> "HostProcess":
         with open(log, "wb") as out:
             proc = subprocess.Popen([sys.executable, "-m", "conformance.cli", "host", "--listen", "127.0.0.1:0",
-                                     "--control", *args], stdout=out, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, env=env)
+                                     *(["--control"] if control else []), *args], stdout=out,
+                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             text = Path(log).read_text(errors="replace")
             listening = re.search(r"listening on 127\.0\.0\.1:(\d+)", text)
-            control = re.search(r"test control on 127\.0\.0\.1:(\d+)", text)
-            if listening and control:
-                return cls(proc.pid, int(listening[1]), int(control[1]), str(log))
+            control_at = re.search(r"test control on 127\.0\.0\.1:(\d+)", text)
+            if listening and (control_at or not control):
+                return cls(proc.pid, int(listening[1]), int(control_at[1]) if control_at else 0, str(log))
             if proc.poll() is not None:
                 break
             time.sleep(0.05)

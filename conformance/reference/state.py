@@ -11,6 +11,7 @@ from __future__ import annotations
 import uuid
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 ENTRY_LIFETIME_SECONDS = 30 * 86400
 
@@ -28,12 +29,12 @@ class AppTable:
     entries: "OrderedDict[uuid.UUID, Entry]" = field(default_factory=OrderedDict)
 
 
-@dataclass(frozen=True)
-class Recorded:
+class Recorded(NamedTuple):  # a tuple: built on every request, so cheaply
     count: int
     new_client: bool
     evicted: tuple[uuid.UUID, ...]
     expired: tuple[uuid.UUID, ...]
+    renewed: bool = False  # a known CMID whose entry restarted (moved to the young end)
 
 
 class ClientTable:
@@ -69,7 +70,8 @@ class ClientTable:
         evicted = []
         while len(table.entries) > max(table.capacity, 1):
             evicted.append(table.entries.popitem(last=False)[0])
-        return Recorded(len(table.entries), new_client, tuple(evicted), tuple(expired))
+        return Recorded(len(table.entries), new_client, tuple(evicted), tuple(expired),
+                        not new_client and self.renew_replaces)
 
     def count(self, app_id: uuid.UUID, now: float) -> int:
         table = self.apps.get(app_id)

@@ -1,0 +1,188 @@
+"""`kmsconf host --workers N`: N host processes on one port, sharing one client table.
+
+Each worker is a whole ReferenceHost on an event loop of its own, in a process of its
+own, accepting from its own socket bound to the same address with SO_REUSEPORT, so the
+kernel spreads new connections over the workers and every core serves clients. The
+client table is one SQLite file in WAL mode that the workers keep exactly together
+(shared.SharedStore). A worker that dies takes the host down with it (the supervisor
+stops the others and exits 1), and workers stop when the supervisor goes, even by kill -9.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import multiprocessing
+import os
+import shutil
+import signal
+import socket
+import tempfile
+import time
+from dataclasses import replace
+from typing import Callable
+
+from .config import HostConfig
+from .service import Clock, KmsService
+from .shared import SharedStore, lock_path
+
+READY_TIMEOUT = 60.0
+
+
+def listening_sockets(config: HostConfig, count: int) -> list[socket.socket]:
+    """`count` listening sockets on config.host:port (port 0: one free port for all) with SO_REUSEPORT."""
+    family, kind, proto, _, address = socket.getaddrinfo(config.host, config.port, type=socket.SOCK_STREAM,
+                                                         flags=socket.AI_PASSIVE)[0]
+    # first without SO_REUSEPORT: a port held by anyone, even another host's workers, is an error, not shared
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind(address)
+        address = probe.getsockname()
+    sockets: list[socket.socket] = []
+    try:
+        for _ in range(count):
+            sock = socket.socket(family, kind, proto)
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            sock.bind(address)
+            sock.listen(config.backlog)
+            address = sock.getsockname()  # the port the first one got
+            sock.setblocking(False)
+    except BaseException:
+        for sock in sockets:
+            sock.close()
+        raise
+    return sockets
+
+
+class Supervisor:
+    """Start the workers, report the address, stop them on request or when one of them dies."""
+
+    def __init__(self, config: HostConfig, workers: int, loop: str = "auto"):
+        if workers < 2:
+            raise ValueError("a supervisor is for two workers or more")
+        if config.control:
+            raise ValueError("the test-control channel acts on one process's table: use it with --workers 1")
+        self.config = replace(config)
+        self.workers = workers
+        self.loop = loop
+        self._scratch: str | None = None
+        self.processes: list[multiprocessing.process.BaseProcess] = []
+        self._alive_r = self._alive_w = -1
+        self.address: tuple[str, int] | None = None
+        self.publish_results: list[tuple[str, bool, str]] = []
+
+    def start(self) -> tuple[str, int]:
+        if self.config.db == ":memory:":  # the workers need a file to share; it goes when the host stops
+            self._scratch = tempfile.mkdtemp(prefix="kmsconf-host-")
+            self.config.db = os.path.join(self._scratch, "host.sqlite")
+        try:
+            # settings, HwId and ePIDs are made once, here, before any worker reads them
+            service = KmsService(self.config, clock=Clock(), store=SharedStore(self.config.db))
+            service.store.close()  # no SQLite connection may cross a fork
+            sockets = listening_sockets(self.config, self.workers)
+        except BaseException:
+            self.stop()
+            raise
+        self.address = sockets[0].getsockname()[:2]
+        self.config.port = self.address[1]  # the real port goes into bind_ack's secondary address
+        context = multiprocessing.get_context("fork")
+        ready_r, ready_w = os.pipe()
+        self._alive_r, self._alive_w = os.pipe()  # workers see EOF on it when the supervisor is gone
+        try:
+            for index, sock in enumerate(sockets):
+                others = [s for s in sockets if s is not sock]
+                process = context.Process(target=_worker, name=f"kmsconf-host-worker-{index}", daemon=False,
+                                          args=(index, self.config, sock, others, self.loop, ready_w,
+                                                self._alive_r, self._alive_w))
+                process.start()
+                self.processes.append(process)
+        finally:
+            for sock in sockets:
+                sock.close()
+            os.close(ready_w)
+        try:
+            self._wait_ready(ready_r)
+        finally:
+            os.close(ready_r)
+        if self.config.dns_publish:
+            from .host import dns_publisher
+
+            self.publish_results = dns_publisher(self.config, self.address, service.log_record).publish()
+        return self.address
+
+    def _wait_ready(self, ready_r: int) -> None:
+        ready, deadline = 0, time.monotonic() + READY_TIMEOUT
+        while ready < self.workers:
+            if any(p.exitcode is not None for p in self.processes) or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError("a host worker did not start (see its error above)")
+            with contextlib.suppress(BlockingIOError):
+                os.set_blocking(ready_r, False)
+                ready += len(os.read(ready_r, self.workers))
+            time.sleep(0.01)
+
+    def wait(self, stop_requested: Callable[[], bool]) -> int:
+        """Until stop_requested() or a worker exits: 0 for a requested stop, 1 for a dead worker."""
+        while not stop_requested():
+            dead = [p for p in self.processes if p.exitcode is not None]
+            if dead:
+                print(f"kmsconf host: worker {dead[0].name} exited ({dead[0].exitcode}); stopping the others",
+                      flush=True)
+                self.stop()
+                return 1
+            time.sleep(0.1)
+        return 0
+
+    def stop(self, timeout: float = 15.0) -> None:
+        for process in self.processes:
+            if process.exitcode is None:
+                os.kill(process.pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for process in self.processes:
+            process.join(max(0.0, deadline - time.monotonic()))
+            if process.exitcode is None:
+                process.kill()
+                process.join(5)
+        if self.config.dns_publish and self.config.dns_unpublish_on_exit and self.address:
+            from .host import dns_publisher
+
+            dns_publisher(self.config, self.address, lambda record: None).unpublish()
+        for fd in (self._alive_r, self._alive_w):
+            if fd >= 0:
+                os.close(fd)
+        self._alive_r = self._alive_w = -1
+        if self._scratch is not None:
+            shutil.rmtree(self._scratch, ignore_errors=True)
+        elif os.path.exists(lock_path(self.config.db)):
+            os.unlink(lock_path(self.config.db))
+
+
+def _worker(index: int, config: HostConfig, sock: socket.socket, others: list[socket.socket], loop: str,
+            ready_w: int, alive_r: int, alive_w: int) -> None:
+    from .host import ReferenceHost, new_event_loop
+
+    for other in others:
+        other.close()  # only the worker that accepts from a socket may hold it, or a dead worker's share hangs
+    os.close(alive_w)
+    config = replace(config, dns_publish=False)  # the supervisor publishes, once
+
+    async def serve() -> None:
+        running = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            running.add_signal_handler(sig, stop.set)
+        running.add_reader(alive_r, stop.set)  # readable = EOF: the supervisor is gone
+        host = ReferenceHost(config, KmsService(config, clock=Clock(), store=SharedStore(config.db)))
+        host.service.log_fields["worker"] = index
+        await host.start(sock)
+        os.write(ready_w, b"r")
+        os.close(ready_w)
+        await stop.wait()
+        running.remove_reader(alive_r)
+        await host.stop()
+        host.service.store.close()
+
+    with asyncio.Runner(loop_factory=lambda: new_event_loop(loop)) as runner:
+        runner.run(serve())
