@@ -7,10 +7,12 @@ in several processes (the sharded soak test under pytest-xdist).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -98,6 +100,40 @@ def proc_rss_kib(pid: int) -> int:
         return next(int(line.split()[1]) for line in status if line.startswith("VmRSS"))
 
 
+def proc_tree(pid: int) -> list[int]:
+    """The process and its descendants (a host's supervisor and workers)."""
+    pids = [pid]
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as children:
+            for child in children.read().split():
+                pids.extend(proc_tree(int(child)))
+    except OSError:
+        pass
+    return pids
+
+
+def proc_pss_kib(pid: int) -> int:
+    """Proportional set size of a process and its descendants: shared pages counted once over all of them."""
+    total = 0
+    for each in proc_tree(pid):
+        with contextlib.suppress(OSError), open(f"/proc/{each}/smaps_rollup") as rollup:
+            total += next(int(line.split()[1]) for line in rollup if line.startswith("Pss:"))
+    return total
+
+
+def open_idle(host: str, port: int, count: int, timeout: float = 10.0) -> list[socket.socket]:
+    """`count` connections that never send a byte (someone holding slots); the caller closes them."""
+    held: list[socket.socket] = []
+    try:
+        for _ in range(count):
+            held.append(socket.create_connection((host, port), timeout=timeout))
+    except BaseException:
+        for sock in held:
+            sock.close()
+        raise
+    return held
+
+
 def proc_alive(pid: int) -> bool:
     """True while the process exists and is not a zombie (a stopped host whose parent has not reaped it yet)."""
     try:
@@ -148,6 +184,10 @@ class HostProcess:
 
     def rss_kib(self) -> int:
         return proc_rss_kib(self.pid)
+
+    def pss_kib(self) -> int:
+        """Memory of the host's every process (supervisor and workers)."""
+        return proc_pss_kib(self.pid)
 
     def settled_fds(self, at_most: int | None = None, timeout: float = 10.0) -> int:
         """The fd count once the host has closed what its clients closed: stable, or down to `at_most`."""

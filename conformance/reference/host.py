@@ -296,6 +296,12 @@ class KmsConnection(asyncio.Protocol):
         connections = self.host._connections
         if self in connections:
             connections.move_to_end(self)  # the most recently active: the last to make room for a newcomer
+        if not self.buffer and len(data) >= rpc.HEADER_SIZE:
+            frag = data[8] | data[9] << 8
+            if frag == len(data) and frag <= self.config.max_pdu:  # one whole PDU, the common case: no copies
+                if self._handle(bytes(data)) and not self.paused:
+                    self._arm(self._idle_limit())
+                return
         was_empty = not self.buffer
         self.buffer += data
         buffer = self.buffer
@@ -347,7 +353,7 @@ class KmsConnection(asyncio.Protocol):
             host._crash()
             return False
         host.stats.requests += reply.outcome is not None
-        if reply.outcome is not None or reply.problem:
+        if reply.problem or (reply.outcome is not None and host.service.events is not None):
             host._log(self.peer, reply.outcome, reply.problem)
         if reply.data:
             self.transport.write(reply.data)

@@ -77,7 +77,9 @@ class RpcSession:
     def finish(self, reply: Reply, count: int) -> None:
         """Seal the answer of a pending request once it is counted (and committed)."""
         pending = reply.pending
+        assert pending is not None
         outcome = self.service.answer(pending.admitted, count)
+        assert outcome.payload is not None  # an admitted request is always answered
         stub = ndr.encode_response_stub(outcome.payload, pending.ndr64)
         reply.data = self._response(pending.call_id, pending.cont_id, stub)
         reply.outcome = outcome
@@ -201,11 +203,12 @@ class RpcSession:
         try:
             payload = ndr.decode_request_stub(stub, ndr64)
         except DecodeError as exc:
-            outcome: Outcome | Admitted = Outcome(None, hresult.E_INVALID_DATA, reason=str(exc))
+            outcome = Outcome(None, hresult.E_INVALID_DATA, reason=str(exc))
         else:
-            outcome = self.service.admit(payload)
-            if not isinstance(outcome, Outcome):
-                return Reply(None, close=close, pending=Pending(outcome, ndr64, call_id, cont_id))
+            admitted = self.service.admit(payload)
+            if not isinstance(admitted, Outcome):
+                return Reply(None, close=close, pending=Pending(admitted, ndr64, call_id, cont_id))
+            outcome = admitted
         if outcome.payload is None:
             stub = ndr.encode_error_stub(outcome.hresult, ndr64)
         else:

@@ -283,12 +283,12 @@ class KmsService:
 class _KeyCache(dict):
     """KMS id -> the first host key that activates it (or None), filled on first use."""
 
-    def __init__(self, keys: tuple[catalog_mod.HostKey, ...]):
+    def __init__(self, host_keys: tuple[catalog_mod.HostKey, ...]):
         super().__init__()
-        self.keys = keys
+        self.host_keys = host_keys
 
     def __missing__(self, kms_id: uuid.UUID) -> catalog_mod.HostKey | None:
-        key = next((k for k in self.keys if kms_id in k.activates), None)
+        key = next((k for k in self.host_keys if kms_id in k.activates), None)
         if len(self) < 4096:  # KMS ids come from the catalog; a flood of made-up ones must not grow this
             self[kms_id] = key
         return key

@@ -90,11 +90,10 @@ class SharedStore(Store):
             self._capacities[app] = table.capacity(self._uuid(app))  # what the other worker wrote
         self._position = rows[-1][0]
 
-    def note(self, app_id: uuid.UUID, cmid: uuid.UUID, now: float, capacity: int, rec, n_policy: int = 0) -> None:
+    def _noted(self, app: str, cmid: str, n_policy: int, now: float) -> None:
         self._position += 1
         self._seq = self._position - 1  # a client row written for this record takes the record's number
-        super().note(app_id, cmid, now, capacity, rec, n_policy)
-        self._journal.append((self._position, str(app_id), str(cmid), n_policy, now))
+        self._journal.append((self._position, app, cmid, n_policy, now))
 
     def commit(self) -> None:
         try:

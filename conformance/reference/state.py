@@ -11,7 +11,6 @@ from __future__ import annotations
 import uuid
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import NamedTuple
 
 ENTRY_LIFETIME_SECONDS = 30 * 86400
 
@@ -29,7 +28,8 @@ class AppTable:
     entries: "OrderedDict[uuid.UUID, Entry]" = field(default_factory=OrderedDict)
 
 
-class Recorded(NamedTuple):  # a tuple: built on every request, so cheaply
+@dataclass(slots=True)  # built on every request: no frozen-dataclass __setattr__ detour
+class Recorded:
     count: int
     new_client: bool
     evicted: tuple[uuid.UUID, ...]

@@ -22,7 +22,8 @@ from typing import Any
 from .state import ClientTable, Entry, Recorded
 
 SCHEMA = """
-CREATE TABLE IF NOT EXISTS clients (app_id TEXT, cmid TEXT, last_seen REAL, seq INTEGER, PRIMARY KEY (app_id, cmid));
+CREATE TABLE IF NOT EXISTS clients (app_id TEXT, cmid TEXT, last_seen REAL, seq INTEGER, PRIMARY KEY (app_id, cmid))
+    WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS capacity (app_id TEXT PRIMARY KEY, capacity INTEGER);
 CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT);
 """
@@ -38,6 +39,9 @@ CAPACITY = "INSERT OR REPLACE INTO capacity VALUES (?, ?)"
 class Store:
     def __init__(self, path: str | Path = ":memory:"):
         self.path = str(path)
+        # an in-memory database dies with the process and nobody else can open it: the table is
+        # in memory already, so its rows are not written there (settings still are)
+        self.keeps_clients = self.path != ":memory:"
         self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         if self.path != ":memory:":
             self.db.execute("PRAGMA journal_mode=WAL")
@@ -48,6 +52,7 @@ class Store:
         self._capacities: dict[str, int] = dict(self.db.execute("SELECT app_id, capacity FROM capacity"))
         self._seq: int = self.db.execute("SELECT coalesce(max(seq), 0) FROM clients").fetchone()[0]
         self._ops: list[tuple[str, tuple]] = []  # statements of the open batch, in order
+        self._apps: dict[uuid.UUID, str] = {}  # application ids as text: a handful, written on every request
 
     @classmethod
     def open_existing(cls, path: str | Path) -> "Store":
@@ -73,23 +78,32 @@ class Store:
     def note(self, app_id: uuid.UUID, cmid: uuid.UUID, now: float, capacity: int, rec: Recorded,
              n_policy: int = 0) -> None:
         """What `ClientTable.record` changed, as the statements that will write it."""
-        app = str(app_id)
+        if not self.keeps_clients:
+            return
+        app = self._apps.get(app_id)
+        if app is None:
+            app = self._apps[app_id] = str(app_id)
+        cm = str(cmid)
+        self._noted(app, cm, n_policy, now)
         gone = rec.evicted + rec.expired
         if rec.new_client or rec.renewed:
             self._seq += 1
             if not rec.new_client or cmid in gone:  # its row is there: a renewal, or an entry that expired and is back
                 gone = tuple(c for c in gone if c != cmid)
-                self._ops.append((RENEW, (now, self._seq, app, str(cmid))))
+                self._ops.append((RENEW, (now, self._seq, app, cm)))
             elif gone:  # the newcomer takes the place of the entry it pushed out
-                self._ops.append((TAKE_PLACE, (str(cmid), now, self._seq, app, str(gone[0]))))
+                self._ops.append((TAKE_PLACE, (cm, now, self._seq, app, str(gone[0]))))
                 gone = gone[1:]
             else:
-                self._ops.append((INSERT, (app, str(cmid), now, self._seq)))
+                self._ops.append((INSERT, (app, cm, now, self._seq)))
         for old in gone:
             self._ops.append((DELETE, (app, str(old))))
         if self._capacities.get(app) != capacity:  # it changes rarely: skip the write when it did not
             self._ops.append((CAPACITY, (app, capacity)))
             self._capacities[app] = capacity
+
+    def _noted(self, app: str, cmid: str, n_policy: int, now: float) -> None:
+        """Each record as it is noted (the workers' journal)."""
 
     def commit(self) -> None:
         """Write the batch: one statement on its own, else one transaction (runs of a statement: one executemany)."""

@@ -75,7 +75,9 @@ class Supervisor:
 
     def start(self) -> tuple[str, int]:
         if self.config.db == ":memory:":  # the workers need a file to share; it goes when the host stops
-            self._scratch = tempfile.mkdtemp(prefix="kmsconf-host-")
+            # in memory (tmpfs) where there is one: nothing of it has to outlive the host, so no disk writes
+            shm = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
+            self._scratch = tempfile.mkdtemp(prefix="kmsconf-host-", dir=shm)
             self.config.db = os.path.join(self._scratch, "host.sqlite")
         try:
             # settings, HwId and ePIDs are made once, here, before any worker reads them
