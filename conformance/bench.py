@@ -179,7 +179,7 @@ def variants(seconds: float) -> dict:
 # vlmcs and vlmcsd are third-party binaries the user built outside this project; nothing of them ships here.
 VLMCS_LOADS = ("one_connection", "new_connection", "concurrent_64")
 CONCURRENT = 64
-ROUNDS = 3
+ROUNDS = 5
 
 
 def _vlmcs(vlmcs: str, address: tuple[str, int], requests: int, *extra: str) -> subprocess.Popen:
@@ -238,10 +238,11 @@ def vlmcs_loads(vlmcs: str, targets: dict[str, tuple[tuple[str, int], int | None
             row[f"{name}_rps"] = statistics.median(rates[load][name])
             if cpu[load][name]:
                 row[f"{name}_cpu_us_per_request"] = statistics.median(cpu[load][name])
-        if "vlmcsd" in targets:
+        if "vlmcsd" in targets:  # each round's ratio, then their median: pairs measured seconds apart
             for name in targets:
                 if name != "vlmcsd":
-                    row[f"{name}_ratio"] = row[f"{name}_rps"] / row["vlmcsd_rps"]
+                    row[f"{name}_ratio"] = statistics.median(
+                        mine / theirs for mine, theirs in zip(rates[load][name], rates[load]["vlmcsd"]))
         out[load] = row
     return out
 
@@ -268,21 +269,21 @@ def vlmcsd_process(vlmcsd: str) -> Iterator[tuple[tuple[str, int], int]]:
         proc.wait(10)
 
 
-def floor(targets: dict[str, tuple[str, int]], echo: tuple[str, int], seconds: float) -> dict:
+def floor(targets: dict[str, tuple[str, int]], echo: tuple[str, int], seconds: float, rounds: int = 7) -> dict:
     """The physical floor: this generator on one connection against an echo server, and each host's time per
-    request above it (V6). Rounds in turn, medians."""
+    request above it (V6), from each round's own echo figure (short rounds in turn, medians)."""
     bind, req = _pdus(6)
+    slice_seconds = max(0.1, seconds / 4)
     rates: dict[str, list[float]] = {name: [] for name in ["echo", *targets]}
-    for _ in range(ROUNDS):
-        rates["echo"].append(rate_one_connection(echo, bind, req, seconds))
+    for _ in range(rounds):
+        rates["echo"].append(rate_one_connection(echo, bind, req, slice_seconds))
         for name, address in targets.items():
-            rates[name].append(rate_one_connection(address, bind, req, seconds))
-    echo_rps = statistics.median(rates["echo"])
-    out: dict = {"echo_rps": echo_rps}
+            rates[name].append(rate_one_connection(address, bind, req, slice_seconds))
+    out: dict = {"rounds": rounds, "echo_rps": statistics.median(rates["echo"])}
     for name in targets:
-        rps = statistics.median(rates[name])
-        out[f"{name}_rps"] = rps
-        out[f"{name}_us_above_floor"] = (1 / rps - 1 / echo_rps) * 1e6
+        out[f"{name}_rps"] = statistics.median(rates[name])
+        out[f"{name}_us_above_floor"] = statistics.median(
+            (1 / rps - 1 / echo_rps) * 1e6 for rps, echo_rps in zip(rates[name], rates["echo"]))
     return out
 
 

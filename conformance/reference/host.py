@@ -293,9 +293,10 @@ class KmsConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.session is None or self.closing:
             return
-        connections = self.host._connections
-        if self in connections:
-            connections.move_to_end(self)  # the most recently active: the last to make room for a newcomer
+        try:
+            self.host._connections.move_to_end(self)  # the most recently active: the last to make room
+        except KeyError:
+            pass  # already made room for another
         if not self.buffer and len(data) >= rpc.HEADER_SIZE:
             frag = data[8] | data[9] << 8
             if frag == len(data) and frag <= self.config.max_pdu:  # one whole PDU, the common case: no copies

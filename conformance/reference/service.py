@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import random
@@ -68,7 +69,7 @@ class KmsService:
         if self.host_build is None:
             raise ValueError(f"host build {config.host_build} is not in the catalog's host builds")
         self.hwid = bytes.fromhex(self._stable("hwid", lambda: (config.hwid or os.urandom(8)).hex(), config.hwid))
-        self.epids = {k.slug: self._stable(f"epid:{k.slug}", lambda k=k: str(self._new_epid(k))) for k in self.host_keys}
+        self.epids = {k.slug: self._stable(f"epid:{k.slug}", functools.partial(self._epid_text, k)) for k in self.host_keys}
         self.events = self._open_event_log(config.event_log)
         self.log_fields: dict[str, object] = {}  # in every event record (a host worker's number)
         self.store.put("settings", {"activation_interval": config.activation_interval,
@@ -96,7 +97,11 @@ class KmsService:
         return value
 
     def _new_epid(self, key: catalog_mod.HostKey) -> epid.Epid:
+        assert self.host_build is not None  # checked in __init__
         return epid.build_epid(key, self.host_build, self.config.lcid, random.Random())
+
+    def _epid_text(self, key: catalog_mod.HostKey) -> str:
+        return str(self._new_epid(key))
 
     @staticmethod
     def _open_event_log(target: str | None) -> TextIO | None:

@@ -59,8 +59,11 @@ class ClientTable:
         return gone
 
     def record(self, app_id: uuid.UUID, cmid: uuid.UUID, n_policy: int, now: float) -> Recorded:
-        table = self.apps.setdefault(app_id, AppTable())
-        table.capacity = max(table.capacity, 2 * n_policy)
+        table = self.apps.get(app_id)
+        if table is None:
+            table = self.apps[app_id] = AppTable()
+        if 2 * n_policy > table.capacity:
+            table.capacity = 2 * n_policy
         expired = self._purge(table, now)
         new_client = cmid not in table.entries
         if not new_client and self.renew_replaces:
