@@ -116,6 +116,9 @@ def _host_workers(config, workers: int, loop: str) -> int:
         raise UsageError(str(exc)) from None
     except OSError as exc:
         raise UsageError(f"cannot listen on {config.host}:{config.port}: {exc.strerror or exc}") from None
+    except RuntimeError as exc:
+        print(f"kmsconf host: {exc}", file=sys.stderr)
+        return 1
     print(f"kmsconf host listening on {address[0]}:{address[1]}", flush=True)
     db = "a temporary database" if supervisor.config.db != config.db else config.db
     print(f"{workers} workers, one client table in {db}", flush=True)

@@ -11,7 +11,11 @@ import sys
 import time
 import uuid
 
+import pytest
+
 from conformance import loadgen
+from conformance.dns.lab import DnsLab, find_named
+from conformance.reference.discovery import query_srv
 
 PRODUCT = "Windows 10/11 Enterprise"
 N_POLICY = 500  # a cache of 1000: every one of 1,000 new CMIDs raises the count, so each count is seen once
@@ -89,3 +93,24 @@ def test_control_channel_needs_one_worker():
     done = subprocess.run([sys.executable, "-m", "conformance.cli", "host", "--listen", "127.0.0.1:0", "--control",
                            "--workers", "2"], capture_output=True, text=True, timeout=30)
     assert done.returncode == 2 and "--control needs --workers 1" in done.stderr
+
+
+@pytest.mark.skipif(find_named() is None, reason="BIND's named not installed (make setup installs bind9)")
+def test_workers_publish_once_and_unpublish_on_exit(tmp_path):
+    """The supervisor, not each worker, publishes the SRV record (and removes it on a clean stop)."""
+    with DnsLab(zones=("kms.test",)) as lab:
+        dns = f"{lab.address[0]}:{lab.address[1]}"
+        host = loadgen.HostProcess.start(tmp_path / "host.log", ("--workers", "2", "--dns-publish", "--dns-server", dns,
+                                                                 "--dns-domain", "kms.test", "--dns-unpublish-on-exit"),
+                                         control=False)
+        try:
+            log = (tmp_path / "host.log").read_text()
+            deadline = time.monotonic() + 10
+            while "DNS:" not in log and time.monotonic() < deadline:
+                time.sleep(0.05)
+                log = (tmp_path / "host.log").read_text()
+            assert "DNS: published in kms.test (NOERROR)" in log
+            assert [(r.target, r.port) for r in query_srv("kms.test", lab.address)] == [("kms.kms.test.", host.port)]
+        finally:
+            assert host.stop(), "the host did not stop cleanly"
+        assert query_srv("kms.test", lab.address) == []

@@ -115,13 +115,14 @@ class Supervisor:
         return self.address
 
     def _wait_ready(self, ready_r: int) -> None:
+        """One byte from each worker once it serves; a worker that exits first fails the start."""
+        os.set_blocking(ready_r, False)
         ready, deadline = 0, time.monotonic() + READY_TIMEOUT
         while ready < self.workers:
             if any(p.exitcode is not None for p in self.processes) or time.monotonic() > deadline:
                 self.stop()
-                raise RuntimeError("a host worker did not start (see its error above)")
+                raise RuntimeError("a host worker did not start (its error is above)")
             with contextlib.suppress(BlockingIOError):
-                os.set_blocking(ready_r, False)
                 ready += len(os.read(ready_r, self.workers))
             time.sleep(0.01)
 
@@ -165,6 +166,8 @@ def _worker(index: int, config: HostConfig, sock: socket.socket, others: list[so
             ready_w: int, alive_r: int, alive_w: int) -> None:
     from .host import ReferenceHost, new_event_loop
 
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_DFL)  # not the supervisor's handlers: stopped while starting, it just goes
     for other in others:
         other.close()  # only the worker that accepts from a socket may hold it, or a dead worker's share hangs
     os.close(alive_w)
