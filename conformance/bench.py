@@ -19,6 +19,7 @@ import contextlib
 import json
 import os
 import platform
+import signal
 import socket
 import statistics
 import subprocess
@@ -98,30 +99,54 @@ def rate_concurrent(address: tuple[str, int], bind: bytes, req: bytes, clients: 
     return sum(counts) / (time.perf_counter() - start)
 
 
-def _echo_server() -> tuple[tuple[str, int], asyncio.AbstractEventLoop]:
-    """A loopback server answering each PDU with the same bytes: the ceiling of this generator."""
-    loop = asyncio.new_event_loop()
-    ready = threading.Event()
-    holder: dict = {}
+class _Echo(asyncio.Protocol):
+    """Each whole PDU straight back: the least a server can do per exchange."""
 
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while True:
-                header = await reader.readexactly(16)
-                body = await reader.readexactly(rpc.peek_frag_length(header) - 16)
-                writer.write(header + body)
-                await writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError):
-            writer.close()
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+        self.buffer = bytearray()
+
+    def data_received(self, data: bytes) -> None:
+        buffer = self.buffer
+        buffer += data
+        while len(buffer) >= rpc.HEADER_SIZE:
+            frag = rpc.peek_frag_length(buffer)
+            if frag < rpc.HEADER_SIZE:
+                self.transport.close()
+                return
+            if len(buffer) < frag:
+                return
+            self.transport.write(bytes(buffer[:frag]))
+            del buffer[:frag]
+
+
+def serve_echo() -> None:
+    """`python -m conformance.bench --echo`: an echo server on a free loopback port (printed), until SIGTERM."""
+    from conformance.reference.host import new_event_loop
 
     async def main() -> None:
-        server = await asyncio.start_server(handle, "127.0.0.1", 0)
-        holder["address"] = server.sockets[0].getsockname()[:2]
-        ready.set()
+        server = await asyncio.get_running_loop().create_server(_Echo, "127.0.0.1", 0)
+        print(f"echo on {server.sockets[0].getsockname()[1]}", flush=True)
+        stop = asyncio.Event()
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+        await stop.wait()
 
-    threading.Thread(target=lambda: (loop.run_until_complete(main()), loop.run_forever()), daemon=True).start()
-    ready.wait(5)
-    return holder["address"], loop
+    with asyncio.Runner(loop_factory=new_event_loop) as runner:
+        runner.run(main())
+
+
+@contextlib.contextmanager
+def echo_process() -> Iterator[tuple[str, int]]:
+    """The echo server in a process of its own (same event loop as the host): the floor of this generator."""
+    proc = subprocess.Popen([sys.executable, "-m", "conformance.bench", "--echo"], stdout=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()
+        if not line.startswith("echo on "):
+            raise RuntimeError(f"the echo server did not start: {line!r}")
+        yield "127.0.0.1", int(line.split()[-1])
+    finally:
+        proc.terminate()
+        proc.wait(10)
 
 
 def client_cost_us(protocol: int, rounds: int = 300) -> float:
@@ -369,8 +394,7 @@ def run(out: Path, seconds: float, vlmcs: str | None = None, vlmcsd: str | None 
                      "host": {"event_loop": loop_name, "rijndael": "compiled" if native_available() else "python"},
                      "figures": {}}
     figures = results["figures"]
-    echo_addr, echo_loop = _echo_server()
-    try:
+    with echo_process() as echo_addr:
         with host_process() as host_addr:
             for protocol in (4, 5, 6):
                 bind, req = _pdus(protocol)
@@ -391,8 +415,6 @@ def run(out: Path, seconds: float, vlmcs: str | None = None, vlmcsd: str | None 
                 figures[f"v{protocol}"] = row
         if vlmcs:
             results["vlmcs_load"] = compare_with_vlmcs(vlmcs, vlmcsd, echo_addr, seconds)
-    finally:
-        echo_loop.call_soon_threadsafe(echo_loop.stop)
     results["without"] = variants(seconds)
     results["idle_connections"] = idle_connections(vlmcsd)
     results["fuzz"] = fuzz_rate(seconds)
@@ -452,7 +474,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=SECONDS, help="duration of each figure")
     parser.add_argument("--vlmcs", metavar="PATH", help="also load the host with this vlmcs binary (built by you)")
     parser.add_argument("--vlmcsd", metavar="PATH", help="with --vlmcs: measure this vlmcsd the same way")
+    parser.add_argument("--echo", action="store_true", help=argparse.SUPPRESS)  # the floor's echo server
     args = parser.parse_args()
+    if args.echo:
+        serve_echo()
+        return
     for path in filter(None, (args.vlmcs, args.vlmcsd)):
         if not os.access(path, os.X_OK):
             parser.error(f"{path}: not an executable file")
