@@ -40,8 +40,10 @@ def worker_pids(supervisor: int) -> list[int]:
         return [int(pid) for pid in children.read().split()]
 
 
-def test_a_thousand_cmids_through_four_workers_count_as_one_table(tmp_path):
-    db, events = tmp_path / "host.sqlite", tmp_path / "events.jsonl"
+@pytest.mark.parametrize("database", ["file", ":memory:"])
+def test_a_thousand_cmids_through_four_workers_count_as_one_table(tmp_path, database):
+    """A database file (SharedStore), or none (RingStore: the table shared in memory only)."""
+    db, events = tmp_path / "host.sqlite" if database == "file" else database, tmp_path / "events.jsonl"
     host = loadgen.HostProcess.start(tmp_path / "host.log", ("--workers", "4", "--db", str(db), "--event-log",
                                                              str(events)), control=False)
     first, newcomers = [uuid.uuid4() for _ in range(1000)], [uuid.uuid4() for _ in range(1000)]
@@ -56,11 +58,12 @@ def test_a_thousand_cmids_through_four_workers_count_as_one_table(tmp_path):
         assert set(full.counts) == {1000}, "a full cache of 1000: each newcomer takes the oldest one's place"
     finally:
         assert host.stop(), "the host did not stop cleanly on SIGTERM"
-    status = host_status(db)
-    assert (status["count"], status["cache_size"]) == (1000, 1000)
-    with sqlite3.connect(db) as table:
-        kept = {uuid.UUID(row[0]) for row in table.execute("SELECT cmid FROM clients")}
-    assert kept == set(newcomers), "the cache holds exactly the 1,000 youngest entries"
+    if database == "file":
+        status = host_status(db)
+        assert (status["count"], status["cache_size"]) == (1000, 1000)
+        with sqlite3.connect(db) as table:
+            kept = {uuid.UUID(row[0]) for row in table.execute("SELECT cmid FROM clients")}
+        assert kept == set(newcomers), "the cache holds exactly the 1,000 youngest entries"
     served_by = {json.loads(line).get("worker") for line in events.read_text().splitlines()}
     assert served_by == {0, 1, 2, 3}, f"the requests were not spread over the 4 workers: {served_by}"
 

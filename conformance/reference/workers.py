@@ -2,10 +2,11 @@
 
 Each worker is a whole ReferenceHost on an event loop of its own, in a process of its
 own, accepting from its own socket bound to the same address with SO_REUSEPORT, so the
-kernel spreads new connections over the workers and every core serves clients. The
-client table is one SQLite file in WAL mode that the workers keep exactly together
-(shared.SharedStore). A worker that dies takes the host down with it (the supervisor
-stops the others and exits 1), and workers stop when the supervisor goes, even by kill -9.
+kernel spreads new connections over the workers and every core serves clients. They keep
+one client table exactly (shared.py): in the database file (SharedStore), or with --db
+:memory: in a ring of shared memory (RingStore) next to a throwaway file for the settings.
+A worker that dies takes the host down with it (the supervisor stops the others and exits 1),
+and workers stop when the supervisor goes, even by kill -9.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ from typing import Callable
 
 from .config import HostConfig
 from .service import Clock, KmsService
-from .shared import SharedStore, lock_path
+from .shared import Ring, RingLapped, RingStore, SharedStore, lock_path
+from .store import Store
 
 READY_TIMEOUT = 60.0
 
@@ -68,20 +70,22 @@ class Supervisor:
         self.workers = workers
         self.loop = loop
         self._scratch: str | None = None
+        self.ring: Ring | None = None  # with --db :memory:: the workers' records, in shared memory
         self.processes: list[multiprocessing.process.BaseProcess] = []
         self._alive_r = self._alive_w = -1
         self.address: tuple[str, int] | None = None
         self.publish_results: list[tuple[str, bool, str]] = []
 
     def start(self) -> tuple[str, int]:
-        if self.config.db == ":memory:":  # the workers need a file to share; it goes when the host stops
-            # in memory (tmpfs) where there is one: nothing of it has to outlive the host, so no disk writes
-            shm = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
+        if self.config.db == ":memory:":  # settings (HwId, ePIDs) in a file that goes when the host stops
+            shm = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None  # tmpfs: nothing of it need reach a disk
             self._scratch = tempfile.mkdtemp(prefix="kmsconf-host-", dir=shm)
             self.config.db = os.path.join(self._scratch, "host.sqlite")
+            self.ring = Ring()
         try:
             # settings, HwId and ePIDs are made once, here, before any worker reads them
-            service = KmsService(self.config, clock=Clock(), store=SharedStore(self.config.db))
+            store = Store(self.config.db) if self.ring is not None else SharedStore(self.config.db)
+            service = KmsService(self.config, clock=Clock(), store=store)
             service.store.close()  # no SQLite connection may cross a fork
             sockets = listening_sockets(self.config, self.workers)
         except BaseException:
@@ -96,8 +100,8 @@ class Supervisor:
             for index, sock in enumerate(sockets):
                 others = [s for s in sockets if s is not sock]
                 process = context.Process(target=_worker, name=f"kmsconf-host-worker-{index}", daemon=False,
-                                          args=(index, self.config, sock, others, self.loop, ready_w,
-                                                self._alive_r, self._alive_w))
+                                          args=(index, self.config, self.ring, sock, others, self.loop,
+                                                ready_w, self._alive_r, self._alive_w))
                 process.start()
                 self.processes.append(process)
         finally:
@@ -162,8 +166,11 @@ class Supervisor:
             os.unlink(lock_path(self.config.db))
 
 
-def _worker(index: int, config: HostConfig, sock: socket.socket, others: list[socket.socket], loop: str,
-            ready_w: int, alive_r: int, alive_w: int) -> None:
+KEEP_UP_SECONDS = 0.25  # how often an idle worker replays the others' records (RingStore)
+
+
+def _worker(index: int, config: HostConfig, ring: Ring | None, sock: socket.socket, others: list[socket.socket],
+            loop: str, ready_w: int, alive_r: int, alive_w: int) -> None:
     from .host import ReferenceHost, new_event_loop
 
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -172,6 +179,7 @@ def _worker(index: int, config: HostConfig, sock: socket.socket, others: list[so
         other.close()  # only the worker that accepts from a socket may hold it, or a dead worker's share hangs
     os.close(alive_w)
     config = replace(config, dns_publish=False)  # the supervisor publishes, once
+    lapped: list[bool] = []
 
     async def serve() -> None:
         running = asyncio.get_running_loop()
@@ -179,8 +187,23 @@ def _worker(index: int, config: HostConfig, sock: socket.socket, others: list[so
         for sig in (signal.SIGINT, signal.SIGTERM):
             running.add_signal_handler(sig, stop.set)
         running.add_reader(alive_r, stop.set)  # readable = EOF: the supervisor is gone
-        host = ReferenceHost(config, KmsService(config, clock=Clock(), store=SharedStore(config.db)))
+
+        def failed(loop: asyncio.AbstractEventLoop, context: dict) -> None:
+            loop.default_exception_handler(context)
+            if isinstance(context.get("exception"), RingLapped):
+                lapped.append(True)
+                stop.set()  # it can no longer count right: it goes, and with it the host
+
+        running.set_exception_handler(failed)
+        store = SharedStore(config.db) if ring is None else RingStore(config.db, ring)
+        host = ReferenceHost(config, KmsService(config, clock=Clock(), store=store))
         host.service.log_fields["worker"] = index
+        if isinstance(store, RingStore):
+            def keep_up() -> None:
+                store.keep_up(host.service.table)
+                running.call_later(KEEP_UP_SECONDS, keep_up)
+
+            running.call_later(KEEP_UP_SECONDS, keep_up)
         await host.start(sock)
         os.write(ready_w, b"r")
         os.close(ready_w)
@@ -191,3 +214,5 @@ def _worker(index: int, config: HostConfig, sock: socket.socket, others: list[so
 
     with asyncio.Runner(loop_factory=lambda: new_event_loop(loop)) as runner:
         runner.run(serve())
+    if lapped:
+        raise SystemExit(1)
