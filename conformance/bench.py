@@ -433,8 +433,8 @@ def compare_with_vlmcs(vlmcs: str, vlmcsd: str | None, echo: tuple[str, int], se
         single = stack.enter_context(reference_process("--workers", "1"))
         targets = {"reference": ((default.host, default.port), default.pid),
                    "reference_1_worker": ((single.host, single.port), single.pid)}
-        if vlmcsd:
-            targets["vlmcsd"] = stack.enter_context(vlmcsd_process(vlmcsd))
+        if vlmcsd:  # no CPU figure: vlmcsd forks a process per connection, gone (and uncounted) when it closes
+            targets["vlmcsd"] = (stack.enter_context(vlmcsd_process(vlmcsd))[0], None)
         loads = vlmcs_loads(vlmcs, targets, seconds)
         loads["reference_workers"] = workers
         if vlmcsd:
