@@ -72,11 +72,15 @@ def test_workers_go_when_their_supervisor_is_killed(tmp_path):
     host = loadgen.HostProcess.start(tmp_path / "host.log", ("--workers", "2"), control=False)
     workers = worker_pids(host.pid)
     assert len(workers) == 2
+    scratch = {os.path.dirname(os.readlink(f"/proc/{workers[0]}/fd/{fd}")) for fd in os.listdir(f"/proc/{workers[0]}/fd")
+               if "kmsconf-host-" in os.readlink(f"/proc/{workers[0]}/fd/{fd}")}
+    assert len(scratch) == 1, scratch  # the throwaway database of --db :memory:
     os.kill(host.pid, signal.SIGKILL)
     deadline = time.monotonic() + 10
     while any(loadgen.proc_alive(pid) for pid in workers) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not any(loadgen.proc_alive(pid) for pid in workers), "orphaned workers kept serving"
+    assert not os.path.exists(scratch.pop()), "the workers left the throwaway database behind"
 
 
 def test_a_dead_worker_stops_the_host(tmp_path):

@@ -100,8 +100,8 @@ class Supervisor:
             for index, sock in enumerate(sockets):
                 others = [s for s in sockets if s is not sock]
                 process = context.Process(target=_worker, name=f"kmsconf-host-worker-{index}", daemon=False,
-                                          args=(index, self.config, self.ring, sock, others, self.loop,
-                                                ready_w, self._alive_r, self._alive_w))
+                                          args=(index, self.config, self.ring, self._scratch, sock, others,
+                                                self.loop, ready_w, self._alive_r, self._alive_w))
                 process.start()
                 self.processes.append(process)
         finally:
@@ -169,8 +169,8 @@ class Supervisor:
 KEEP_UP_SECONDS = 0.25  # how often an idle worker replays the others' records (RingStore)
 
 
-def _worker(index: int, config: HostConfig, ring: Ring | None, sock: socket.socket, others: list[socket.socket],
-            loop: str, ready_w: int, alive_r: int, alive_w: int) -> None:
+def _worker(index: int, config: HostConfig, ring: Ring | None, scratch: str | None, sock: socket.socket,
+            others: list[socket.socket], loop: str, ready_w: int, alive_r: int, alive_w: int) -> None:
     from .host import ReferenceHost, new_event_loop
 
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -180,13 +180,18 @@ def _worker(index: int, config: HostConfig, ring: Ring | None, sock: socket.sock
     os.close(alive_w)
     config = replace(config, dns_publish=False)  # the supervisor publishes, once
     lapped: list[bool] = []
+    gone: list[bool] = []  # the supervisor died (kill -9): nobody else will remove the throwaway database
 
     async def serve() -> None:
         running = asyncio.get_running_loop()
         stop = asyncio.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
             running.add_signal_handler(sig, stop.set)
-        running.add_reader(alive_r, stop.set)  # readable = EOF: the supervisor is gone
+        def orphaned() -> None:  # readable = EOF: the supervisor is gone
+            gone.append(True)
+            stop.set()
+
+        running.add_reader(alive_r, orphaned)
 
         def failed(loop: asyncio.AbstractEventLoop, context: dict) -> None:
             loop.default_exception_handler(context)
@@ -214,5 +219,7 @@ def _worker(index: int, config: HostConfig, ring: Ring | None, sock: socket.sock
 
     with asyncio.Runner(loop_factory=lambda: new_event_loop(loop)) as runner:
         runner.run(serve())
+    if gone and scratch is not None:
+        shutil.rmtree(scratch, ignore_errors=True)  # each worker tries; unlinked files stay valid while open
     if lapped:
         raise SystemExit(1)
