@@ -117,13 +117,15 @@ class Store:
                     self.db.executemany(sql, [args for _, args in run])
 
     def rollback(self, table: ClientTable) -> None:
-        """A batch failed: drop its changes, and put the table back as the database has it."""
+        """A batch failed: drop its changes, and put the table back as the database has it (an in-memory
+        database has no rows to go back to: the table stays as it is)."""
         self._ops = []
         if self.db.in_transaction:
             self.db.execute("ROLLBACK")
-        self._capacities = dict(self.db.execute("SELECT app_id, capacity FROM capacity"))
-        table.reset()
-        self.load_into(table)
+        if self.keeps_clients:
+            self._capacities = dict(self.db.execute("SELECT app_id, capacity FROM capacity"))
+            table.reset()
+            self.load_into(table)
 
     def save_record(self, app_id: uuid.UUID, cmid: uuid.UUID, now: float, capacity: int, rec: Recorded) -> None:
         """One change, committed at once."""
