@@ -75,25 +75,25 @@ def file_digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def test_host_status_on_a_file_that_is_not_sqlite(tmp_path):
-    path = tmp_path / "notes.txt"
+def not_sqlite(path: Path) -> None:
     path.write_text("not a database\n" * 100)
-    before = file_digest(path)
-    proc = run("-m", "conformance.cli", "host-status", "--db", str(path))
-    one_line(proc, 2, "not a kmsconf host database")
-    assert file_digest(path) == before and sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
 
 
-def test_host_status_on_an_unrelated_sqlite_file_changes_nothing(tmp_path):
-    path = tmp_path / "other.sqlite"
+def unrelated_sqlite(path: Path) -> None:
     with sqlite3.connect(path) as db:
         db.execute("CREATE TABLE recipes (name TEXT)")
         db.execute("INSERT INTO recipes VALUES ('bread')")
     db.close()
+
+
+@pytest.mark.parametrize("make", [not_sqlite, unrelated_sqlite], ids=["not-sqlite", "unrelated-sqlite"])
+def test_host_status_on_a_foreign_file_says_so_and_changes_nothing(tmp_path, make):
+    path = tmp_path / "their.file"
+    make(path)
     before = file_digest(path)
     proc = run("-m", "conformance.cli", "host-status", "--db", str(path))
     one_line(proc, 2, "not a kmsconf host database")
-    assert file_digest(path) == before and sorted(p.name for p in tmp_path.iterdir()) == ["other.sqlite"]
+    assert file_digest(path) == before and sorted(p.name for p in tmp_path.iterdir()) == ["their.file"]
 
 
 def test_host_status_reads_a_host_database_without_writing_it(tmp_path):
