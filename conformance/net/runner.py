@@ -18,8 +18,8 @@ from typing import Callable
 from conformance.wire import framing, ndr, rpc
 from conformance.wire.messages import DecodeError, KmsRequest
 
-from .outcomes import (Activation, AlterContextResp, BindAck, Closed, Outcome, SentRequest, Silent, Unreachable,
-                       classify)
+from .outcomes import (Activation, AlterContextResp, BindAck, Closed, Outcome, SentRequest, Silent, Undecodable,
+                       Unreachable, classify)
 
 Transcript = list[tuple[str, bytes]]  # ("client" | "host", one PDU or raw bytes), in order
 
@@ -251,7 +251,7 @@ class Runner:
 
     def bind_then(self, first: bytes, second: bytes, sent: SentRequest | None = None) -> tuple[Outcome, Transcript]:
         """A (possibly malformed) bind, then a (possibly malformed) request on the same connection: the
-        fuzzer's exchange. The first answer that is not a bind_ack ends it."""
+        fuzzer's exchange, judged by the answer to the second. A close or silence after the first ends it."""
         try:
             session = self.session()
         except OSError as exc:
@@ -261,7 +261,7 @@ class Runner:
             if not _whole(first):
                 session.half_close()  # nothing more is coming: let the host see EOF rather than wait
             answer = session.receive()
-            if not isinstance(answer, BindAck):
+            if isinstance(answer, (Closed, Silent, Undecodable)):
                 return answer, list(session.transcript)
             session.send(second)
             session.half_close()
