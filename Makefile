@@ -48,10 +48,10 @@ captures: setup-python
 	$(PY) -m conformance.pcap.generate captures/reference
 
 # The suite's verdict is in the report, so a failing clause must not stop the report from being built.
+# make report TARGET=10.0.0.5:1688 EXPECT=vlmcsd PROFILE=emulator: the suite's options, as kmsconf report takes them
 report: setup
-	-$(PYTEST) conformance/suite --alluredir reports/allure-results --clean-alluredir
-	$(NODE_BIN)/allure generate reports/allure-results --config allurerc.mjs -o reports/allure-report
-	@echo "report: reports/allure-report/index.html (serve it: python3 -m http.server -d reports/allure-report)"
+	-$(VENV)/bin/kmsconf report $(if $(TARGET),--target $(TARGET)) $(if $(EXPECT),--expect $(EXPECT)) \
+	  $(if $(PROFILE),--profile $(PROFILE))
 
 # then each parser target of the coverage-guided fuzzer (atheris) for FUZZ_SECONDS; corpora are kept between runs
 FUZZ_SECONDS ?= 120

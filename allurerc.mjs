@@ -8,7 +8,7 @@ export default defineConfig({
     awesome: {
       options: {
         reportName: "KMS conformance",
-        singleFile: false,
+        singleFile: true,
         groupBy: ["story"],
       },
     },

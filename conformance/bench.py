@@ -33,7 +33,8 @@ from typing import Iterator
 
 from conformance import catalog, loadgen
 from conformance.dns.lab import free_port
-from conformance.reference.client import build_request, read_pdu
+from conformance.net.runner import read_pdu
+from conformance.reference.client import build_request
 from conformance.wire import framing, rpc
 from conformance.wire.layout import IV
 
@@ -445,11 +446,14 @@ def compare_with_vlmcs(vlmcs: str, vlmcsd: str | None, echo: tuple[str, int], se
 def fuzz_rate(seconds: float) -> dict:
     """Fuzz executions per second against the reference host, and where the time goes."""
     from conformance.fuzz.campaign import campaign
-    from conformance.harness.target import Target
+    from conformance.fuzz.mutators import Seed
+    from conformance.net.runner import Runner
 
+    seed = Seed.default()
     with host_process() as (host, port), tempfile.TemporaryDirectory() as findings:
         # a number of runs, not a budget: a budget could end before a slow start had run anything
-        result = campaign(Target(host, port), runs=max(int(seconds * 500), 300), findings_dir=Path(findings))
+        result = campaign(Runner(host, port, 3.0), lambda: seed.request, runs=max(int(seconds * 500), 300),
+                          findings_dir=Path(findings), seed=seed)
     busy = result.harness_seconds + result.target_seconds
     return {"executions_per_second": result.rate, "runs": result.runs,
             "harness_share": result.harness_seconds / busy if busy else 0.0,

@@ -17,22 +17,7 @@ EXIT_USAGE = 2
 
 
 from conformance.errors import UsageError  # one class, however this module is run (python -m makes a second)
-
-
-def parse_address(text: str, default_port: int = 1688) -> tuple[str, int]:
-    host, sep, port = text.rpartition(":")
-    if not sep or "]" in port:
-        host, port = text, str(default_port)
-    host = host.strip("[]")
-    if not host:
-        raise UsageError(f"address {text!r} has no host (write HOST:PORT, e.g. 127.0.0.1:1688)")
-    try:
-        number = int(port)
-    except ValueError:
-        raise UsageError(f"port {port!r} in {text!r} is not a number") from None
-    if not 0 <= number <= 65535:
-        raise UsageError(f"port {number} in {text!r} is outside 0..65535")
-    return host, number
+from conformance.net.address import parse_address
 
 
 def _print_json(data: object) -> None:
@@ -55,6 +40,7 @@ def cmd_host(args: argparse.Namespace) -> int:
         config = HostConfig(
             host=host, port=port, activation_interval=args.activation_interval,
             renewal_interval=args.renewal_interval, key_group=args.key_group, host_build=args.host_build,
+            protocols=_protocols(args.protocols),
             host_os=args.host_os,
             db=args.db, event_log=args.event_log, low_priority=args.low_priority,
             dns_publish=args.dns_publish, control=args.control,
@@ -132,24 +118,41 @@ def _host_workers(config, workers: int, loop: str) -> int:
 
 
 def cmd_host_status(args: argparse.Namespace) -> int:
-    from conformance.reference.config import HostConfig
-    from conformance.reference.service import KmsService
-    from conformance.reference.store import Store
+    from conformance.reference.status import NotAHostDatabase, read_status
 
     try:
-        store = Store.open_existing(args.db)
-    except FileNotFoundError as exc:
+        status = read_status(args.db)
+    except NotAHostDatabase as exc:
         raise UsageError(str(exc)) from None
-    settings = store.get("settings", {})
-    config = HostConfig(db=args.db, **{k: v for k, v in settings.items() if k in HostConfig.__dataclass_fields__})
-    service = KmsService(config, store=store)
-    status = service.status()
     if args.json:
         _print_json(status)
-    else:
-        for key in ("count", "cache_size", "key_group", "epid", "hwid", "activation_interval", "renewal_interval"):
-            print(f"{key.replace('_', ' '):<20}: {status[key]}")
+        return 0
+    for key in ("count", "cache_size", "key_group", "epid", "hwid", "activation_interval", "renewal_interval"):
+        print(f"{key.replace('_', ' '):<20}: {status[key]}")
+    if status["last_requests"]:
+        print("last requests (event 12290, newest first):")
+        for event in status["last_requests"]:
+            print("  " + event_line(event))
     return 0
+
+
+def event_line(event: dict) -> str:
+    """One 12290 event as the Key Management Service log shows its fields."""
+    return (f"{event.get('time')} 12290 {event.get('result')} from {event.get('workstation')} "
+            f"(CMID {event.get('cmid')}, client time {event.get('client_time')}, N {event.get('minimum_count')}, "
+            f"VM {event.get('vm')}, licence state {event.get('licence_state')}, expiry in "
+            f"{event.get('minutes_to_expiry')} min, activation id {event.get('activation_id')}, "
+            f"count {event.get('count')})")
+
+
+def _protocols(text: str) -> tuple[int, ...]:
+    try:
+        versions = tuple(sorted({int(v) for v in text.split(",") if v.strip()}))
+    except ValueError:
+        versions = ()
+    if not versions or set(versions) - {4, 5, 6}:
+        raise UsageError(f"--protocols {text}: give KMS versions among 4, 5 and 6, e.g. 4 or 4,5,6")
+    return versions
 
 
 # --- client ---
@@ -259,6 +262,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--renewal-interval", type=int, default=10080, metavar="MIN", help="renewal interval (/sri)")
     p.add_argument("--key-group", default=None, help="host key: client-vl, server-a, server-b, server-c or a catalog slug")
     p.add_argument("--host-build", type=int, default=26100, metavar="BUILD", help="host OS build, e.g. 7601 or 26100")
+    p.add_argument("--protocols", default="4,5,6", metavar="V[,V]",
+                   help="KMS protocol versions served (a Windows 7 / Server 2008 R2 host as the guide describes "
+                        "it: 4; later updates added 5 and 6)")
     p.add_argument("--host-os", default=None, metavar="NAME",
                    help="host OS name, checked against Table 2 (e.g. 'Windows 7' carries only client-vl)")
     p.add_argument("--db", default=":memory:", help="SQLite database for the client table and settings")

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import socket
 import sys
 from pathlib import Path
+
+EXIT_UNREACHABLE = 3  # as the suite's: the target could not be reached at all
 
 
 def clauses_markdown() -> str:
@@ -28,7 +31,11 @@ def cmd_clauses(args: argparse.Namespace) -> int:
         return 0
     rows = list(clauses.load().values())
     if args.area:
-        rows = [c for c in rows if c.area == args.area.upper()]
+        from conformance.errors import UsageError
+
+        if args.area.upper().removeprefix("KMS-") not in clauses.AREAS:
+            raise UsageError(f"--area {args.area}: no such area (areas: {', '.join(clauses.AREAS)})")
+        rows = [c for c in rows if c.area == args.area.upper().removeprefix("KMS-")]
     if args.json:
         json.dump([{"id": c.id, "title": c.title, "area": c.area, "ref": c.ref, "level": c.level,
                     "profiles": list(c.profiles)} for c in rows], sys.stdout, indent=2)
@@ -58,9 +65,11 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from conformance.cli import UsageError, parse_address
+    from conformance.errors import UsageError
+    from conformance.net.address import parse_address
     from conformance.pcap.reader import CaptureError
     from conformance.pcap.replay import differences, replay
+    from conformance.wire.hresult import SL_E_VL_INVALID_TIMESTAMP
 
     host, port = parse_address(args.target)
     try:
@@ -81,14 +90,20 @@ def cmd_replay(args: argparse.Namespace) -> int:
             print(f"{r.exchange:>3} {r.field:<22} {str(r.recorded)[:36]:<36} {str(r.replayed)[:36]:<36} {r.verdict}")
         print(f"{len(rows)} fields compared, {len(diffs)} differences that matter"
               + ("" if args.all else " (--all shows identical fields too)"))
+        stale = [r for r in diffs if r.replayed == f"0x{SL_E_VL_INVALID_TIMESTAMP:08X}"]
+        if stale and not args.refresh:
+            print(f"{len(stale)} request(s) refused with 0x{SL_E_VL_INVALID_TIMESTAMP:08X} (request time more than 4 h "
+                  f"from the host's clock): the capture is old; --refresh re-seals its requests with the time now")
     return 1 if diffs else 0
 
 
 def cmd_fuzz(args: argparse.Namespace) -> int:
-    from conformance.cli import UsageError, parse_address
+    from conformance.errors import UsageError
+    from conformance.net.address import parse_address
     from conformance.fuzz.campaign import campaign, finding_counts, findings_json, print_progress
     from conformance.fuzz.mutators import Seed
-    from conformance.harness.target import Target
+    from conformance.net.runner import Runner
+    from conformance.wire.messages import filetime_now
 
     host, port = parse_address(args.target)
     if args.runs is None and args.budget is None:
@@ -106,16 +121,18 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
             raise UsageError(str(exc)) from None
         if not requests:
             raise UsageError(f"{args.seed_pcap}: no decodable KMS request to use as the seed")
-        seed = Seed(requests[0].request, requests[0].major)
-    target = Target(host, port, timeout=args.timeout)
+        seed = Seed(requests[0].request)
     try:
         socket.create_connection((host, port), timeout=args.timeout).close()
     except OSError as exc:
         print(f"kmsconf fuzz: cannot reach {host}:{port}: {exc}", file=sys.stderr)
         return 1
     show = print_progress if sys.stderr.isatty() and not args.json else None
-    result = campaign(target, runs=args.runs, budget=args.budget, seed_protocol=seed.protocol,
-                      findings_dir=Path(args.findings), timeout=args.timeout, seed=seed, progress=show)
+    def probe():
+        return dataclasses.replace(seed.request, request_time=filetime_now())
+
+    result = campaign(Runner(host, port, args.timeout), probe, runs=args.runs, budget=args.budget,
+                      findings_dir=Path(args.findings), seed=seed, progress=show)
     if show:
         sys.stderr.write("\n")
     summary = {"runs": result.runs, "seconds": round(result.seconds, 2), "rate": round(result.rate, 1),
@@ -145,7 +162,8 @@ def cmd_dns_lab(args: argparse.Namespace) -> int:
     import signal
     import threading
 
-    from conformance.cli import UsageError, parse_address
+    from conformance.errors import UsageError
+    from conformance.net.address import parse_address
     from conformance.dns.lab import DnsLab
 
     host, port = parse_address(args.listen, 0)
@@ -170,15 +188,18 @@ def cmd_dns_lab(args: argparse.Namespace) -> int:
 
 
 def cmd_matrix(args: argparse.Namespace) -> int:
-    from conformance.cli import UsageError, parse_address
+    from conformance.errors import UsageError
+    from conformance.net.address import parse_address
     from conformance.report.matrix import MatrixTarget, build, run_target
+
+    from conformance.harness.expectations import resolve
 
     expects = {}
     for item in args.expect:
         name, sep, path = item.partition("=")
-        if not sep or not Path(path).is_file():
-            raise UsageError(f"--expect {item!r}: write NAME=FILE.toml with an existing file")
-        expects[name] = path
+        if not sep:
+            raise UsageError(f"--expect {item!r}: write NAME=PROFILE (vlmcsd, pykms) or NAME=FILE.toml")
+        expects[name] = str(resolve(path))
     targets = []
     for item in args.target:
         name, sep, address = item.partition("=")
@@ -189,6 +210,13 @@ def cmd_matrix(args: argparse.Namespace) -> int:
     unknown = set(expects) - {t.name for t in targets}
     if unknown:
         raise UsageError(f"--expect names no --target: {', '.join(sorted(unknown))}")
+    for target in targets:
+        try:
+            socket.create_connection(parse_address(target.address), timeout=args.timeout).close()
+        except OSError as exc:
+            print(f"kmsconf matrix: --target {target.name}={target.address}: cannot connect "
+                  f"({exc.strerror or exc}); is the KMS host running there?", file=sys.stderr)
+            return EXIT_UNREACHABLE
     out = Path(args.out)
     results = {}
     for n, target in enumerate(targets, 1):
@@ -207,7 +235,7 @@ def cmd_matrix(args: argparse.Namespace) -> int:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from conformance.cli import UsageError
+    from conformance.errors import UsageError
     from conformance.reference.simulate import simulate
 
     if args.clients < 0 or args.servers < 0 or args.days <= 0:
@@ -228,9 +256,11 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         return 0
     print(f"{args.clients} clients (N=25) and {args.servers} servers (N=5) over {args.days:g} days"
           + (f", host down from day {down[0]:g} to {down[1]:g}" if down else ""))
+    print("each machine's changes of state (activated, expired, failed renewals), with the count the host "
+          "answered; the renewals that succeeded are summed up at the end")
     for event in result.events:
-        count = "" if event.count is None else f"  (count {event.count})"
-        print(f"day {event.day:8.3f}  {event.machine:<10} {event.what}{count}")
+        print(f"day {event.day:8.3f}  {event.machine:<10} {event.what}")
+    print(renewal_summary(result.renewals, len(result.machines)))
     states = {}
     for m in result.machines:
         states[m.life.licence.value] = states.get(m.life.licence.value, 0) + 1
@@ -239,26 +269,45 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def renewal_summary(renewals: list[tuple[float, str]], machines: int) -> str:
+    """How many renewals succeeded, when, and how often each machine renewed."""
+    if not renewals:
+        return "renewals: none succeeded"
+    days = [d for d, _ in renewals]
+    by_machine: dict[str, list[float]] = {}
+    for day, name in renewals:
+        by_machine.setdefault(name, []).append(day)
+    gaps = [b - a for times in by_machine.values() for a, b in zip(times, times[1:])]
+    every = f", each about every {sum(gaps) / len(gaps):.1f} days" if gaps else ""
+    return (f"renewals: {len(renewals)} succeeded, by {len(by_machine)} of {machines} machines{every} "
+            f"(from day {min(days):.1f} to day {max(days):.1f})")
+
+
 def cmd_report(args: argparse.Namespace) -> int:
+    """The suite with the user's options, then the Allure report as one HTML file."""
     import shutil
     import subprocess
 
     import pytest
 
-    from conformance.cli import UsageError
+    from conformance.errors import UsageError
 
     root = Path(__file__).resolve().parents[1]
     allure = shutil.which("allure") or (root / "node_modules" / ".bin" / "allure")
     if not Path(allure).exists():
         raise UsageError("the Allure 3 command line is not installed: run `make setup` (npm install)")
     argv = [str(Path(__file__).with_name("suite")), "-q", "-p", "no:cacheprovider", "--alluredir", args.results,
-            "--clean-alluredir"] + (["--target", args.target] if args.target else [])
+            "--clean-alluredir", "--profile", args.profile, "--summary", str(Path(args.results).parent / "summary.json")]
+    for option in ("target", "expect", "control", "clause"):
+        if getattr(args, option):
+            argv += [f"--{option}", getattr(args, option)]
     verdict = int(pytest.main(argv))
+    if verdict in (2, 3, 4):
+        return verdict  # a mistake or an unreachable target: pytest has said so in one line
     config = root / "allurerc.mjs"
     subprocess.run([str(allure), "generate", args.results, "-o", args.out]
                    + (["--config", str(config)] if config.exists() else []), check=True, capture_output=True)
-    print(f"report: {args.out}/index.html (suite exit status {verdict}); serve it with "
-          f"`python3 -m http.server -d {args.out}` and open http://127.0.0.1:8000/")
+    print(f"report: {args.out}/index.html, one file: open it in a browser (suite exit status {verdict})")
     return verdict
 
 
@@ -276,11 +325,12 @@ def register(add) -> None:
 
     p = add("matrix", "run the suite against several implementations and write a side-by-side report",
             "  kmsconf matrix --target reference=127.0.0.1:1688 --target vlmcsd=127.0.0.1:1689 \\\n"
-            "                 --expect vlmcsd=targets/vlmcsd.toml")
+            "                 --expect vlmcsd=vlmcsd")
     p.add_argument("--target", action="append", required=True, metavar="NAME=HOST:PORT")
-    p.add_argument("--expect", action="append", default=[], metavar="NAME=FILE.toml")
+    p.add_argument("--expect", action="append", default=[], metavar="NAME=PROFILE|FILE.toml")
     p.add_argument("--profile", default="microsoft", choices=("microsoft", "emulator"))
     p.add_argument("--out", default="reports/matrix")
+    p.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS")
     p.set_defaults(func=cmd_matrix)
 
     p = add("dns-lab", "run a real BIND named on loopback with zones that accept dynamic updates",
@@ -330,14 +380,18 @@ def register(add) -> None:
     p.set_defaults(func=cmd_clauses)
 
     p = add("report", "run the suite and build the Allure HTML report (needs the Allure 3 CLI: make setup)",
-            "  kmsconf report\n  kmsconf report --target 127.0.0.1:1688 --out reports/allure-report")
-    p.add_argument("--target", metavar="HOST:PORT")
+            "  kmsconf report\n  kmsconf report --target 127.0.0.1:1688 --expect vlmcsd --profile emulator")
+    p.add_argument("--target", metavar="HOST:PORT", help="the host under test (default: the embedded reference host)")
+    p.add_argument("--expect", metavar="NAME|FILE.toml", help="declared deviations (vlmcsd, pykms or a file)")
+    p.add_argument("--profile", default="microsoft", choices=("microsoft", "emulator"))
+    p.add_argument("--control", metavar="HOST:PORT", help="test-control channel of a reference host")
+    p.add_argument("--clause", metavar="ID|AREA|PATTERN", help="only these clauses")
     p.add_argument("--results", default="reports/allure-results")
     p.add_argument("--out", default="reports/allure-report")
     p.set_defaults(func=cmd_report)
 
     p = add("check", "run the conformance suite against a KMS host (default: the embedded reference host)",
-            "  kmsconf check\n  kmsconf check --target 127.0.0.1:1688 --profile emulator --expect targets/vlmcsd.toml")
+            "  kmsconf check\n  kmsconf check --target 127.0.0.1:1688 --profile emulator --expect vlmcsd")
     p.add_argument("--target", metavar="HOST:PORT")
     p.add_argument("--profile", default="microsoft", choices=("microsoft", "emulator"))
     p.add_argument("--protocol", default="all", choices=("4", "5", "6", "all"))

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from conformance.harness.plugin import is_xdist_worker, xdist_worker_count
+from conformance.harness.sharding import is_xdist_worker, xdist_worker_count
 
 sys.path.insert(0, str(Path(__file__).parent))  # tests import their helpers (faulty.py) directly
 

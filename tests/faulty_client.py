@@ -8,7 +8,8 @@ import sys
 import uuid
 
 from conformance import catalog
-from conformance.reference.client import BindOptions, RpcConnection, build_request, exchange_on
+from conformance.net.runner import BindOptions, Session
+from conformance.reference.client import build_request
 from conformance.wire import framing
 from conformance.wire.messages import filetime_now
 
@@ -36,14 +37,16 @@ def main(fault: str, host: str, port: int) -> None:
 
         plain = request.encode() + b"\x05" * 4
         payload = payload[:20] + crypto.V6_AES.cbc_encrypt(payload[4:20], plain)
-    with RpcConnection(host, port) as conn:
+    with Session(host, port) as conn:
         cont_id, ndr64 = conn.negotiate(BindOptions())
         if fault == "opnum":
-            conn.call(payload, cont_id, ndr64, opnum=3)
+            # the broken request, then a valid one: the host records both, so every other client clause runs
+            conn.request(payload, cont_id, ndr64, opnum=3)
+            conn.activate(dataclasses.replace(request, cmid=uuid.uuid4()), cont_id, ndr64)
             return
-        exchange_on(conn, request, cont_id, ndr64, payload)
+        conn.activate(request, cont_id, ndr64, payload)
         if fault == "shared-cmid":
-            exchange_on(conn, dataclasses.replace(request, workstation="another.machine"), cont_id, ndr64)
+            conn.activate(dataclasses.replace(request, workstation="another.machine"), cont_id, ndr64)
 
 
 if __name__ == "__main__":

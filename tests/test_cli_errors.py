@@ -42,7 +42,7 @@ def no_kms_pcap(tmp_path_factory):
     (["matrix", "--target", "nonsense"], 2, "NAME=HOST:PORT"),
     (["simulate", "--days", "0"], 2, "--days > 0"),
     (["simulate", "--host-down", "soon"], 2, "FROM:TO"),
-    (["check", "--target", "127.0.0.1:1"], 4, "cannot connect"),
+    (["check", "--target", "127.0.0.1:1"], 3, "cannot connect"),
 ])
 def test_mistake_gets_a_clear_line(args, code, says):
     proc = kmsconf(*args)

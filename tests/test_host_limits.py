@@ -10,7 +10,8 @@ import uuid
 import pytest
 
 from conformance import catalog, loadgen
-from conformance.reference.client import activate, build_request, read_pdu
+from conformance.net.runner import read_pdu
+from conformance.reference.client import activate, build_request
 from conformance.reference.config import HostConfig
 from conformance.reference.host import HostThread
 from conformance.wire import rpc

@@ -42,3 +42,13 @@ def test_generate_writes_every_scenario_and_each_decodes(tmp_path):
 @pytest.mark.parametrize("path", sorted(COMMITTED.glob("*.pcap")), ids=lambda p: p.stem)
 def test_committed_reference_capture_decodes(path):
     check_capture(path)
+
+
+def test_a_request_of_an_unknown_version_keeps_what_it_shows_in_clear():
+    """`vlmcs -K 7.0`: the request does not open, but its clear version, lengths, IV and bytes are shown."""
+    path = Path(__file__).resolve().parents[1] / "captures/reference/error_unknown_version.pcap"
+    (item,) = exchanges_json(decode_capture(path))
+    request = item["request"]
+    assert request["version"] == "7.0" and request["payload_length"] == 260 and len(request["payload"]) == 520
+    assert "7.0 is not supported" in request["error"] and len(request["iv_if_encrypted"]) == 32
+    assert item["response"]["hresult_name"] == "ERROR_INVALID_DATA"

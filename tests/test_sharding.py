@@ -13,7 +13,8 @@ import pytest
 from conformance.cli import main as kmsconf
 from conformance.fuzz import campaign as fuzz
 from conformance.harness import clauses as clause_registry
-from conformance.harness.target import Target
+from conformance.fuzz.mutators import Seed
+from conformance.net.runner import Runner
 from conformance.loadgen import proc_alive
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -23,6 +24,7 @@ PYTEST = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider"]
 # records), and how many verdicts the plugin gathered per clause.
 PROBE = '''
 import json, os
+from conformance.harness.run import run_of
 checks = {}
 
 def pytest_runtest_logreport(report):
@@ -36,7 +38,7 @@ def pytest_sessionfinish(session):
         return
     with open(os.environ["KMS_PROBE_OUT"], "w") as out:
         json.dump({"checks": {c: len(ids) for c, ids in checks.items()},
-                   "verdicts": {c: len(v) for c, v in config._kms_results.items()}}, out)
+                   "verdicts": {c: len(v) for c, v in run_of(config).results.items()}}, out)
 '''
 
 
@@ -58,7 +60,7 @@ def with_probe(tmp_path: Path) -> dict:
 def test_xdist_run_writes_every_clause_once_and_a_stale_deviation_still_fails_it(tmp_path):
     stale = "KMS-RPC-001"  # the embedded reference host passes it: declaring it a deviation is stale
     expect = tmp_path / "stale.toml"
-    expect.write_text(f'[[deviation]]\nclause = "{stale}"\nreason = "declared to fail, but it passes"\n')
+    expect.write_text(f'[[deviation]]\nclause = "{stale}"\nactual = "Closed"\nreason = "declared to fail, but it passes"\n')
     evidence = tmp_path / "evidence"
     proc = run_pytest(tmp_path, ["-n", "2", "conformance/suite", "-q", f"--basetemp={tmp_path / 'bt'}",
                                  f"--expect={expect}", f"--evidence-dir={evidence}", "-p", "kms_probe"],
@@ -107,11 +109,12 @@ def test_a_stream_draws_the_same_mutations_and_other_streams_draw_others(monkeyp
         return real_apply(seed, mutation)
 
     monkeypatch.setattr(fuzz, "apply", recording_apply)
-    monkeypatch.setattr(fuzz, "run_one", lambda target, bind, request, timeout: fuzz.Run("response", "ok", []))
+    monkeypatch.setattr(fuzz, "run_one", lambda runner, bind, request: fuzz.Run("response", "ok", []))
+    seed = Seed.default()
 
     def draw(stream):
         drawn.clear()
-        result = fuzz.campaign(Target("127.0.0.1", 9), runs=120, stream=stream)
+        result = fuzz.campaign(Runner("127.0.0.1", 9), lambda: seed.request, runs=120, stream=stream, seed=seed)
         assert result.runs == 120
         return list(drawn)
 

@@ -36,6 +36,7 @@ class KmsId:
     n_policy: int
     protocol: int
     tier: str | None
+    table1_column: str | None = None  # Table 1's generation: "Windows 7 / Server 2008 R2" or "Windows Vista / ..."
 
 
 @dataclass(frozen=True)
@@ -119,7 +120,8 @@ class Catalog:
                 raise ValueError(f"{source}: kms_id {row['name']!r} repeats id {kid}")
             if tier is not None and tier not in TIERS:
                 raise ValueError(f"{source}: kms_id {row['name']!r} has tier {tier!r}, not one of {TIERS}")
-            self.kms_ids[kid] = KmsId(kid, row["name"], app, row["n_policy"], row["protocol"], tier)
+            self.kms_ids[kid] = KmsId(kid, row["name"], app, row["n_policy"], row["protocol"], tier,
+                                      row.get("table1_column"))
         editions = []
         self._by_name: dict[str, Edition] = {}  # casefolded name or alias -> edition
         self._by_gvlk: dict[str, Edition] = {}

@@ -18,6 +18,8 @@ import dns.message
 import dns.query
 import dns.rdatatype
 
+from conformance.net.address import free_port
+
 NAMED_CANDIDATES = ("named", "/usr/sbin/named")
 
 
@@ -27,21 +29,6 @@ def find_named() -> str | None:
         if path:
             return path
     return None
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A port free for both TCP and UDP: named serves queries on UDP and takes updates over TCP."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-            tcp.bind((host, 0))
-            port = tcp.getsockname()[1]
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-                try:
-                    udp.bind((host, port))
-                except OSError:
-                    continue
-                return port
-    raise OSError(f"no port free for both TCP and UDP on {host}")
 
 
 @dataclass

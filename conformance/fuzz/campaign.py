@@ -1,4 +1,4 @@
-"""Fuzz a KMS host: hypothesis draws mutations, each outcome is classified, findings become reproducer pcaps.
+"""Fuzz a KMS host: hypothesis draws mutations, the runner classifies each answer, findings become reproducer pcaps.
 
 Outcomes: response (a KMS answer), error (failure stub with an HRESULT), fault, bind_nak,
 closed (connection closed by the host), timeout, dead (the host no longer activates).
@@ -28,16 +28,17 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import seed as hypothesis_seed
 from hypothesis import strategies as st
 
-from conformance.harness.target import Target
-from conformance.reference.client import RpcError, activate, read_pdu
+from conformance.net.address import format_address
+from conformance.net.outcomes import (BindNak, Closed, Fault, Outcome, Refusal, Response, SentRequest, Silent,
+                                      Unreachable)
+from conformance.net.runner import Runner
 from conformance.pcap.writer import write_pcap
-from conformance.wire import ndr, rpc
-from conformance.wire.framing import open_response
-from conformance.wire.messages import DecodeError
+from conformance.wire.messages import KmsRequest
 
 from .mutators import Mutation, Seed, apply, mutations
 
 FINDING_OUTCOMES = {"dead", "timeout", "violation"}
+RPC_STUB_OFFSET = 24 + 8  # request PDU header and body fields, then NDR32's two length words: the KMS payload
 BATCH = 250
 # Mutations drawn per hypothesis example: the engine's fixed cost per example (~0.9 ms) then spreads
 # over 25 mutations (~0.2 ms each in all). Distinct, or the engine's simplest example repeats one 25 times.
@@ -68,42 +69,28 @@ class CampaignResult:
         return self.runs / self.seconds if self.seconds else 0.0
 
 
-def _recv_pdu(sock: socket.socket) -> bytes | None:
-    """The next PDU, or None when the host closed the connection instead."""
-    try:
-        return read_pdu(sock)
-    except ConnectionError:
-        return None
-
-
-def _complete(pdu: bytes) -> bool:
-    return len(pdu) >= rpc.HEADER_SIZE and rpc.peek_frag_length(pdu) <= len(pdu)
-
-
-def classify(answer: bytes | None, request_payload_iv: bytes) -> tuple[str, str]:
-    """Outcome class and detail for the host's answer to the (possibly mutated) request."""
-    if answer is None:
-        return "closed", "connection closed"
-    try:
-        pdu = rpc.decode_pdu(answer)
-    except DecodeError as exc:
-        return "violation", f"undecodable answer: {exc}"
-    if isinstance(pdu, rpc.Fault):
-        return "fault", f"fault 0x{pdu.status:08X}"
-    if isinstance(pdu, rpc.BindNak):
-        return "bind_nak", f"reason {pdu.reason}"
-    if not isinstance(pdu, rpc.Response):
-        return "violation", f"answered a request with {type(pdu).__name__}"
-    try:
-        body, code = ndr.decode_response_stub(pdu.stub)
-        if body is None:
-            return "error", f"HRESULT 0x{code:08X}"
-        opened = open_response(body, request_payload_iv)
-    except DecodeError as exc:
-        return "violation", f"response does not decode: {exc}"
-    if not opened.verified:
-        return "violation", f"response fails {', '.join(opened.failed_checks())}"
-    return "response", f"count {opened.response.count}"
+def fuzz_class(outcome: Outcome) -> tuple[str, str]:
+    """The campaign's class and detail for the runner's outcome of one mutated exchange."""
+    if isinstance(outcome, Response):
+        if outcome.opened is None:
+            return "violation", outcome.describe()
+        if not outcome.opened.verified:
+            return "violation", f"response fails {', '.join(outcome.opened.failed_checks())}"
+        return "response", f"count {outcome.opened.response.count}"
+    if isinstance(outcome, Refusal):
+        return "error", f"HRESULT 0x{outcome.hresult:08X}"
+    if isinstance(outcome, Fault):
+        return "fault", outcome.describe()
+    if isinstance(outcome, BindNak):
+        return "bind_nak", f"reason {outcome.reason}"
+    if isinstance(outcome, Closed):
+        return "closed", outcome.detail
+    if isinstance(outcome, Silent):
+        return "timeout", outcome.describe()
+    if isinstance(outcome, Unreachable):
+        return "dead", outcome.describe()
+    # a bind_ack or any other PDU answering a request, or bytes that are no PDU
+    return "violation", outcome.describe()
 
 
 @dataclass
@@ -114,53 +101,25 @@ class Run:
     waited: float = 0.0  # seconds on the network: connecting, sending, waiting for answers
 
 
-def run_one(target: Target, bind: bytes, request: bytes, timeout: float) -> Run:
-    transcript: list[tuple[str, bytes]] = []
+def run_one(runner: Runner, bind: bytes, request: bytes) -> Run:
+    """One mutated exchange: the (mutated) bind, then the (mutated) request, classified by the runner."""
     started = time.perf_counter()
-    try:
-        with socket.create_connection((target.host, target.port), timeout=timeout) as sock:
-            sock.sendall(bind)
-            transcript.append(("client", bind))
-            if not _complete(bind):
-                sock.shutdown(socket.SHUT_WR)  # nothing more is coming: let the host see EOF, not wait
-            ack = _recv_pdu(sock)
-            if ack is None:
-                return Run("closed", "closed after bind", transcript, time.perf_counter() - started)
-            transcript.append(("host", ack))
-            sock.sendall(request)
-            transcript.append(("client", request))
-            sock.shutdown(socket.SHUT_WR)
-            answer = _recv_pdu(sock)
-            if answer is not None:
-                transcript.append(("host", answer))
-            waited = time.perf_counter() - started
-    except socket.timeout:
-        return Run("timeout", f"no answer within {timeout} s", transcript, time.perf_counter() - started)
-    except ConnectionRefusedError:
-        return Run("dead", "connection refused", transcript, time.perf_counter() - started)
-    except RpcError as exc:
-        return Run("violation", str(exc), transcript, time.perf_counter() - started)
-    except OSError as exc:
-        return Run("closed", str(exc), transcript, time.perf_counter() - started)
-    iv = request[24 + 8 + 4 : 24 + 8 + 20] if len(request) >= 52 else b""
-    return Run(*classify(answer, iv), transcript, waited)
+    sent = SentRequest(None, request[RPC_STUB_OFFSET:])  # opens the answer as far as it can without the request
+    outcome, transcript = runner.bind_then(bind, request, sent)
+    return Run(*fuzz_class(outcome), transcript, time.perf_counter() - started)
 
 
-def alive(target: Target) -> bool:
-    """The host still answers an activation with a KMS response. Whether that answer verifies is
-    the exchanges' business (violations); not recorded in target.recorded, which would grow all campaign."""
-    try:
-        return activate(target.host, target.port, target.request(max(target.protocols)),
-                        timeout=target.timeout).response is not None
-    except OSError:
-        return False
+def alive(runner: Runner, probe: Callable[[], KmsRequest]) -> bool:
+    """The host still gives a KMS answer. Whether it verifies is the exchanges' business (violations)."""
+    return runner.activate(probe()).outcome.is_kms_answer
 
 
-def campaign(target: Target, runs: int | None = None, budget: float | None = None, seed_protocol: int = 6,
-             findings_dir: Path = Path("reports/findings"), timeout: float = 3.0,
+def campaign(runner: Runner, probe: Callable[[], KmsRequest], runs: int | None = None, budget: float | None = None,
+             seed_protocol: int = 6, findings_dir: Path = Path("reports/findings"),
              progress: Callable[[CampaignResult], None] | None = None, seed: Seed | None = None,
              stream: int | None = None) -> CampaignResult:
-    """Up to `runs` mutations or `budget` seconds, whichever ends first.
+    """Up to `runs` mutations or `budget` seconds, whichever ends first; `probe` makes the liveness request
+    sent after a close or a silence (the runner's timeout is each exchange's).
 
     `stream` fixes the random stream the mutations are drawn from (the same stream draws the
     same mutations); without it hypothesis picks a fresh random one."""
@@ -174,13 +133,13 @@ def campaign(target: Target, runs: int | None = None, budget: float | None = Non
         if over():
             return
         bind, request = apply(seed, mutation)
-        run = run_one(target, bind, request, timeout)
+        run = run_one(runner, bind, request)
         result.target_seconds += run.waited
         outcome, detail, transcript = run.outcome, run.detail, run.transcript
         # a close or silence is fine only while the host still activates afterwards
         if outcome in ("closed", "timeout"):
             probe_started = time.perf_counter()
-            if not alive(target):
+            if not alive(runner, probe):
                 outcome, detail = "dead", f"host stopped answering after: {detail}"
             result.target_seconds += time.perf_counter() - probe_started
         result.runs += 1
@@ -190,7 +149,8 @@ def campaign(target: Target, runs: int | None = None, budget: float | None = Non
             signature = (outcome, re.sub(r"\d+", "N", detail))
             result.signatures[signature] += 1
             if result.signatures[signature] <= REPRODUCERS_PER_SIGNATURE:
-                finding.pcap = save_finding(findings_dir, len(result.findings) + 1, finding, transcript, target)
+                finding.pcap = save_finding(findings_dir, len(result.findings) + 1, finding, transcript,
+                                            (runner.host, runner.port))
                 result.findings.append(finding)
         if progress is not None:
             result.seconds = time.monotonic() - started
@@ -225,13 +185,13 @@ def campaign(target: Target, runs: int | None = None, budget: float | None = Non
 
 
 def save_finding(directory: Path, number: int, finding: Finding, transcript: list[tuple[str, bytes]],
-                 target: Target) -> Path:
+                 address: tuple[str, int]) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"finding-{number:03d}-{finding.outcome}.pcap"
-    write_pcap(path, [transcript], host=(target.host, target.port))
+    write_pcap(path, [transcript], host=address)
     path.with_suffix(".txt").write_text(
         f"outcome: {finding.outcome}\nmutation: {finding.mutation.describe()}\ndetail: {finding.detail}\n"
-        f"reproduce: kmsconf replay {path} --target {target.host}:{target.port}\n", encoding="utf-8")
+        f"reproduce: kmsconf replay {path} --target {format_address(*address)}\n", encoding="utf-8")
     return path
 
 
@@ -266,11 +226,12 @@ def finding_counts(result: CampaignResult) -> dict[str, int]:
     return {f"{o}: {d}": n for (o, d), n in result.signatures.items()}
 
 
-def shard_record(result: CampaignResult, *, campaign: str, index: int, count: int, seed: int, target: Target,
+def shard_record(result: CampaignResult, *, campaign: str, index: int, count: int, seed: int,
+                 target: tuple[str, int],
                  findings_dir: Path, started: float, ended: float) -> dict:
     """One shard's figures, as JSON (the unit `merge` adds up)."""
     return {"campaign": campaign, "shard": index, "of": count, "seed": seed, "stream": shard_stream(seed, index),
-            "machine": socket.gethostname(), "target": f"{target.host}:{target.port}",
+            "machine": socket.gethostname(), "target": format_address(*target),
             "runs": result.runs, "outcomes": dict(result.outcomes), "seconds": round(result.seconds, 3),
             "rate": round(result.rate, 1), "harness_seconds": round(result.harness_seconds, 3),
             "target_seconds": round(result.target_seconds, 3), "started": started, "ended": ended,

@@ -39,16 +39,18 @@ class Mutation:
 
 @dataclass
 class Seed:
-    """A valid V6 exchange to mutate: NDR32 bind and its request."""
+    """A valid exchange to mutate: NDR32 bind and its request (of the request's protocol version)."""
 
     request: KmsRequest
-    protocol: int = 6
+
+    @property
+    def protocol(self) -> int:
+        return self.request.major
 
     @classmethod
     def default(cls, protocol: int = 6) -> "Seed":
         name = {4: "Windows 7 Enterprise", 5: "Windows 8 Enterprise", 6: "Windows Server 2019 Datacenter"}[protocol]
-        return cls(build_request(catalog.load().edition(name), workstation="fuzz.example.test", protocol=protocol),
-                   protocol)
+        return cls(build_request(catalog.load().edition(name), workstation="fuzz.example.test", protocol=protocol))
 
 
 # Header offsets (PROTOCOL.md 2.1) and body fields per PDU, for "set this field to that value".

@@ -1,17 +1,22 @@
-"""The clause registry: every conformance check's id, rule, source, level and profiles.
+"""The clause registry: every conformance check's id, rule, source, level, profiles and footprint.
 
 Clauses live as data in `clauses.toml`; checks name them with
 `@pytest.mark.clause("KMS-RPC-001")`. Ids never shift: retire a clause, never renumber.
+`accept` holds the outcomes a clause accepts (net.outcomes patterns), `footprint` what
+running it does to the host's state (safe, counting, malformed, fuzz).
 """
 
 from __future__ import annotations
 
+import fnmatch
 import functools
 import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from conformance.net.outcomes import parse_pattern
 
 CLAUSES_FILE = Path(__file__).with_name("clauses.toml")
 AREAS = {
@@ -27,6 +32,14 @@ AREAS = {
 }
 PROFILES = ("microsoft", "emulator")
 LEVELS = ("MUST", "SHOULD")
+# what a clause's traffic does to the host: safe adds at most the audit's one client entry; counting adds clients;
+# malformed sends bad input; fuzz sends thousands of mutated exchanges
+FOOTPRINTS = {
+    "safe": "well-formed traffic with the audit's one stable CMID",
+    "counting": "adds new clients to the host's count (fresh CMIDs) or needs its control channel",
+    "malformed": "sends malformed PDUs and payloads",
+    "fuzz": "a fuzz campaign of mutated exchanges",
+}
 ID_PATTERN = re.compile(r"^KMS-(?P<area>[A-Z]+)-\d{3}$")
 
 
@@ -37,6 +50,8 @@ class Clause:
     ref: str  # guide section/table or PROTOCOL.md section
     level: str
     profiles: tuple[str, ...]
+    footprint: str = "safe"
+    accept: tuple[str, ...] = ()  # outcome patterns the clause accepts, where it judges one outcome
     expect: dict[str, Any] = field(default_factory=dict)  # expectations as data, read by the check
 
     @property
@@ -64,9 +79,27 @@ def load(path: Path = CLAUSES_FILE) -> dict[str, Clause]:
         profiles = tuple(row.get("profiles", PROFILES))
         if set(profiles) - set(PROFILES):
             raise ValueError(f"{path}: {cid} names unknown profiles {profiles}")
-        clauses[cid] = Clause(cid, row["title"], row["ref"], row["level"], profiles,
+        footprint = row.get("footprint")
+        if footprint not in FOOTPRINTS:
+            raise ValueError(f"{path}: {cid} footprint {footprint!r} is not one of {', '.join(FOOTPRINTS)}")
+        accept = tuple(row.get("accept", ()))
+        for pattern in accept:
+            parse_pattern(pattern)  # ValueError names the pattern
+        clauses[cid] = Clause(cid, row["title"], row["ref"], row["level"], profiles, footprint, accept,
                               dict(row.get("expect", {})))
     return clauses
+
+
+def select(pattern: str) -> list[Clause]:
+    """Clauses named by an id (KMS-RPC-001), an area (KMS-RPC, RPC) or a shell pattern (KMS-MSG-00*)."""
+    wanted = pattern.strip().upper()
+    registry = load()
+    if wanted in registry:
+        return [registry[wanted]]
+    area = wanted.removeprefix("KMS-")
+    if area in AREAS:
+        return [c for c in registry.values() if c.area == area]
+    return [c for cid, c in registry.items() if fnmatch.fnmatchcase(cid, wanted)]
 
 
 def get(clause_id: str) -> Clause:

@@ -30,12 +30,17 @@ class ClientRun:
     stdout: str
     stderr: str
     pdus: list[RecordedPdu] = field(default_factory=list)
+    address: tuple[str, int] = ("127.0.0.1", 1688)  # the instrumented host the client talked to
 
     @property
     def requests(self) -> list[RecordedPdu]:
         """KMS requests whose payload the host could open (outcome carries the decoded request)."""
         return [p for p in self.pdus if isinstance(p.pdu, rpc.Request) and p.reply.outcome is not None
                 and p.reply.outcome.opened is not None]
+
+    def transcripts(self) -> list[list[tuple[str, bytes]]]:
+        """One transcript per connection the client opened."""
+        return [self.transcript(peer) for peer in dict.fromkeys(p.peer for p in self.pdus)]
 
     def transcript(self, peer: str | None = None) -> list[tuple[str, bytes]]:
         out = []
@@ -72,6 +77,7 @@ def run_client(command: str, timeout: float = 60.0, config: HostConfig | None = 
             result = ClientRun(command, -1, str(exc.stdout or ""), f"timed out after {timeout} s")
         time.sleep(0.05)  # let the host's loop finish logging the last PDU
         result.pdus = list(recorded)
+        result.address = (host, port)
         return result
     finally:
         thread.stop()

@@ -1,12 +1,111 @@
-"""How a failing check explains itself: what was expected, what came back, and the bytes."""
+"""How a check states its verdict: expected and actual as data, the exchange's bytes, or "inconclusive".
+
+A failing check raises `ClauseFailure` carrying `expected` (the accepted outcomes or value)
+and `actual` (what came back) as JSON-able data; the plugin writes them to summary.json,
+matches declared deviations against `actual`, and prints them readably.
+"""
 
 from __future__ import annotations
 
-from typing import Iterable
+import uuid
+from typing import Any, Iterable, Sequence
+
+from conformance.net.outcomes import Outcome, matches_any
+
+Transcript = Sequence[tuple[str, bytes]]
 
 
 class Inconclusive(Exception):
     """The target's state makes the rule unobservable (e.g. its count is already at the cap)."""
+
+
+def jsonable(value: Any) -> Any:
+    """`value` as JSON data: outcomes by their label, bytes as text or hex, GUIDs as text."""
+    if isinstance(value, Outcome):
+        return value.label
+    if isinstance(value, bytes):
+        try:
+            text = value.decode("ascii")
+        except UnicodeDecodeError:
+            return value.hex()
+        return text.replace("\0", "\\0") if text.isprintable() or "\0" in text else value.hex()
+    if isinstance(value, (uuid.UUID,)):
+        return str(value)
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [jsonable(v) for v in value]
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return str(value)
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, Outcome):
+        return value.describe()
+    if isinstance(value, (list, tuple)) and value and all(isinstance(v, str) for v in value):
+        return " or ".join(value)
+    return str(jsonable(value)) if not isinstance(value, str) else value
+
+
+class ClauseFailure(AssertionError):
+    """A clause is broken: what it expects, what came back (both as data), and the bytes that show it."""
+
+    def __init__(self, expected: Any, actual: Any, transcript: Transcript = (), detail: str = "",
+                 fields: dict | None = None):
+        self.expected = jsonable(expected)
+        self.actual = jsonable(actual)
+        self.actual_outcome = actual if isinstance(actual, Outcome) else None
+        self.transcript = list(transcript)
+        self.detail = detail
+        self.fields = fields or (actual.to_json() if isinstance(actual, Outcome) else None)
+        message = f"expected: {_shown(expected)}\n  actual: {_shown(actual)}"
+        if detail:
+            message += f"\n  {detail}"
+        super().__init__(message)
+
+    def record(self) -> dict[str, Any]:
+        """expected/actual for summary.json."""
+        out = {"expected": self.expected, "actual": self.actual}
+        if self.detail:
+            out["detail"] = self.detail
+        return out
+
+    def matches(self, alternatives: Iterable[str | dict]) -> bool:
+        """Does this failure's actual match one of a deviation's declared alternatives? A string is an outcome
+        pattern or a value as summary.json shows it (a list actual matches when each element is declared); a
+        table matches an actual table holding those keys with those values."""
+        alternatives = list(alternatives)
+        texts = [a for a in alternatives if isinstance(a, str)]
+        for alt in alternatives:
+            if isinstance(alt, dict):
+                if isinstance(self.actual, dict) and all(self.actual.get(k) == v for k, v in alt.items()):
+                    return True
+            elif self.actual_outcome is not None and _pattern_matches(self.actual_outcome, alt):
+                return True
+            elif str(self.actual) == alt:
+                return True
+        return isinstance(self.actual, list) and bool(self.actual) and all(str(e) in texts for e in self.actual)
+
+
+def _pattern_matches(outcome: Outcome, pattern: str) -> bool:
+    try:
+        return outcome.matches(pattern)
+    except ValueError:  # not a pattern: a value
+        return False
+
+
+def expect(condition: bool, expected: Any, actual: Any, transcript: Transcript = (), detail: str = "") -> None:
+    """Fail with expected/actual and the exchange's bytes when `condition` is false."""
+    if not condition:
+        raise ClauseFailure(expected, actual, transcript, detail)
+
+
+def expect_outcome(outcome: Outcome, accepted: Iterable[str], transcript: Transcript = (), detail: str = "") -> None:
+    """The outcome must match one of the clause's accepted patterns."""
+    accepted = list(accepted)
+    if not matches_any(outcome, accepted):
+        raise ClauseFailure(accepted, outcome, transcript, detail)
 
 
 def hexdump(data: bytes, width: int = 16) -> str:
@@ -25,21 +124,3 @@ def transcript_text(transcript: Iterable[tuple[str, bytes]]) -> str:
         arrow = "client -> host" if side == "client" else "host -> client"
         parts.append(f"{arrow} ({len(data)} bytes):\n{hexdump(data)}")
     return "\n".join(parts)
-
-
-def expect(condition: bool, expected: object, actual: object,
-           transcript: Iterable[tuple[str, bytes]] = (), detail: str = "") -> None:
-    """Fail with expected/actual and the exchange's bytes when `condition` is false."""
-    if condition:
-        return
-    message = f"expected: {expected}\n  actual: {actual}"
-    if detail:
-        message += f"\n  {detail}"
-    transcript = list(transcript)
-    if transcript:
-        dump = transcript_text(transcript)
-        message += "\n" + dump
-        from conformance.report.allure_labels import attach_transcript
-
-        attach_transcript(dump)
-    raise AssertionError(message)

@@ -1,23 +1,37 @@
-"""The host under test as the checks see it: an address, options, and (for the reference host) a control channel."""
+"""The host under test as the checks see it: an exchange runner, options, and (reference host) a control channel."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import socket
 import uuid
+from collections import defaultdict
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 from conformance import catalog as catalog_mod
-from conformance.reference.client import ActivationResult, BindOptions, RpcConnection, activate, build_request
+from conformance.net.address import format_address, is_loopback
+from conformance.net.outcomes import Activation, Outcome, Response
+from conformance.net.runner import BindOptions, Runner, Session, Transcript
+from conformance.reference.client import build_request
 from conformance.wire.messages import KmsRequest, filetime_now
 
-# Editions the checks use for each protocol version (SKU ids, all present in the third-party captures).
-SAMPLE_SKUS = {
-    4: uuid.UUID("ae2ee509-1b34-41c0-acb7-6d4650168915"),  # Windows 7 Enterprise
-    5: uuid.UUID("458e1bec-837a-45f6-b9d5-925ed5d299de"),  # Windows 8 Enterprise
-    6: uuid.UUID("34e1ae55-27f8-4950-8877-7a03be5fb181"),  # Windows Server 2019 Datacenter
-}
+from .profile import HostProfile
+
+LEARNING = "(learning the host)"  # the footprint of the probes that run before any check
+AUDIT_WORKSTATION = "kmsconf-conformance-audit"  # what the host's event log shows for the suite's requests
+
+
+def audit_cmid(address: tuple[str, int]) -> uuid.UUID:
+    """One stable CMID per auditing machine and target: reruns renew the same client entry, never add one."""
+    try:
+        machine = Path("/etc/machine-id").read_text().strip()
+    except OSError:
+        machine = socket.gethostname()
+    digest = hashlib.sha256(f"kms-conformance audit|{machine}|{format_address(*address)}".encode()).digest()
+    return uuid.UUID(bytes=digest[:16], version=4)
 
 
 class ControlChannel:
@@ -29,13 +43,16 @@ class ControlChannel:
 
     @classmethod
     def tcp(cls, host: str, port: int, timeout: float = 5.0) -> "ControlChannel":
-        if not (host.startswith("127.") or host in ("::1", "localhost")):
+        if not is_loopback(host):
             raise ValueError(f"the control channel is loopback-only, not {host}")
 
         def call(command: dict) -> dict:
             with socket.create_connection((host, port), timeout=timeout) as sock:
                 sock.sendall(json.dumps(command).encode() + b"\n")
-                return json.loads(sock.makefile("rb").readline())
+                line = sock.makefile("rb").readline()
+            if not line:
+                raise ConnectionError(f"{format_address(host, port)} closed without answering a control command")
+            return json.loads(line)
 
         return cls(call)
 
@@ -53,6 +70,10 @@ class ControlChannel:
     def status(self) -> dict:
         return self._call({"op": "status"})["status"]
 
+    def requests_answered(self) -> int:
+        """KMS requests the controlled host has handled: tells whether a request reached this host."""
+        return self._call({"op": "status"})["requests"]
+
 
 @dataclass
 class Target:
@@ -68,37 +89,86 @@ class Target:
     control: ControlChannel | None = None
     catalog: catalog_mod.Catalog = field(default_factory=catalog_mod.load)
     # transcripts of every connection the current check made: its evidence (pcap, decoded exchanges)
-    recorded: list[list[tuple[str, bytes]]] = field(default_factory=list)
+    recorded: list[Transcript] = field(default_factory=list)
     clock_offset: float = 0.0  # seconds the host's clock was advanced through the control channel
+    # footprint: which CMIDs each clause sent in requests, over the whole run
+    sent_cmids: dict[str, set[uuid.UUID]] = field(default_factory=lambda: defaultdict(set))
+    current_clause: str = LEARNING
+    counts_seen: list[tuple[int, str]] = field(default_factory=list)  # (count, clause) of every response
+    _profile: HostProfile | None = None
 
     @property
     def name(self) -> str:
-        return f"{'embedded reference host ' if self.embedded else ''}{self.host}:{self.port}"
+        return f"{'embedded reference host ' if self.embedded else ''}{format_address(self.host, self.port)}"
+
+    @property
+    def runner(self) -> Runner:
+        return Runner(self.host, self.port, self.timeout, on_session=self.recorded.append,
+                      on_request=self._note_request, on_answer=self._note_answer)
+
+    def _note_request(self, request: KmsRequest) -> None:
+        self.sent_cmids[self.current_clause].add(request.cmid)
+
+    def _note_answer(self, outcome: Outcome) -> None:
+        if isinstance(outcome, Response) and outcome.opened is not None:
+            self.counts_seen.append((outcome.opened.response.count, self.current_clause))
+
+    def end_check(self) -> dict[str, list[str]]:
+        """The CMIDs sent since the last call, by clause (or LEARNING), and back to LEARNING."""
+        sent = {name: sorted(map(str, cmids)) for name, cmids in self.sent_cmids.items() if cmids}
+        self.sent_cmids.clear()
+        self.current_clause = LEARNING
+        return sent
+
+    @property
+    def audit_cmid(self) -> uuid.UUID:
+        return audit_cmid((self.host, self.port))
+
+    @property
+    def serves(self) -> HostProfile:
+        """What the host serves, learned on first use (the probes are the footprint's LEARNING entry)."""
+        if self._profile is None:
+            clause, self.current_clause = self.current_clause, LEARNING
+            quiet = Runner(self.host, self.port, self.timeout, on_request=self._note_request,
+                           on_answer=self._note_answer)  # not a check's evidence
+            try:
+                self._profile = HostProfile.learn(self.catalog, self.protocols,
+                                                  lambda e, p: quiet.activate(self.request(p, edition=e)))
+            finally:
+                self.current_clause = clause
+        return self._profile
 
     def edition(self, key: str | uuid.UUID) -> catalog_mod.Edition:
         return self.catalog.edition(key)
 
-    def sample_edition(self, protocol: int) -> catalog_mod.Edition:
-        return self.catalog.edition(SAMPLE_SKUS[protocol])
-
-    def request(self, protocol: int = 6, edition: catalog_mod.Edition | None = None, **fields: Any) -> KmsRequest:
-        """A request as a client living on the host's (possibly advanced) clock would send it."""
-        edition = edition or self.sample_edition(protocol)
+    def request(self, protocol: int | None = None, edition: catalog_mod.Edition | None = None, *,
+                fresh: bool = False, **fields: Any) -> KmsRequest:
+        """A request as a client living on the host's (possibly advanced) clock would send it: an edition the
+        host activates for `protocol` (default: the newest it serves), the audit's CMID unless `fresh`."""
+        if protocol is None:
+            protocol = edition.protocol if edition is not None else self.serves.newest
+        edition = edition or self.serves.edition_for(protocol)
         if self.clock_offset and "request_time" not in fields:
             fields["request_time"] = filetime_now() + int(self.clock_offset * 10**7)
-        return build_request(edition, protocol=protocol, workstation=fields.pop("workstation", "kmsconf.test"), **fields)
+        if "cmid" not in fields or fields["cmid"] is None:
+            fields["cmid"] = uuid.uuid4() if fresh else self.audit_cmid
+        fields.setdefault("workstation", AUDIT_WORKSTATION)
+        return build_request(edition, protocol=protocol, **fields)
 
     def activate(self, request: KmsRequest | None = None, options: BindOptions = BindOptions(),
-                 protocol: int = 6) -> ActivationResult:
-        result = activate(self.host, self.port, request or self.request(protocol), options, self.timeout)
-        self.recorded.append(result.transcript)
-        return result
+                 protocol: int | None = None, payload: bytes | None = None) -> Activation:
+        return self.runner.activate(request or self.request(protocol), options, payload)
 
-    def connect(self) -> RpcConnection:
-        conn = RpcConnection(self.host, self.port, self.timeout)
-        self.recorded.append(conn.transcript)  # the same list object: it fills as the check runs
-        return conn
+    def session(self) -> Session:
+        """A new connection whose exchanges land in the check's evidence."""
+        return self.runner.session()
 
-    def alive(self) -> ActivationResult:
-        """A valid activation: the sanity probe run before and after negative checks."""
-        return self.activate(protocol=max(self.protocols))
+    def send_raw(self, data: bytes, *, half_close: bool = True) -> tuple[Outcome, Transcript]:
+        return self.runner.send_raw(data, half_close=half_close)
+
+    def alive_request(self) -> KmsRequest:
+        return self.request(self.serves.newest)
+
+    def alive(self) -> Activation:
+        """The liveness probe: `outcome.is_kms_answer` (integrity is KMS-MSG-002's business, not liveness')."""
+        return self.activate(self.alive_request())

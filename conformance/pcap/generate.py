@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Callable
 
 from conformance import catalog
-from conformance.reference.client import BindOptions, RpcConnection, build_request, exchange_on
+from conformance.net.runner import BindOptions, Session
+from conformance.reference.client import build_request
 from conformance.reference.config import HostConfig
 from conformance.reference.host import HostThread
 from conformance.wire import framing, rpc
@@ -31,32 +32,32 @@ def _request(name: str, **changes):
 
 
 def _activation(product: str, options: BindOptions = BindOptions(), count: int = 1, **changes):
-    def run(conn: RpcConnection) -> None:
+    def run(conn: Session) -> None:
         cont_id, ndr64 = conn.negotiate(options)
         for _ in range(count):
-            exchange_on(conn, _request(product, **changes), cont_id, ndr64)
+            conn.activate(_request(product, **changes), cont_id, ndr64)
     return run
 
 
-def _unknown_version(conn: RpcConnection) -> None:
+def _unknown_version(conn: Session) -> None:
     cont_id, ndr64 = conn.negotiate()
     payload = bytearray(framing.seal_request(_request(WS2019)))
     payload[2:4] = (7).to_bytes(2, "little")  # major 7.0: no such KMS version
-    conn.call(bytes(payload), cont_id, ndr64)
+    conn.request(bytes(payload), cont_id, ndr64)
 
 
-def _opnum_fault(conn: RpcConnection) -> None:
+def _opnum_fault(conn: Session) -> None:
     cont_id, ndr64 = conn.negotiate()
-    conn.call(framing.seal_request(_request(WS2019)), cont_id, ndr64, opnum=1)
+    conn.request(framing.seal_request(_request(WS2019)), cont_id, ndr64, opnum=1)
 
 
-def _unbound_context(conn: RpcConnection) -> None:
+def _unbound_context(conn: Session) -> None:
     conn.bind(BindOptions(ndr64=False, btfn=False))
-    conn.call(framing.seal_request(_request(WS2019)), 5, False)
+    conn.request(framing.seal_request(_request(WS2019)), 5, False)
 
 
 # name -> (description, host config changes, scenario)
-SCENARIOS: dict[str, tuple[str, dict, Callable[[RpcConnection], None]]] = {
+SCENARIOS: dict[str, tuple[str, dict, Callable[[Session], None]]] = {
     "v4_win7ent_ndr32": ("V4 (Windows 7 Enterprise), bind with NDR32 only, no BTFN", {},
                          _activation(WIN7, BindOptions(ndr64=False, btfn=False))),
     "v5_win8ent_default": ("V5 (Windows 8 Enterprise), bind NDR32+NDR64+BTFN, NDR64 accepted", {},
@@ -91,7 +92,7 @@ def generate(out: Path) -> list[Path]:
     for name, (description, changes, scenario) in SCENARIOS.items():
         with HostThread(HostConfig(port=0, **changes)) as thread:
             host, port = thread.host.address
-            with RpcConnection(host, port) as conn:
+            with Session(host, port) as conn:
                 scenario(conn)
                 transcript = list(conn.transcript)
         written.append(write_pcap(out / f"{name}.pcap", [transcript], host=(host, port)))

@@ -11,7 +11,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from conformance.reference.client import RpcConnection
+from conformance.net.outcomes import Closed, Silent, Unreachable
+from conformance.net.runner import Session
 from conformance.wire import epid as epid_mod
 from conformance.wire import framing, ndr, rpc
 from conformance.wire.exchange import Connection, Exchange, decode_kms
@@ -111,7 +112,7 @@ def replay(path: Path, host: str, port: int, refresh: bool = False, port_filter:
     for decoded in decode_capture(path, port_filter):
         state = Connection()
         try:
-            conn = RpcConnection(host, port, timeout)
+            conn = Session(host, port, timeout)
         except OSError as exc:
             raise ConnectionError(f"cannot reach {host}:{port}: {exc}") from None
         with conn:
@@ -125,11 +126,13 @@ def replay(path: Path, host: str, port: int, refresh: bool = False, port_filter:
                     if refresh and original.request is not None:
                         pdu = refresh_request(pdu, original.ndr64)
                     pdu, remapped = onto_accepted_context(pdu, original.ndr64, state)
-                try:
-                    answer = conn.exchange(pdu.encode())
-                except (ConnectionError, OSError, DecodeError) as exc:
-                    rows.append(Row(n, "pdu", _pdu_fields(original.host)["pdu"], f"no answer ({exc})", DIFFERS))
-                    break
+                outcome = conn.exchange(pdu.encode())
+                answer = getattr(outcome, "pdu", None)
+                if answer is None:
+                    rows.append(Row(n, "pdu", _pdu_fields(original.host)["pdu"], outcome.describe(), DIFFERS))
+                    if isinstance(outcome, (Closed, Silent, Unreachable)):
+                        break
+                    continue
                 again = Exchange(pdu.encode(), answer.encode(), pdu, answer)
                 if isinstance(pdu, rpc.Bind):
                     state.note_bind(pdu)

@@ -17,6 +17,7 @@ def transcript_packets(transcript: Transcript, client: tuple[str, int], host: tu
                        start: float = 0.0, isn: tuple[int, int] = (1000, 5000)) -> list:
     """One TCP connection carrying the transcript: SYN, SYN/ACK, ACK, data segments, FIN/ACK exchange."""
     from scapy.layers.inet import IP, TCP
+    from scapy.layers.inet6 import IPv6
     from scapy.layers.l2 import Ether
 
     (c_ip, c_port), (h_ip, h_port) = client, host
@@ -29,7 +30,7 @@ def transcript_packets(transcript: Transcript, client: tuple[str, int], host: tu
         other = "host" if side == "client" else "client"
         tcp = TCP(sport=sport, dport=dport, flags=flags, seq=seq[side], ack=seq[other] if "A" in flags else 0,
                   window=65535)
-        pkt = Ether() / IP(src=src, dst=dst) / tcp
+        pkt = Ether() / (IPv6(src=src, dst=dst) if ":" in src else IP(src=src, dst=dst)) / tcp
         if payload:
             pkt = pkt / payload
         pkt.time = clock[0]
@@ -51,10 +52,11 @@ def transcript_packets(transcript: Transcript, client: tuple[str, int], host: tu
 
 
 def write_pcap(path: Path, connections: list[Transcript], host: tuple[str, int] = ("127.0.0.1", 1688),
-               client_ip: str = "127.0.0.1") -> Path:
-    """Each transcript as its own connection from a fresh client port, in order."""
+               client_ip: str | None = None) -> Path:
+    """Each transcript as its own connection from a fresh client port, in order (IPv6 when the host is)."""
     from scapy.utils import wrpcap
 
+    client_ip = client_ip or ("::1" if ":" in host[0] else "127.0.0.1")
     packets = []
     for n, transcript in enumerate(connections):
         packets += transcript_packets(transcript, (client_ip, 49152 + n), host, start=float(n))

@@ -22,6 +22,7 @@ class HostConfig:
     key_group: str | None = None  # None = the catalog's default (newest) host keys
     host_os: str | None = None  # e.g. "Windows 7": must be able to carry the key (Table 2)
     host_build: int = NEWEST_HOST_BUILD
+    protocols: tuple[int, ...] = (4, 5, 6)  # KMS versions served: the guide's 2008 R2 host answered 4 only
     lcid: int = 1033
     hwid: bytes | None = None  # None = random once, then persisted
     db: str = ":memory:"

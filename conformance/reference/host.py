@@ -25,7 +25,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Callable
 
-from conformance.wire import hresult, rpc
+from conformance.wire import rpc
 
 from .config import HostConfig
 from .quirks import Quirk
@@ -45,10 +45,8 @@ class HostStats:
 
 
 def _malformed(reply: Reply) -> bool:
-    if reply.problem:
-        return True
-    outcome = reply.outcome
-    return outcome is not None and outcome.payload is None and outcome.hresult == hresult.E_INVALID_DATA
+    """A PDU or payload the host could not read (a version it refuses is not malformed: that is an answer)."""
+    return reply.malformed or (reply.outcome is not None and reply.outcome.malformed)
 
 
 def dns_publisher(config: HostConfig, address: tuple[str, int], log: Callable[[dict], None]):
@@ -88,6 +86,7 @@ class ReferenceHost:
         # called with (peer, client PDU, Reply) for every PDU: the client-conformance harness records with it
         self.on_pdu: Callable[[str, bytes, Reply], None] | None = None
         self.publish_results: list[tuple[str, bool, str]] = []  # (domain, ok, detail) of the last publication
+        self.shared_request = b""  # the shared-request-buffer quirk's one slot
 
     async def start(self, sock: socket.socket | None = None) -> tuple[str, int]:
         """Listen on config.host:port, or on `sock` (a host worker's share of one port)."""
@@ -216,7 +215,8 @@ class ReferenceHost:
             self.clock.offset = 0.0
         elif op != "status":
             raise ValueError(f"unknown control op {op!r} (advance, reset, status)")
-        return {"ok": True, "clock_offset": self.clock.offset, "status": self.service.status()}
+        return {"ok": True, "clock_offset": self.clock.offset, "status": self.service.status(),
+                "requests": self.stats.requests}
 
 
 class KmsConnection(asyncio.Protocol):
@@ -333,6 +333,17 @@ class KmsConnection(asyncio.Protocol):
 
     def _handle(self, pdu: bytes) -> bool:
         """Answer one PDU (now, or at the end of the turn); False when no PDU may follow it."""
+        quirks = self.config.quirks
+        if quirks and Quirk.SHARED_REQUEST_BUFFER in quirks and pdu[2] == rpc.PType.REQUEST:
+            # a race on purpose: requests wait in one host-wide slot, and each answer is for whatever is there
+            host = self.host
+            host.shared_request = pdu
+            asyncio.get_running_loop().call_later(0.02, lambda: self.transport.is_closing()
+                                                  or self._answer(host.shared_request))
+            return True
+        return self._answer(pdu)
+
+    def _answer(self, pdu: bytes) -> bool:
         reply = self.session.receive(pdu)
         if reply.pending is None and not self.queued:
             return self._deliver(pdu, reply)
@@ -395,8 +406,15 @@ class KmsConnection(asyncio.Protocol):
 
     def eof_received(self) -> bool:
         if self.buffer:
-            self.host._log(self.peer, None, self._cut_short())
-            self.buffer.clear()
+            if Quirk.PROCESS_CUT_PDU in self.config.quirks and len(self.buffer) >= rpc.HEADER_SIZE:
+                # as py-kms does: what arrived is taken for the whole PDU, whatever frag_length promised
+                cut = bytearray(self.buffer)
+                cut[8:10] = len(cut).to_bytes(2, "little")
+                self.buffer.clear()
+                self._handle(bytes(cut))
+            else:
+                self.host._log(self.peer, None, self._cut_short())
+                self.buffer.clear()
         if self.queued:
             self.closing = True  # answer what it sent first, then close
             return True

@@ -16,6 +16,9 @@ from .quirks import Quirk
 from .service import Admitted, KmsService, Outcome
 
 _assoc_groups = itertools.count(random.randrange(0x10000000, 0x7FFFFFFF))
+# answers, which a client never sends: treated like unknown types
+CLIENT_NEVER_SENDS = {rpc.PType.RESPONSE, rpc.PType.FAULT, rpc.PType.BIND_ACK, rpc.PType.BIND_NAK,
+                      rpc.PType.ALTER_CONTEXT_RESP}
 
 
 # the common header (PROTOCOL.md 2.1) and the request / response body heads (2.5), each in one struct
@@ -38,6 +41,7 @@ class Reply:
     close: bool = False  # close the connection after sending
     outcome: Outcome | None = None  # the KMS outcome of a request
     problem: str = ""  # why a PDU was refused, for the event log
+    malformed: bool = False  # the PDU could not be read (not merely refused: an opnum, a context)
     pending: Pending | None = None  # set by `receive` until `finish`
 
 
@@ -86,44 +90,53 @@ class RpcSession:
         reply.pending = None
 
     def _decode_and_handle(self, data: bytes) -> Reply:
+        """Any PDU: decoded once; if its body does not decode, its header alone decides the answer."""
         try:
             pdu = rpc.decode_pdu(data)
         except DecodeError as exc:
             return self._undecodable(data, exc)
         header = pdu.header
-        if header.drep != rpc.DREP_LE or header.auth_length:
-            return Reply(None, close=True, problem="unsupported data representation or authentication")
-        if (header.vers, header.vers_minor) != (5, 0):
-            return self._wrong_version(header)
+        refused = self._refuse_header(header)
+        if refused is not None:
+            return refused
         if header.flags & rpc.FIRST_LAST != rpc.FIRST_LAST:
             # KMS never fragments; refuse rather than reassemble (PROTOCOL.md 2.2)
             return Reply(self._fault(header, hresult.NCA_S_PROTO_ERROR), problem="fragmented PDU")
         if isinstance(pdu, rpc.Bind):
             return self._bind(pdu)
-        if isinstance(pdu, rpc.Request):
-            return self._request(header.call_id, header.flags, pdu.cont_id, pdu.opnum, pdu.stub)
-        return Reply(None, close=True, problem=f"PDU type {header.ptype} not expected from a client")
+        assert isinstance(pdu, rpc.Request)  # every other type a client may send was refused above
+        return self._request(header.call_id, header.flags, pdu.cont_id, pdu.opnum, pdu.stub)
 
     def _undecodable(self, data: bytes, error: DecodeError) -> Reply:
-        """A PDU whose body does not decode: the header decides between a fault, a bind_nak and a close."""
         try:
             header, _ = rpc.Header.decode(data)
         except DecodeError as exc:
-            return Reply(None, close=True, problem=str(exc))
-        if header.drep != rpc.DREP_LE or header.auth_length:
-            return Reply(None, close=True, problem="unsupported data representation or authentication")
-        if (header.vers, header.vers_minor) != (5, 0):
-            return self._wrong_version(header)
-        if header.ptype in (rpc.PType.REQUEST,):
-            return Reply(self._fault(header, hresult.NCA_S_PROTO_ERROR), problem=str(error))
-        return Reply(None, close=True, problem=str(error))
+            return Reply(None, close=True, problem=str(exc), malformed=True)
+        refused = self._refuse_header(header)
+        if refused is not None:
+            return refused
+        if header.ptype == rpc.PType.REQUEST:
+            return Reply(self._fault(header, hresult.NCA_S_PROTO_ERROR), problem=str(error), malformed=True)
+        return Reply(None, close=True, problem=str(error), malformed=True)
 
-    def _wrong_version(self, header: rpc.Header) -> Reply:
-        if header.ptype in (rpc.PType.BIND, rpc.PType.ALTER_CONTEXT):
-            nak = rpc.BindNak(rpc.BIND_NAK_PROTOCOL_VERSION, [(5, 0)], self._reply_header(rpc.PType.BIND_NAK, header))
-            return Reply(nak.encode(), close=True, problem=f"RPC version {header.vers}.{header.vers_minor}")
-        return Reply(self._fault(header, hresult.NCA_S_PROTO_ERROR), close=True,
-                     problem=f"RPC version {header.vers}.{header.vers_minor}")
+    def _refuse_header(self, header: rpc.Header) -> Reply | None:
+        """The header checks, in order: data representation, RPC version, a type a client may send."""
+        if header.drep != rpc.DREP_LE or header.auth_length:
+            return Reply(None, close=True, problem="unsupported data representation or authentication", malformed=True)
+        if (header.vers, header.vers_minor) != (5, 0):
+            version = f"RPC version {header.vers}.{header.vers_minor}"
+            if header.ptype in (rpc.PType.BIND, rpc.PType.ALTER_CONTEXT):
+                nak = rpc.BindNak(rpc.BIND_NAK_PROTOCOL_VERSION, [(5, 0)], self._reply_header(rpc.PType.BIND_NAK, header))
+                return Reply(nak.encode(), close=True, problem=version, malformed=True)
+            return Reply(self._fault(header, hresult.NCA_S_PROTO_ERROR), close=True, problem=version, malformed=True)
+        if header.ptype not in rpc.PType.__members__.values() or header.ptype in CLIENT_NEVER_SENDS:
+            if Quirk.ANSWER_UNKNOWN_PTYPE in self.config.quirks:
+                empty = rpc.Response(b"", self._reply_header(rpc.PType.RESPONSE, header))
+                return Reply(empty.encode(), close=True, problem=f"PDU type {header.ptype} answered anyway",
+                             malformed=True)
+            return Reply(None, close=True, problem=f"PDU type {header.ptype} not expected from a client",
+                         malformed=True)
+        return None
 
     def _context_result(self, ctx: rpc.ContextElement, chosen: tuple[int, bool] | None) -> rpc.ContextResult:
         for syntax, _version in ctx.transfers:
@@ -175,7 +188,7 @@ class RpcSession:
             self.assoc_group = bind.assoc_group or next(_assoc_groups)
         # bind_ack mirrors the client's multiplex bit; alter_context_resp never sets it (vlmcs warns otherwise)
         mpx = 0 if is_alter else bind.header.flags & rpc.PFC_CONC_MPX
-        if Quirk.NO_MPX_MIRROR in self.config.quirks:
+        if Quirk.NO_MPX_MIRROR in self.config.quirks and not is_alter:
             mpx = rpc.PFC_CONC_MPX
         ptype = rpc.PType.ALTER_CONTEXT_RESP if is_alter else rpc.PType.BIND_ACK
         ack = rpc.BindAck(

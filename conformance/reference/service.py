@@ -14,12 +14,14 @@ from typing import Callable, NamedTuple, TextIO
 
 from conformance import catalog as catalog_mod
 from conformance.wire import crypto, epid, framing, hresult, layout
-from conformance.wire.messages import FILETIME_UNIX_EPOCH, DecodeError, KmsRequest, KmsResponse
+from conformance.wire.messages import FILETIME_UNIX_EPOCH, DecodeError, KmsRequest, KmsResponse, peek_version
 
 from .config import HostConfig
 from .quirks import Quirk
 from .state import ClientTable
 from .store import Store
+
+OTHER_KEY = "windows-server-2019"  # the key the epid-names-other-key quirk's ePIDs name
 
 
 class Admitted(NamedTuple):
@@ -37,6 +39,7 @@ class Outcome:
     count: int | None = None
     opened: framing.OpenedRequest | None = None
     reason: str = ""
+    malformed: bool = False  # the payload could not be read at all (not merely a version the host refuses)
 
 
 class Clock:
@@ -72,6 +75,7 @@ class KmsService:
         self.epids = {k.slug: self._stable(f"epid:{k.slug}", functools.partial(self._epid_text, k)) for k in self.host_keys}
         self.events = self._open_event_log(config.event_log)
         self.log_fields: dict[str, object] = {}  # in every event record (a host worker's number)
+        self.last_answer: bytes | None = None  # the answer-short-payload quirk repeats it
         self.store.put("settings", {"activation_interval": config.activation_interval,
                                     "renewal_interval": config.renewal_interval, "key_group": config.key_group,
                                     "host_build": config.host_build, "lcid": config.lcid})
@@ -141,6 +145,9 @@ class KmsService:
                 return key
         return None
 
+    def _activates_windows(self, key: catalog_mod.HostKey) -> bool:
+        return any(self.catalog.kms_ids[k].application == catalog_mod.WINDOWS_APP_ID for k in key.activates)
+
     def handle(self, payload: bytes) -> Outcome:
         """One request, counted and committed before the answer is sealed."""
         admitted = self.admit(payload)
@@ -153,6 +160,9 @@ class KmsService:
     def admit(self, payload: bytes) -> "Outcome | Admitted":
         """A verified request ready to be counted, or the refusal to send."""
         quirks = self.config.quirks
+        major = peek_version(payload)[0] if len(payload) >= 4 else None
+        if major in framing.SUPPORTED_MAJORS and major not in self.config.protocols:
+            return Outcome(None, hresult.E_INVALID_DATA, reason=f"KMS version {major} is not served by this host")
         try:
             opened = framing.open_request(payload, allow_minor=bool(quirks) and Quirk.ACCEPT_BAD_VERSION in quirks)
         except framing.UnsupportedVersion as exc:
@@ -161,7 +171,9 @@ class KmsService:
             patched = bytes(payload[:2]) + b"\x06\x00" + bytes(payload[4:])
             return self.admit(patched)
         except DecodeError as exc:
-            return Outcome(None, hresult.E_INVALID_DATA, reason=str(exc))
+            if Quirk.ANSWER_SHORT_PAYLOAD in quirks and self.last_answer is not None:
+                return Outcome(self.last_answer, hresult.S_OK, reason=f"answered anyway: {exc}", malformed=True)
+            return Outcome(None, hresult.E_INVALID_DATA, reason=str(exc), malformed=True)
         if not opened.verified:
             failed = [k for k, ok in opened.checks.items() if not ok]
             return Outcome(None, hresult.E_INVALID_DATA, opened=opened, reason=f"request failed {', '.join(failed)}")
@@ -215,10 +227,14 @@ class KmsService:
         sealed = framing.seal_response(response, opened, hwid=hwid, response_block=block)
         if Quirk.PAD_RESPONSE in quirks:
             sealed += bytes(512)
-        return Outcome(self._corrupt(sealed, opened.major), hresult.S_OK, count, opened)
+        self.last_answer = self._corrupt(sealed, opened.major)
+        return Outcome(self.last_answer, hresult.S_OK, count, opened)
 
     def _epid_for(self, key: catalog_mod.HostKey) -> str:
         quirks = self.config.quirks
+        if Quirk.EPID_NAMES_OTHER_KEY in quirks and self._activates_windows(key):
+            # as vlmcsd does: a Server 2019 key's ePID, whatever the key that activates
+            return self._stable("epid:other-key", lambda: str(self._new_epid(self.catalog.host_key(OTHER_KEY))))
         if Quirk.RANDOM_EPID in quirks:
             return str(self._new_epid(key))
         if Quirk.BAD_EPID in quirks:

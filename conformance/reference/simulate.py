@@ -54,6 +54,7 @@ class Simulation:
     machines: list[Machine] = field(default_factory=list)
     attempts: int = 0
     final_count: int = 0
+    renewals: list[tuple[float, str]] = field(default_factory=list)  # (day, machine) of every successful renewal
 
 
 def simulate(clients: int, servers: int, days: float, seed: int = 0, host_down: tuple[float, float] | None = None,
@@ -79,7 +80,10 @@ def simulate(clients: int, servers: int, days: float, seed: int = 0, host_down: 
         down = host_down is not None and host_down[0] * DAY <= now < host_down[1] * DAY
         answer = None if down else _ask(service, machine, clock)
         seen = len(machine.life.history)
+        renewing = machine.life.licence is Licence.ACTIVATED
         machine.life.attempt(now, answer)
+        if renewing and machine.life.last_success == now:
+            result.renewals.append((now / DAY, machine.name))
         result.attempts += 1
         count = None if answer is None else answer.count
         for at, what in machine.life.history[seen:]:

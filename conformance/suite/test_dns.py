@@ -50,8 +50,8 @@ def test_advertised_hosts_answer(dns_deployment, kms_target):
     for record in records_of(dns_deployment):
         for address in resolve(record.target, dns_deployment.server):
             try:
-                result = activate(address, record.port, kms_target.request(6), timeout=kms_target.timeout)
+                result = activate(address, record.port, kms_target.alive_request(), timeout=kms_target.timeout)
             except OSError as exc:
                 expect(False, f"{record.target} ({address}:{record.port}) answers", f"unreachable: {exc}")
-            expect(result.verified, f"{record.target} ({address}:{record.port}) activates", result.problems,
-                   result.transcript)
+            expect(result.outcome.is_kms_answer, f"{record.target} ({address}:{record.port}) answers a KMS request",
+                   result.outcome, result.transcript)

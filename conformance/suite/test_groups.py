@@ -1,8 +1,8 @@
-"""Product groups: Tables 1 and 2 (guide; PROTOCOL.md 11) and refusals with 0xC004F042.
+"""Product groups: Tables 1 and 2 (guide; PROTOCOL.md 11), the ePID's key against what the host activates.
 
-The host's key group is declared with --host-key-group, or inferred ("auto") as the
-highest Table 2 tier whose editions the host all activates. The embedded reference host
-carries the catalog's default (newest) keys, which activate every Table 1 edition.
+Which host key a host carries is what its ePID names (group id and key id range; PROTOCOL.md 8),
+or what --host-key-group declares. GRP-001 and GRP-004 judge the host's answers against that
+claim; GRP-002 judges the shape of the answers alone. Every probe uses the audit's one CMID.
 """
 
 from __future__ import annotations
@@ -12,51 +12,73 @@ from typing import NamedTuple
 
 import pytest
 
+from conformance import catalog as catalog_mod
 from conformance.catalog import TIERS, Edition
 from conformance.harness.clauses import get as clause
-from conformance.harness.evidence import Inconclusive, expect
+from conformance.harness.evidence import Inconclusive, expect, expect_outcome
+from conformance.net.outcomes import Response
+from conformance.wire import epid as epid_mod
 
 
 class Answer(NamedTuple):
     edition: Edition
-    accepted: bool  # a verified activation response
+    accepted: bool  # a KMS response, opened or not (what it says is other clauses' business)
     hresult: int | None  # the refusal's HRESULT, None when accepted or not answered with one
+    epid: str | None
+    described: str
     transcript: list
+
+
+def ask(target, edition: Edition) -> Answer:
+    """The host's answer to one activation of `edition`, in its generation's protocol where the host serves it."""
+    served = target.serves.served
+    protocol = edition.protocol if edition.protocol in served else target.serves.newest
+    result = target.activate(target.request(protocol, edition=edition))
+    epid = result.response.response.epid if result.response is not None else None
+    return Answer(edition, isinstance(result.outcome, Response), result.hresult, epid, result.describe(),
+                  result.transcript)
 
 
 @pytest.fixture(scope="module")
 def table1_answers(kms_target) -> dict[str, Answer]:
-    """Edition name -> the host's answer, for every Table 1 edition (one fresh-CMID request each, its SKU/KMS id)."""
-    answers = {}
-    for edition in kms_target.catalog.table1():
-        protocol = edition.protocol if edition.protocol in kms_target.protocols else max(kms_target.protocols)
-        result = kms_target.activate(kms_target.request(protocol, edition=edition))
-        answers[edition.name] = Answer(edition, result.verified, result.hresult, result.transcript)
-    return answers
+    """Edition name -> the host's answer, for every Table 1 edition."""
+    return {edition.name: ask(kms_target, edition) for edition in kms_target.catalog.table1()}
 
 
-def accepted_tiers(catalog, answers: dict[str, Answer]) -> dict[str, str]:
-    """Tier -> "all", "some" or "none" of its Table 1 editions accepted."""
+@pytest.fixture(scope="module")
+def kms_id_answers(kms_target) -> dict[uuid.UUID, Answer]:
+    """KMS id -> the host's answer to one edition of it, for every KMS id of the catalog."""
+    catalog = kms_target.catalog
+    first: dict[uuid.UUID, Edition] = {}
+    for edition in catalog.editions:
+        first.setdefault(edition.kms_id, edition)
+    return {kms_id: ask(kms_target, edition) for kms_id, edition in first.items()}
+
+
+def accepted_tiers(catalog, answers: dict[str, Answer], column: str) -> dict[str, str]:
+    """Tier -> "all", "some" or "none" of its Table 1 editions of one column (generation) accepted."""
     out = {}
     for tier in TIERS:
-        got = [a.accepted for a in answers.values() if catalog.tier_of(a.edition.kms_id) == tier]
+        got = [a.accepted for a in answers.values() if catalog.tier_of(a.edition.kms_id) == tier
+               and catalog.kms_id(a.edition.kms_id).table1_column == column]
         out[tier] = "all" if all(got) else "some" if any(got) else "none"
     return out
 
 
-def expected_set(kms_target, answers: dict[str, Answer]) -> tuple[str, frozenset[uuid.UUID]]:
-    """The host key group and the KMS ids it must activate: declared, the embedded host's, or inferred."""
-    catalog, group = kms_target.catalog, kms_target.key_group
-    if group != "auto":
-        return group, catalog.host_key(group).activates
-    if kms_target.embedded:  # we started it: default keys, known exactly, so no inference needed
-        keys = catalog.default_host_keys()
-        return "the embedded host's default keys", frozenset().union(*(k.activates for k in keys))
-    full = [tier for tier, share in accepted_tiers(catalog, answers).items() if share == "all"]
-    if not full:
-        raise Inconclusive("the host fully activates no Table 2 group, so its key group cannot be inferred; "
-                           "declare it with --host-key-group")
-    return f"{full[-1]} (inferred)", catalog.host_key(full[-1]).activates
+def claimed_keys(target, answers) -> tuple[str, list[catalog_mod.HostKey]]:
+    """The host key(s) to judge Table 2 against: declared, else those the Windows ePIDs name."""
+    catalog = target.catalog
+    if target.key_group != "auto":
+        key = catalog.host_key(target.key_group)
+        return f"{key.name} (declared)", [key]
+    epids = {a.epid for a in answers if a.epid and a.edition.app_id == catalog_mod.WINDOWS_APP_ID}
+    epids |= {e for p, e in target.serves.epids.items()
+              if target.serves.served[p].app_id == catalog_mod.WINDOWS_APP_ID}
+    keys = {k.slug: k for text in epids for k in epid_mod.keys_named(text, catalog)}
+    if not keys:
+        raise Inconclusive(f"no Windows ePID of the host names a host key of the catalog ({sorted(epids) or 'none'}): "
+                           f"declare it with --host-key-group")
+    return " / ".join(k.name for k in keys.values()) + " (named by the ePID)", list(keys.values())
 
 
 def hex_or(code: int | None, otherwise: str) -> str:
@@ -66,39 +88,81 @@ def hex_or(code: int | None, otherwise: str) -> str:
 @pytest.mark.clause("KMS-GRP-001")
 def test_table_2_matrix(kms_target, table1_answers):
     want = clause("KMS-GRP-001").expect["hresult"]
-    group, activates = expected_set(kms_target, table1_answers)
+    group, keys = claimed_keys(kms_target, table1_answers.values())
+    activates = frozenset().union(*(k.activates for k in keys))
     wrong, transcripts = [], []
     for name, answer in table1_answers.items():
         should = answer.edition.kms_id in activates
         if should and not answer.accepted:
-            wrong.append(f"{name}: refused ({hex_or(answer.hresult, 'no verified answer')})")
+            wrong.append(f"{name}: {answer.described}")
         elif not should and answer.accepted:
-            wrong.append(f"{name}: activated, but a {group} key does not cover it")
+            wrong.append(f"{name}: activated, but the {group} key does not cover it")
         elif not should and answer.hresult != want:
-            wrong.append(f"{name}: refused with {hex_or(answer.hresult, 'no HRESULT')}, not 0x{want:08X}")
+            wrong.append(f"{name}: {answer.described}, not a refusal with 0x{want:08X}")
         else:
             continue
         transcripts += answer.transcript
-    expect(not wrong, f"exactly Table 2's editions for host key group {group}, the rest refused with 0x{want:08X}",
-           "; ".join(wrong), transcripts)
+    expect(not wrong, f"exactly Table 2's editions for {group}, the rest refused with 0x{want:08X}", wrong,
+           transcripts)
 
 
 @pytest.mark.clause("KMS-GRP-002")
 def test_accepted_groups_are_downward_closed(kms_target, table1_answers):
-    shares = accepted_tiers(kms_target.catalog, table1_answers)
-    if all(share == "none" for share in shares.values()):
+    catalog = kms_target.catalog
+    columns = sorted({catalog.kms_id(a.edition.kms_id).table1_column for a in table1_answers.values()})
+    wrong, seen = {}, False
+    for column in columns:  # each generation of Table 1 on its own: a Vista-era key knows no Windows 7 group
+        shares = accepted_tiers(catalog, table1_answers, column)
+        if all(share == "none" for share in shares.values()):
+            continue
+        seen = True
+        # a prefix of the hierarchy, each group taken whole: all, ..., all, none, ..., none
+        top = max(i for i, tier in enumerate(TIERS) if shares[tier] != "none")
+        if not all(shares[t] == "all" for t in TIERS[: top + 1]):
+            wrong[column] = shares
+    if not seen:
         raise Inconclusive("the host activates no Table 1 edition: there is no hierarchy to observe")
-    # a prefix of the hierarchy, each group taken whole: all, ..., all, none, ..., none
-    top = max(i for i, tier in enumerate(TIERS) if shares[tier] != "none")
-    ok = all(shares[t] == "all" for t in TIERS[: top + 1])
-    got = ", ".join(f"{tier}: {share}" for tier, share in shares.items())
-    expect(ok, f"whole groups, a prefix of {' < '.join(TIERS)}", got)
+    expect(not wrong, f"whole groups, a prefix of {' < '.join(TIERS)}, in each generation of Table 1", wrong)
 
 
 @pytest.mark.clause("KMS-GRP-003")
 def test_unknown_kms_id_refused(kms_target):
-    want = clause("KMS-GRP-003").expect["hresult"]
-    protocol = max(kms_target.protocols)
-    result = kms_target.activate(kms_target.request(protocol, kms_id=uuid.uuid4()))  # no host key knows a random id
-    got = hex_or(result.hresult, "activated" if result.verified else "; ".join(result.problems) or "no answer")
-    expect(result.hresult == want, f"refusal 0x{want:08X}", got, result.transcript)
+    rule = clause("KMS-GRP-003")
+    result = kms_target.activate(kms_target.request(kms_id=uuid.uuid4()))  # no host key knows a random id
+    expect_outcome(result.outcome, rule.accept, result.transcript, detail="for a random KMS id")
+
+
+@pytest.mark.clause("KMS-GRP-004")
+def test_epid_key_matches_activations(kms_target, kms_id_answers):
+    catalog = kms_target.catalog
+    named = {a.epid: epid_mod.keys_named(a.epid, catalog) for a in kms_id_answers.values() if a.epid}
+    unknown = sorted(e for e, keys in named.items() if not keys)
+    beyond: dict[str, list[str]] = {}  # key name(s) -> editions activated with its ePID that it does not activate
+    within: dict[str, list[str]] = {}  # key name(s) -> editions it activates that the host refused
+    transcripts = []
+    for kms_id, answer in kms_id_answers.items():
+        keys = named.get(answer.epid) if answer.epid else None
+        if keys and not any(kms_id in k.activates for k in keys):
+            beyond.setdefault(" / ".join(k.name for k in keys), []).append(answer.edition.name)
+            transcripts += answer.transcript
+    # every KMS id the named keys all activate must be activated (keys whose ranges coincide: their common part)
+    for keys in named.values():
+        if not keys:
+            continue
+        for kms_id in frozenset.intersection(*(k.activates for k in keys)):
+            answer = kms_id_answers.get(kms_id)
+            if answer is not None and not answer.accepted:
+                refused = within.setdefault(" / ".join(k.name for k in keys), [])
+                if answer.edition.name not in refused:
+                    refused.append(f"{answer.edition.name} ({answer.described})")
+                    transcripts += answer.transcript
+    if not beyond and not within and unknown and len(unknown) == len(named):
+        raise Inconclusive(f"no ePID of the host names a host key of the catalog ({', '.join(unknown)})")
+    names = sorted(set(beyond) | set(within))
+    actual: dict = {"named key": names[0] if len(names) == 1 else names} if names else {}
+    if beyond:
+        actual["activated beyond it"] = sorted(e for names in beyond.values() for e in names)
+    if within:
+        actual["refused within it"] = sorted(e for names in within.values() for e in names)
+    expect(not actual, "exactly the editions of the host key(s) its ePIDs name", actual, transcripts,
+           detail=f"ePIDs naming no catalog key, not judged: {', '.join(unknown)}" if unknown else "")

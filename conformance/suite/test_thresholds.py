@@ -1,9 +1,10 @@
-"""Activation thresholds and the shared count (guide 10.1 and its worked example, PROTOCOL.md 10.1).
+"""Activation thresholds and the one shared count (guide 10.1 and its worked example, PROTOCOL.md 10.1, 16).
 
-KMS-THR-001/002 run against any host, including one that already serves real clients:
-they use fresh random CMIDs, judge only deltas, and are inconclusive (with the reason)
-when the host's state hides the rule, e.g. a count already at its cap. THR-003/004 need
-a known, empty client table, so they need the control channel.
+THR-001/002 run first in the run, before other checks' traffic: they send fresh CMIDs, judge
+only deltas, and are inconclusive (with the reason) when the host's state hides the rule, e.g. a
+count already at its cap. THR-005/006 judge what answers alone can contradict, on any host and
+with the audit's one CMID: no count above 50, and one count whatever the request's N policy.
+THR-003/004 need a known, empty client table, so they need the control channel.
 """
 
 from __future__ import annotations
@@ -12,12 +13,14 @@ import uuid
 
 import pytest
 
+from conformance import catalog as catalog_mod
 from conformance.harness.clauses import get as clause
 from conformance.harness.evidence import Inconclusive, expect
+from conformance.harness.profile import NotServed
+
+from .helpers import count_for, counting_edition, windows_edition
 
 WIN7_ENT, WIN7_PRO, WS2008R2_ENT = "Windows 7 Enterprise", "Windows 7 Professional", "Windows Server 2008 R2 Enterprise"
-CLIENT_EDITION = "Windows 10/11 Enterprise"  # N = 25, cache cap 50: the most room to observe deltas
-SERVER_EDITION = "Windows Server 2019 Datacenter"  # N = 5
 NEW_CLIENTS = 3  # fresh CMIDs THR-001 sends: three deltas, not one lucky one
 
 
@@ -28,59 +31,57 @@ def known_state_if_possible(request, kms_target):
         request.getfixturevalue("control").reset()  # the control fixture also resets again afterwards
 
 
-def count_for(target, product: str, cmid: uuid.UUID | None = None, **fields) -> tuple[int, object]:
-    """The count the host reports to one activation of `product` (a fresh CMID unless given)."""
-    edition = target.edition(product)
-    # the edition's own protocol, as its real clients speak; the newest selected one if that is deselected
-    protocol = edition.protocol if edition.protocol in target.protocols else max(target.protocols)
-    result = target.activate(target.request(protocol, edition=edition, cmid=cmid or uuid.uuid4(), **fields))
-    expect(result.verified, f"a verified answer to an activation of {product}",
-           "; ".join(result.problems) or "no response", result.transcript)
-    return result.response.response.count, result
-
-
 @pytest.mark.clause("KMS-THR-001")
 def test_new_cmid_adds_one(kms_target, known_state_if_possible):
-    cap = 2 * kms_target.edition(CLIENT_EDITION).n_policy  # a genuine host's cap once it has seen N = 25
+    edition = counting_edition(kms_target)
     seen, transcripts = [], []
     for _ in range(NEW_CLIENTS + 1):
-        count, result = count_for(kms_target, CLIENT_EDITION)
+        count, result = count_for(kms_target, edition)
         seen.append(count)
         transcripts += result.transcript
-    # only steps that start below the cap can show the +1: at the cap the oldest entry makes room
+    cap = 2 * edition.n_policy  # below it every cache has room: at it the oldest entry makes room instead
     steps = [(a, b) for a, b in zip(seen, seen[1:]) if a < cap]
     if not steps:
-        raise Inconclusive(f"the count is already at the cap of 2 x N = {cap} (counts {seen}): "
-                           f"a new CMID cannot raise it")
+        raise Inconclusive(f"the count is already at the cap of 2 x N = {cap} for {edition.name} "
+                           f"(counts {seen}): a new CMID cannot raise it")
     wrong = [f"{a} -> {b}" for a, b in steps if b != a + 1]
-    expect(not wrong, "+1 for each new CMID below the cap", f"counts {seen}; wrong steps: {', '.join(wrong)}",
-           transcripts)
+    expect(not wrong, "+1 for each new CMID below the cap", {"counts": seen, "wrong steps": wrong}, transcripts)
 
 
 @pytest.mark.clause("KMS-THR-002")
 def test_repeated_cmid_does_not_add(kms_target, known_state_if_possible):
-    cap = 2 * kms_target.edition(CLIENT_EDITION).n_policy
+    edition = counting_edition(kms_target)
     cmid = uuid.uuid4()
-    first, r1 = count_for(kms_target, CLIENT_EDITION, cmid)
-    again, r2 = count_for(kms_target, CLIENT_EDITION, cmid)
+    first, r1 = count_for(kms_target, edition, cmid)
+    again, r2 = count_for(kms_target, edition, cmid)
     expect(again == first, f"count {first} again for the same CMID", again, r1.transcript + r2.transcript)
     # an unchanged count only means something if the count can still move: a fresh CMID must raise it
-    moved, r3 = count_for(kms_target, CLIENT_EDITION)
+    moved, _ = count_for(kms_target, edition)
     if moved <= again:
-        why = (f"the count is at the cap of 2 x N = {cap}" if again >= cap
+        why = (f"the count is at the cap of 2 x N = {2 * edition.n_policy}" if again >= 2 * edition.n_policy
                else "a new CMID did not raise the count either (see KMS-THR-001)")
         raise Inconclusive(f"{why} (counts {first}, {again}, then {moved} for a new CMID): "
                            f"a repeat cannot be told from a new client")
 
 
+def _catalog_edition_served(target, name: str) -> catalog_mod.Edition:
+    edition = target.edition(name)
+    result = target.activate(target.request(edition.protocol, edition=edition))  # the audit's CMID: no new client
+    if result.response is None:
+        raise NotServed(f"the guide's worked example needs {name}, which the host does not activate "
+                        f"({result.describe()}; its ePID names {target.serves.key_description()})")
+    return edition
+
+
 @pytest.mark.clause("KMS-THR-003")
 def test_guides_worked_example(kms_target, control):
     """Two Windows 7 machines, a Windows 7 VM, then a Server 2008 R2 machine: 1, 2, 3, 4 (one shared count)."""
+    editions = {name: _catalog_edition_served(kms_target, name) for name in (WIN7_ENT, WIN7_PRO, WS2008R2_ENT)}
     control.reset()
     steps = [(WIN7_ENT, {}), (WIN7_PRO, {}), (WIN7_ENT, {"vm": 1}), (WS2008R2_ENT, {})]
     counts, transcripts = [], []
-    for product, fields in steps:
-        count, result = count_for(kms_target, product, **fields)
+    for name, fields in steps:
+        count, result = count_for(kms_target, editions[name], **fields)
         counts.append(count)
         transcripts += result.transcript
     want = clause("KMS-THR-003").expect["counts"]
@@ -89,14 +90,64 @@ def test_guides_worked_example(kms_target, control):
 
 
 @pytest.mark.clause("KMS-THR-004")
-@pytest.mark.parametrize("product,threshold", [(SERVER_EDITION, "server_threshold"), (CLIENT_EDITION, "client_threshold")],
-                         ids=["server-5", "client-25"])
-def test_activation_threshold(kms_target, control, product, threshold):
-    control.reset()
+@pytest.mark.parametrize("threshold", ["server_threshold", "client_threshold"], ids=["server-5", "client-25"])
+def test_activation_threshold(kms_target, control, threshold):
     n = clause("KMS-THR-004").expect[threshold]
-    # the client decides from its own N (ActivationResult.activated): the catalog's N must be the clause's
-    assert kms_target.edition(product).n_policy == n, f"catalog N of {product} is not the clause's {n}"
+    edition = windows_edition(kms_target, n)
+    control.reset()
     for client in range(1, n + 1):
-        count, result = count_for(kms_target, product)
-        expect(result.activated == (client >= n), f"{product} activated from the {n}th distinct client, not before",
-               f"client {client}: count {count}, activated {result.activated}", result.transcript)
+        count, result = count_for(kms_target, edition)
+        # a client activates when the count reaches its own N (PROTOCOL.md C5): the host decides that by the count
+        expect((count >= n) == (client >= n), f"a count of {n} or more from the {n}th distinct client, not before",
+               f"client {client}: count {count}", result.transcript, detail=f"{edition.name}, N = {n}")
+
+
+@pytest.mark.clause("KMS-THR-005")
+def test_no_count_above_50(kms_target):
+    top = clause("KMS-THR-005").expect["max_count"]
+    for n_policy in (25, 5):  # answers of this check's own, besides every count the run has seen
+        try:
+            count_for(kms_target, windows_edition(kms_target, n_policy), fresh=False)
+        except NotServed:
+            continue
+    seen = kms_target.counts_seen
+    if not seen:
+        raise NotServed("no answer of the run carried a count")
+    over = sorted({(count, where) for count, where in seen if count > top})
+    expect(not over, f"every count at most {top} ({len(seen)} answers)",
+           [f"{count} (answering {where})" for count, where in over[:10]],
+           detail="no host's cache holds more than 2 x 25 entries, so no genuine host reports more")
+
+
+@pytest.mark.clause("KMS-THR-006")
+def test_one_count_for_every_n_policy(kms_target):
+    rule = clause("KMS-THR-006").expect
+    client, server = windows_edition(kms_target, 25), windows_edition(kms_target, 5)
+    seen, transcripts = [], []
+    for _ in range(rule["rounds"]):  # interleaved within seconds, with the audit's one CMID
+        for edition in (client, server):
+            count, result = count_for(kms_target, edition, fresh=False)
+            seen.append((edition.n_policy, count))
+            transcripts += result.transcript
+    verdict = judge_one_count(seen, rule["drift"])
+    if verdict.startswith("inconclusive: "):
+        raise Inconclusive(verdict.removeprefix("inconclusive: "))
+    # two steady counts: each group's last answer is its count
+    counts = {f"N={n}": [c for m, c in seen if m == n][-1] for n in (25, 5)}
+    expect(verdict == "one count", f"the same count for N = 25 and N = 5 requests (within {rule['drift']})",
+           counts, transcripts, detail=verdict)
+
+
+def judge_one_count(seen: list[tuple[int, int]], drift: int) -> str:
+    """"one count", a reason it is two, or "inconclusive: why", for interleaved (N policy, count) answers."""
+    counts = [c for _, c in seen]
+    if all(abs(b - a) <= drift for a, b in zip(counts, counts[1:])):
+        return "one count"  # any change between neighbours is what arriving or expiring clients can do
+    groups = {n: [c for m, c in seen if m == n] for n in {n for n, _ in seen}}
+    steady = all(max(g) - min(g) <= drift for g in groups.values())
+    if steady:
+        shown = "; ".join(f"N = {n} requests saw {g}" for n, g in sorted(groups.items(), reverse=True))
+        return (f"{shown}: two counts side by side, each steady, seconds apart; one client table gives every "
+                f"request the same count whatever its N")
+    return (f"inconclusive: the count moved by more than {drift} between requests seconds apart ({counts}): "
+            f"too busy a host to tell one count from two")

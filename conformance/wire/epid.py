@@ -81,6 +81,16 @@ def build_epid(host_key: "HostKey", host_build: "HostBuild", lcid: int, rng: ran
     )
 
 
+def keys_named(text: str, catalog: "Catalog") -> list["HostKey"]:
+    """The catalog's host keys an ePID can name: its group id, and its key id within the key's range."""
+    try:
+        epid = Epid.parse(text)
+    except DecodeError:
+        return []
+    return [k for k in catalog.host_keys
+            if k.epid_group == epid.group and k.key_id_min <= epid.key_id <= k.key_id_max]
+
+
 def validate(text: str, catalog: "Catalog", kms_id: uuid.UUID | None = None,
              today: dt.date | None = None) -> list[str]:
     """Problems found in an ePID (empty when it is well-formed and consistent), PROTOCOL.md 8 steps 1-6."""

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import framing, hresult, ndr, rpc
+from .layout import IV
 from .messages import DecodeError, datetime_from_filetime
 
 
@@ -59,6 +60,22 @@ def response_fields(opened: framing.OpenedResponse) -> dict[str, Any]:
     return out
 
 
+def unread_fields(payload: bytes | None, errors: list[str], side: str) -> dict[str, Any] | None:
+    """What a payload that does not open still shows in clear: its version, lengths, IV, bytes, and why."""
+    if payload is None:
+        return None
+    out: dict[str, Any] = {"payload_length": len(payload)}
+    if len(payload) >= 4:
+        minor, major = int.from_bytes(payload[0:2], "little"), int.from_bytes(payload[2:4], "little")
+        out["version"] = f"{major}.{minor}"
+        if major in (5, 6) or major not in framing.SUPPORTED_MAJORS:
+            out["iv_if_encrypted"] = payload[IV].hex() if len(payload) >= IV.stop else None
+            out["encrypted_length"] = max(len(payload) - IV.stop, 0)
+    out["payload"] = payload.hex()
+    out["error"] = "; ".join(e.removeprefix(f"{side}: ") for e in errors if e.startswith(f"{side}:")) or None
+    return out
+
+
 @dataclass
 class Exchange:
     """One client PDU and the host's answer, decoded as far as they go."""
@@ -72,6 +89,8 @@ class Exchange:
     response: framing.OpenedResponse | None = None
     hresult: int | None = None
     errors: list[str] = field(default_factory=list)
+    request_payload: bytes | None = None  # the KMS payload as sent, kept when it does not open
+    response_payload: bytes | None = None
 
     @property
     def is_kms(self) -> bool:
@@ -81,7 +100,10 @@ class Exchange:
         out: dict[str, Any] = {"ndr": 64 if self.ndr64 else 32}
         if self.client is not None:
             out["call_id"] = self.client.header.call_id
-        out["request"] = request_fields(self.request) if self.request else None
+        if self.request is not None:
+            out["request"] = request_fields(self.request)
+        else:
+            out["request"] = unread_fields(self.request_payload, self.errors, "request")
         if self.response is not None:
             out["response"] = response_fields(self.response)
         elif self.hresult is not None:
@@ -89,7 +111,7 @@ class Exchange:
         elif isinstance(self.host, rpc.Fault):
             out["response"] = {"fault": f"0x{self.host.status:08X}", "fault_name": hresult.name(self.host.status)}
         else:
-            out["response"] = None
+            out["response"] = unread_fields(self.response_payload, self.errors, "response")
         if self.errors:
             out["errors"] = list(self.errors)
         return out
@@ -129,6 +151,7 @@ def decode_kms(exchange: Exchange, conn: Connection) -> None:
     exchange.ndr64 = ndr64
     try:
         payload = ndr.decode_request_stub(req.stub, ndr64)
+        exchange.request_payload = payload
         exchange.request = framing.open_request(payload, allow_minor=True)
     except DecodeError as exc:
         exchange.errors.append(f"request: {exc}")
@@ -142,8 +165,12 @@ def decode_kms(exchange: Exchange, conn: Connection) -> None:
         return
     if code or body is None:
         exchange.hresult = code
-    if body is None or exchange.request is None:
-        return  # a refusal, or an answer to a request we could not read
+    if body is None:
+        return  # a refusal
+    exchange.response_payload = body
+    if exchange.request is None:
+        exchange.errors.append("response: not opened: the request it answers did not open")
+        return
     try:
         exchange.response = framing.open_response(body, exchange.request.iv)
     except DecodeError as exc:

@@ -1,0 +1,126 @@
+"""The fixtures the checks use: the target (embedded or --target), its control channel, a client run, DNS."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+from dataclasses import dataclass
+
+import pytest
+
+from .run import FOOTPRINT_PROPERTY, run_of
+from .selection import clause_of
+
+REFERENCE_CLIENT_PRODUCT = "Windows 10/11 Enterprise"
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "protocol" in metafunc.fixturenames:
+        versions = run_of(metafunc.config).settings.protocols
+        metafunc.parametrize("protocol", versions, ids=[f"v{v}" for v in versions])
+
+
+@pytest.fixture(scope="session")
+def kms_target(pytestconfig: pytest.Config):
+    """The host under test; starts and stops the embedded reference host when no --target is given."""
+    from conformance.reference.config import HostConfig
+    from conformance.reference.host import HostThread
+
+    from .target import ControlChannel, Target
+
+    settings = run_of(pytestconfig).settings
+    common = dict(timeout=settings.timeout, profile=settings.profile, protocols=settings.protocols,
+                  key_group=settings.key_group, activation_interval=settings.activation_interval,
+                  renewal_interval=settings.renewal_interval)
+    if settings.target is not None:
+        channel = ControlChannel.tcp(*settings.control) if settings.control else None
+        yield Target(*settings.target, control=channel, **common)
+        return
+    group = settings.key_group
+    # the embedded host carries the declared key group, so `--host-key-group server-b` checks Table 2 for it
+    thread = HostThread(HostConfig(port=0, control=False, key_group=None if group == "auto" else group))
+    host, port = thread.start()
+    channel = ControlChannel(lambda command: thread.call(thread.host.control, command))
+    try:
+        yield Target(host, port, embedded=True, control=channel, **common)
+    finally:
+        thread.stop()
+
+
+@pytest.fixture(autouse=True)
+def _clause_context(request: pytest.FixtureRequest):
+    """Tell the target which clause is running: its requests are that clause's footprint."""
+    clause = clause_of(request.node)
+    if clause is None or "kms_target" not in request.fixturenames:
+        yield
+        return
+    target = request.getfixturevalue("kms_target")
+    target.current_clause = clause.id
+    target.recorded.clear()
+    yield
+    # the CMIDs sent so far (this check's, and any learning probes'), on the teardown report: they reach
+    # the xdist controller with it
+    sent = target.end_check()
+    if sent:
+        request.node.user_properties.append((FOOTPRINT_PROPERTY, json.dumps(sent)))
+
+
+@pytest.fixture
+def control(kms_target):
+    """The control channel; checks that need it skip on targets without one, saying so."""
+    if kms_target.control is None:
+        pytest.skip(reason="needs control over the host's clock and client table: only the reference host started "
+                    "with `kmsconf host --control` (and --control HOST:PORT here) offers that")
+    channel = kms_target.control
+    channel.on_clock = lambda offset: setattr(kms_target, "clock_offset", offset)
+    yield channel
+    channel.reset()  # later checks meet a fresh host on real time
+
+
+@pytest.fixture(scope="session")
+def client_run(pytestconfig: pytest.Config):
+    """What the client under test sent; client checks skip without --client-cmd, saying so."""
+    settings = run_of(pytestconfig).settings
+    command = settings.client_cmd
+    if not command and settings.target is None:
+        # the embedded run checks the reference client too
+        command = (f"{shlex.quote(sys.executable)} -m conformance.cli activate {{host}}:{{port}} "
+                   f"--product '{REFERENCE_CLIENT_PRODUCT}'")
+    if not command:
+        pytest.skip(reason='client conformance checks need a client to test: --client-cmd "COMMAND {host}:{port}"')
+    from .client_mode import run_client
+
+    run = run_client(command, timeout=settings.timeout * 6)
+    if not run.requests:
+        pytest.fail(f"the client sent no KMS request the host could decode (exit {run.returncode}):\n"
+                    f"{run.stdout[-2000:]}\n{run.stderr[-2000:]}")
+    return run
+
+
+@dataclass
+class DnsDeployment:
+    domain: str
+    server: tuple[str, int]
+    port: int
+
+
+@pytest.fixture(scope="session")
+def dns_deployment(pytestconfig: pytest.Config, kms_target):
+    """The deployment whose DNS the KMS-DNS checks audit; the embedded run publishes into a lab named."""
+    settings = run_of(pytestconfig).settings
+    if settings.dns is not None:
+        yield DnsDeployment(*settings.dns)
+        return
+    from conformance.dns.lab import DnsLab, find_named
+    from conformance.reference.discovery import Publisher, PublishTarget
+
+    if not kms_target.embedded:
+        pytest.skip(reason="DNS checks need --dns-domain DOMAIN --dns-server HOST:PORT for a target's deployment")
+    if find_named() is None:
+        pytest.skip(reason="DNS checks of the embedded host need BIND's named (Debian bind9; `make setup` installs it)")
+    with DnsLab(zones=("kms.test",)) as lab:
+        published = Publisher(lab.address, "kms", kms_target.host, kms_target.port, [PublishTarget("kms.test")]).publish()
+        if not all(ok for _, ok, _ in published):
+            raise RuntimeError(f"could not publish the embedded host in the lab named: {published}")
+        yield DnsDeployment("kms.test", lab.address, kms_target.port)

@@ -1,0 +1,242 @@
+"""The suite's command-line options, validated once, before any check runs.
+
+Every mistake ends the run with one line naming the option and what to write instead:
+exit status 2 for a usage error, 3 when the target cannot be reached at all. The checks
+read the validated `Settings`, never the raw options.
+"""
+
+from __future__ import annotations
+
+import shlex
+import shutil
+import socket
+import sys
+from pathlib import Path
+
+import pytest
+
+from conformance.errors import UsageError
+from conformance.net.address import format_address, is_loopback, parse_address
+
+from . import clauses as clause_registry
+from .expectations import load_expectations
+from .run import RUN_KEY, KmsRun, Settings
+
+EXIT_USAGE = 2
+EXIT_UNREACHABLE = 3
+SUITE = Path(__file__).resolve().parents[1] / "suite"
+SUMMARY_DEFAULT = "reports/summary.json"
+FUZZ_REPORT_DEFAULT = "reports/fuzz-campaign.json"
+# options whose presence means "this is a conformance run": the plugin then takes over collection and reports
+KMS_OPTIONS = ("target", "client_cmd", "control", "expect", "clause", "dns_domain")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("kms-conformance", "KMS conformance suite")
+    group.addoption("--target", default=None, metavar="HOST:PORT",
+                    help="KMS host under test, e.g. 10.0.0.5:1688 or [fd00::5]:1688 (default: start the embedded "
+                         "reference host)")
+    group.addoption("--protocol", default="all", choices=("4", "5", "6", "all"), help="KMS versions to check")
+    group.addoption("--profile", default="microsoft", choices=clause_registry.PROFILES,
+                    help="microsoft: what a genuine host must do; emulator: tolerate what emulators skip")
+    group.addoption("--host-key-group", default="auto", metavar="GROUP",
+                    help="the target's host key: client-vl, server-a, server-b, server-c or a catalog slug "
+                         "(`kmsconf keys`); auto: the key its ePID names")
+    group.addoption("--target-timeout", type=float, default=10.0, metavar="SECONDS")
+    group.addoption("--control", default=None, metavar="HOST:PORT",
+                    help="test-control channel of a reference host started with `kmsconf host --control`")
+    group.addoption("--activation-interval", type=int, default=120, metavar="MIN",
+                    help="activation interval the target is configured with")
+    group.addoption("--renewal-interval", type=int, default=10080, metavar="MIN",
+                    help="renewal interval the target is configured with")
+    group.addoption("--expect", default=None, metavar="NAME|FILE.toml",
+                    help="declared deviations of this target: a shipped profile (vlmcsd, pykms) or a file")
+    group.addoption("--client-cmd", default=None, metavar="COMMAND",
+                    help='client under test, run against an instrumented reference host: "vlmcs {host}:{port}"')
+    group.addoption("--dns-domain", default=None, metavar="DOMAIN", help="audit the _vlmcs._tcp records of DOMAIN")
+    group.addoption("--dns-server", default=None, metavar="HOST:PORT", help="DNS server to ask (with --dns-domain)")
+    group.addoption("--dns-port", type=int, default=None,
+                    help="the KMS port the deployment advertises (default: --target's port, else 1688)")
+    group.addoption("--evidence-dir", default=None, metavar="DIR",
+                    help="write each check's exchanges there as pcap and decoded JSON")
+    group.addoption("--clause", default=None, metavar="ID[,ID...]",
+                    help="run only these clauses: ids, areas (KMS-RPC) or patterns (KMS-MSG-00*)")
+    group.addoption("--summary", default=SUMMARY_DEFAULT, metavar="PATH", help="where summary.json goes")
+    fuzz = parser.getgroup("kms-fuzz", "KMS fuzz campaigns (-m fuzz)")
+    fuzz.addoption("--fuzz-runs", type=int, default=None, metavar="N",
+                   help="runs of each fuzz campaign, over all its shards (default: KMS-ROB-005's 300, "
+                        "the long campaign's 2000)")
+    fuzz.addoption("--fuzz-shards", type=int, default=None, metavar="K",
+                   help="split each campaign into K shards (default: the number of xdist workers, else 1)")
+    fuzz.addoption("--fuzz-shard", default=None, metavar="I/K",
+                   help="run only shard I (0..K-1) of K: one machine's or CI job's part of a campaign")
+    fuzz.addoption("--fuzz-seed", type=int, default=None, metavar="N",
+                   help="seed of the shards' random streams (default: one per run); the same seed and shard "
+                        "draw the same mutations")
+    fuzz.addoption("--fuzz-report", default=FUZZ_REPORT_DEFAULT, metavar="PATH",
+                   help="the merged campaign report; findings go to findings/shard-K/ beside it")
+
+
+def is_conformance_run(config: pytest.Config) -> bool:
+    """Did the user ask for a conformance run (any kms option), as opposed to merely having the plugin installed?"""
+    return any(config.getoption(f"--{name.replace('_', '-')}") for name in KMS_OPTIONS)
+
+
+def settings(config: pytest.Config) -> Settings:
+    """The options, validated: UsageError names the option and what to write instead."""
+    get = config.getoption
+    target = _address("--target", get("--target"))
+    control = _address("--control", get("--control"))
+    if control is not None and not is_loopback(control[0]):
+        raise UsageError(f"--control {get('--control')}: the control channel is loopback-only")
+    if control is not None and target is None:
+        raise UsageError("--control needs --target (the host the channel controls)")
+    if target is not None and target[1] == 0:
+        raise UsageError(f"--target {get('--target')}: port 0 is no port to connect to")
+    protocols = (4, 5, 6) if get("--protocol") == "all" else (int(get("--protocol")),)
+    key_group = get("--host-key-group")
+    if key_group != "auto":
+        from conformance import catalog
+
+        try:
+            catalog.load().host_key(key_group)
+        except LookupError as exc:
+            raise UsageError(f"--host-key-group {key_group}: {exc}") from None
+    timeout = get("--target-timeout")
+    if timeout <= 0:
+        raise UsageError(f"--target-timeout {timeout}: give a number of seconds above 0")
+    for name in ("--activation-interval", "--renewal-interval"):
+        if get(name) <= 0:
+            raise UsageError(f"{name} {get(name)}: give the interval in minutes (above 0)")
+    expect = get("--expect")
+    expectations = load_expectations(expect) if expect else {}
+    client_cmd = get("--client-cmd")
+    if client_cmd:
+        _check_client_cmd(client_cmd)
+    dns = _dns(config, target)
+    patterns = tuple(p.strip() for p in (get("--clause") or "").split(",") if p.strip())
+    for pattern in patterns:
+        if not clause_registry.select(pattern):
+            raise UsageError(f"--clause {pattern}: matches no clause (ids like KMS-RPC-001, areas like KMS-RPC, "
+                             f"patterns like 'KMS-MSG-00*'; `kmsconf clauses` lists them)")
+    return Settings(target, control, protocols, get("--profile"), key_group, timeout, get("--activation-interval"),
+                    get("--renewal-interval"), expectations, expect, _strict(config), client_cmd, dns, patterns)
+
+
+def _strict(config: pytest.Config) -> bool:
+    """pytest's own --strict (ini `strict`) also makes a failed SHOULD clause fail the run."""
+    try:
+        return bool(config.getini("strict"))
+    except ValueError:  # a pytest without the `strict` ini option
+        return bool(getattr(config.option, "strict", False))
+
+
+def _address(option: str, text: str | None) -> tuple[str, int] | None:
+    if not text:
+        return None
+    try:
+        return parse_address(text)
+    except UsageError as exc:
+        raise UsageError(f"{option} {text}: {exc}") from None
+
+
+def _check_client_cmd(command: str) -> None:
+    try:
+        argv = shlex.split(command)
+    except ValueError as exc:
+        raise UsageError(f"--client-cmd {command!r}: {exc}") from None
+    if not argv:
+        raise UsageError("--client-cmd is empty: give the client's command, e.g. \"vlmcs {host}:{port}\"")
+    program = argv[0]
+    if shutil.which(program) is None and not (Path(program).is_file() and Path(program).stat().st_mode & 0o111):
+        raise UsageError(f"--client-cmd: {program!r} is not an executable on PATH or a path to one")
+    if "{port}" not in command:
+        raise UsageError(f"--client-cmd {command!r}: put {{port}} (and {{host}}) where the client takes the KMS "
+                         f"host's address, e.g. \"vlmcs {{host}}:{{port}}\"")
+
+
+def _dns(config: pytest.Config, target: tuple[str, int] | None) -> tuple[str, tuple[str, int], int] | None:
+    domain, server, port = config.getoption("--dns-domain"), config.getoption("--dns-server"), config.getoption("--dns-port")
+    if server and not domain:
+        raise UsageError("--dns-server needs --dns-domain DOMAIN (the domain whose _vlmcs._tcp records to audit)")
+    if not domain:
+        return None
+    if not server:
+        raise UsageError("--dns-domain needs --dns-server HOST:PORT (the DNS server to ask)")
+    address = _address("--dns-server", server) if ":" in server or server.startswith("[") else (server, 53)
+    if port is None:
+        port = target[1] if target else 1688
+    return domain, address, port
+
+
+def reachable(address: tuple[str, int], timeout: float) -> str | None:
+    """None when a TCP connection opens, else why not."""
+    try:
+        socket.create_connection(address, timeout=timeout).close()
+        return None
+    except OSError as exc:
+        return exc.strerror or str(exc)
+
+
+def control_belongs(control: tuple[str, int], target: tuple[str, int], timeout: float) -> str | None:
+    """None when the control channel controls the host behind --target (one request there moves its
+    counter of answered requests), else why not. A port-forward in between is fine."""
+    from conformance import catalog
+    from conformance.net.runner import Runner
+    from conformance.reference.client import build_request
+
+    from .target import AUDIT_WORKSTATION, ControlChannel, audit_cmid
+
+    try:
+        channel = ControlChannel.tcp(*control, timeout=timeout)
+        before = channel.requests_answered()
+    except (OSError, ValueError, KeyError) as exc:
+        return f"no control channel answers there ({getattr(exc, 'strerror', None) or exc})"
+    edition = catalog.load().edition("Windows 10/11 Enterprise")
+    Runner(*target, timeout).activate(build_request(edition, workstation=AUDIT_WORKSTATION, cmid=audit_cmid(target)))
+    after = channel.requests_answered()
+    if after <= before:
+        return (f"its host did not see a request sent to --target {format_address(*target)}: it controls "
+                f"another host")
+    return None
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config: pytest.Config) -> int | None:
+    """Validate before pytest starts a session: one line and exit 2 (usage) or 3 (unreachable), never a wall."""
+    if config.option.help or config.option.version or getattr(config.option, "markers", False):
+        return None
+    try:
+        run = settings(config)
+    except UsageError as exc:
+        sys.stderr.write(f"kms-conformance: {exc}\n")
+        return EXIT_USAGE
+    if run.target is not None and not _collect_only(config):
+        why = reachable(run.target, run.timeout)
+        if why is not None:
+            sys.stderr.write(f"kms-conformance: --target {format_address(*run.target)}: cannot connect ({why}); "
+                             f"is the KMS host running there?\n")
+            return EXIT_UNREACHABLE
+        if run.control is not None:
+            why = control_belongs(run.control, run.target, run.timeout)
+            if why is not None:
+                sys.stderr.write(f"kms-conformance: --control {format_address(*run.control)}: {why}\n")
+                return EXIT_USAGE
+    return None
+
+
+def _collect_only(config: pytest.Config) -> bool:
+    return bool(config.getoption("collectonly", default=False))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    try:
+        run_settings = settings(config)
+    except UsageError as exc:  # reached only where pytest_cmdline_main did not run first (an xdist worker)
+        raise pytest.UsageError(str(exc)) from None
+    asked = is_conformance_run(config)
+    config.stash[RUN_KEY] = KmsRun(run_settings, asked)
+    if asked and config.args_source == pytest.Config.ArgsSource.INVOCATION_DIR:
+        # `pytest --target H:P` with no path: the suite, wherever pytest runs (installed: site-packages)
+        config.args = [str(SUITE)]

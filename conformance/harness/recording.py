@@ -1,0 +1,73 @@
+"""Each check's evidence: its exchanges as pcap and decoded JSON (--evidence-dir), and in an Allure run the
+clause's labels and, at the top level of the check, the decoded fields, the annotated hex and the pcap."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from .selection import clause_of
+from .verdicts import EVIDENCE_KEY
+
+
+def _allure_run(config: pytest.Config) -> bool:
+    return bool(config.getoption("allure_report_dir", default=None))
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Label each check in Allure from its clause, before its fixtures run (a skip in one keeps the labels)."""
+    clause = clause_of(item)
+    if clause is not None and _allure_run(item.config):
+        from . import allure_labels
+
+        allure_labels.apply(clause, (getattr(item, "function", None).__doc__ or "").strip())
+
+
+@pytest.hookimpl(hookwrapper=True, trylast=True)  # inner to Allure's own wrapper: attachments land on the test
+def pytest_runtest_call(item: pytest.Item):
+    yield
+    directory = item.config.getoption("--evidence-dir")
+    allure_run = _allure_run(item.config)
+    clause = clause_of(item)
+    funcargs = getattr(item, "funcargs", {})
+    if not (directory or allure_run) or clause is None:
+        return
+    if "kms_target" in funcargs:  # the exchanges this check made with the host
+        target = funcargs["kms_target"]
+        transcripts, address = [t for t in target.recorded if t], (target.host, target.port)
+    elif "client_run" in funcargs:  # what the client under test sent, and the instrumented host's answers
+        run = funcargs["client_run"]
+        transcripts, address = [t for t in run.transcripts() if t], run.address
+    else:
+        return
+    if not transcripts:
+        return
+    with tempfile.TemporaryDirectory() as scratch:
+        base = Path(directory or scratch) / f"{clause.id}-{item.name}".replace("/", "_")
+        base.parent.mkdir(parents=True, exist_ok=True)
+        pcap, decoded = write_evidence(base, transcripts, address)
+        if allure_run:
+            from .allure_labels import attach_evidence
+
+            attach_evidence(transcripts, pcap, decoded)
+        if directory:
+            # reported with the teardown (verdicts.pytest_runtest_makereport), which reaches the xdist controller
+            item.stash.setdefault(EVIDENCE_KEY, []).extend([pcap.name, decoded.name])
+
+
+def write_evidence(base: Path, transcripts: list, host: tuple[str, int]) -> tuple[Path, Path]:
+    from conformance.pcap.decode import decode_tcp, exchanges_json
+    from conformance.pcap.reader import read_connections
+    from conformance.pcap.writer import write_pcap
+
+    pcap = write_pcap(base.with_suffix(".pcap"), transcripts, host=host)
+    try:
+        decoded = exchanges_json([decode_tcp(c) for c in read_connections(pcap)])
+    except ValueError as exc:
+        decoded = [{"error": str(exc)}]
+    path = base.with_suffix(".json")
+    path.write_text(json.dumps(decoded, indent=2, default=str), encoding="utf-8")
+    return pcap, path

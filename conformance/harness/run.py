@@ -1,0 +1,83 @@
+"""The state of one conformance run, kept in one object in `config.stash`: its validated settings and results."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import pytest
+
+from conformance.net.address import format_address
+
+from .expectations import Deviation
+
+VERDICT_PROPERTY = "kms_verdict"  # report.user_properties entries: JSON, so junitxml and xdist carry them as text
+EVIDENCE_PROPERTY = "kms_evidence"
+FOOTPRINT_PROPERTY = "kms_footprint"
+FUZZ_SHARD_PROPERTY = "kms_fuzz_shard"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The validated options of one conformance run."""
+
+    target: tuple[str, int] | None
+    control: tuple[str, int] | None
+    protocols: tuple[int, ...]
+    profile: str
+    key_group: str
+    timeout: float
+    activation_interval: int
+    renewal_interval: int
+    expectations: dict[str, Deviation]
+    expect_source: str | None
+    strict: bool
+    client_cmd: str | None
+    dns: tuple[str, tuple[str, int], int] | None  # domain, server, advertised port
+    clause_patterns: tuple[str, ...]
+
+    @property
+    def client_only(self) -> bool:
+        """--client-cmd without --target: the client is what is under test, not the embedded host."""
+        return bool(self.client_cmd) and self.target is None
+
+    @property
+    def host_name(self) -> str:
+        return format_address(*self.target) if self.target else "embedded reference host"
+
+    @property
+    def target_name(self) -> str:
+        if self.client_only:
+            return f"client: {self.client_cmd}"
+        if self.client_cmd:
+            return f"{self.host_name}; client: {self.client_cmd}"
+        return self.host_name
+
+    def target_of(self, area: str) -> str:
+        """What a clause of this area judged: the client (CLI) or the host."""
+        if area == "CLI":
+            return f"client: {self.client_cmd}" if self.client_cmd else "reference client"
+        return self.host_name
+
+
+@dataclass
+class KmsRun:
+    settings: Settings
+    conformance: bool  # the user asked for a conformance run, or the suite was collected
+    # clause id -> one record per check: verdict, message, expected, actual
+    results: dict[str, list[dict]] = field(default_factory=lambda: defaultdict(list))
+    evidence: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
+    footprint: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))  # clause -> CMIDs sent
+    fuzz_shards: list[dict] = field(default_factory=list)
+    left_out: dict[str, str] = field(default_factory=dict)  # clause -> why the footprint rules left it out
+
+    @property
+    def target_name(self) -> str:
+        return self.settings.target_name
+
+
+RUN_KEY = pytest.StashKey[KmsRun]()
+
+
+def run_of(config: pytest.Config) -> KmsRun:
+    return config.stash[RUN_KEY]

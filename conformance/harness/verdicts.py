@@ -1,0 +1,259 @@
+"""Clause verdicts: from each check's report to summary.json, the console summary and the exit status.
+
+Verdicts, worst first: fail (a MUST clause failed), xpass (a declared deviation that passed:
+stale), warn (a SHOULD clause failed; exit 0 unless --strict), inconclusive (the host's state
+hides the rule), xfail (a declared deviation, matched by its actual outcome), pass, skip.
+Under pytest-xdist every record travels on the report's user_properties to the controller.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+from . import clauses as clause_registry
+from .evidence import ClauseFailure, Inconclusive, transcript_text
+from .profile import NotServed
+from .run import EVIDENCE_PROPERTY, FOOTPRINT_PROPERTY, FUZZ_SHARD_PROPERTY, VERDICT_PROPERTY, KmsRun, run_of
+from .selection import clause_of
+from .sharding import is_xdist_worker, write_fuzz_report
+
+VERDICT_ORDER = ("fail", "xpass", "warn", "inconclusive", "xfail", "pass", "skip")
+STATUS = {  # pytest_report_teststatus: category, letter, word
+    "warn": ("warn", "W", "WARN"),
+    "inconclusive": ("inconclusive", "I", "INCONCLUSIVE"),
+    "xfail": ("xfailed", "x", "XFAIL (declared)"),
+}
+EVIDENCE_KEY = pytest.StashKey[list]()
+VERDICT_KEY = pytest.StashKey[dict]()
+
+
+class _ReportCollector:
+    """Gathers clause verdicts, evidence, footprint and fuzz shard records from the reports, wherever checks ran."""
+
+    def __init__(self, run: KmsRun):
+        self.run = run
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        run = self.run
+        for name, value in report.user_properties:
+            if name == VERDICT_PROPERTY and report.when != "teardown":
+                record = json.loads(value)
+                run.results[record["clause"]].append(record)
+            elif name == EVIDENCE_PROPERTY and report.when == "teardown":
+                data = json.loads(value)
+                run.evidence[data["clause"]].extend(data["files"])
+            elif name == FOOTPRINT_PROPERTY and report.when == "teardown":
+                for clause, cmids in json.loads(value).items():
+                    run.footprint[clause].update(cmids)
+            elif name == FUZZ_SHARD_PROPERTY and report.when == "call":  # item properties reach teardown too
+                run.fuzz_shards.append(json.loads(value))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.pluginmanager.register(_ReportCollector(run_of(config)), "kms-report-collector")
+
+
+def _verdict_of(report: pytest.TestReport) -> str | None:
+    for name, value in report.user_properties:
+        if name == VERDICT_PROPERTY:
+            return json.loads(value)["verdict"]
+    return None
+
+
+def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config):
+    if report.when != "call":
+        return None
+    verdict = _verdict_of(report)
+    return STATUS.get(verdict) if verdict else None
+
+
+@pytest.hookimpl(hookwrapper=True, trylast=True)  # inner: Allure and the console see the verdict we set
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    outcome = yield
+    report: pytest.TestReport = outcome.get_result()
+    clause = clause_of(item)
+    if clause is None:
+        return
+    run = run_of(item.config)
+    record: dict | None = None
+    if report.when == "call" or (report.when == "setup" and (report.skipped or report.failed)):
+        record = _judge(report, call, clause, run)
+    if record is not None:
+        report.user_properties.append((VERDICT_PROPERTY, json.dumps(record)))
+        item.stash[VERDICT_KEY] = record
+        item.user_properties.append(("verdict", record["verdict"]))  # with the clause: a CI system's view
+    if report.when == "teardown" and item.config.getoption("allure_report_dir", default=None):
+        from .allure_labels import mark_verdict
+
+        record = item.stash.get(VERDICT_KEY, {"verdict": "pass", "message": ""})
+        mark_verdict(item.config, item.nodeid, record["verdict"], record["message"], run.target_name)
+    if report.when == "teardown" and item.stash.get(EVIDENCE_KEY, None):
+        report.user_properties.append((EVIDENCE_PROPERTY, json.dumps(
+            {"clause": clause.id, "files": item.stash[EVIDENCE_KEY]})))
+
+
+def _judge(report: pytest.TestReport, call: pytest.CallInfo, clause: clause_registry.Clause, run: KmsRun) -> dict:
+    record = {"clause": clause.id, "check": report.nodeid, "verdict": "pass", "message": ""}
+    error = call.excinfo.value if call.excinfo is not None else None
+    if isinstance(error, NotServed):
+        report.outcome = "skipped"
+        report.longrepr = (str(report.fspath), report.location[1] or 0, f"Skipped: {error}")
+        return record | {"verdict": "skip", "message": str(error)}
+    if isinstance(error, Inconclusive):
+        report.outcome = "skipped"
+        report.longrepr = (str(report.fspath), report.location[1] or 0, f"inconclusive: {error}")
+        return record | {"verdict": "inconclusive", "message": str(error)}
+    if report.skipped:
+        message = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        return record | {"verdict": "skip", "message": message.removeprefix("Skipped: ")}
+    if not report.failed:
+        return record
+    failure = error if isinstance(error, ClauseFailure) else None
+    message = str(error) if error is not None else str(report.longrepr)
+    record |= {"message": message.strip()}
+    if failure is not None:
+        record |= failure.record()
+        report.longrepr = _explain(clause, failure)
+    deviation = run.settings.expectations.get(clause.id)
+    if deviation is not None and report.when == "call" and failure is not None and failure.matches(deviation.actual):
+        report.outcome = "skipped"
+        report.wasxfail = deviation.reason
+        return record | {"verdict": "xfail", "reason": deviation.reason}
+    if clause.level == "SHOULD" and not run.settings.strict and report.when == "call":
+        report.outcome = "passed"  # listed as a warning, and the run still exits 0
+        return record | {"verdict": "warn"}
+    return record | {"verdict": "fail"}
+
+
+def _explain(clause: clause_registry.Clause, failure: ClauseFailure) -> str:
+    """The console's account of a failure: the rule, expected/actual, the decoded exchanges, then the bytes."""
+    from conformance.pcap.decode import describe_transcript
+
+    lines = [f"{clause.id} ({clause.level}) {clause.title}", f"  {failure}".replace("\n", "\n  ")]
+    if failure.transcript:
+        decoded = describe_transcript(failure.transcript)
+        if decoded:
+            lines += ["  decoded:"] + [f"    {line}" for line in decoded]
+        lines += ["  bytes:", transcript_text(failure.transcript)]
+    return "\n".join(lines)
+
+
+def clause_verdict(run: KmsRun, cid: str, records: list[dict]) -> str:
+    verdict = min((r["verdict"] for r in records), key=VERDICT_ORDER.index)
+    if cid in run.settings.expectations and verdict in ("pass", "warn"):
+        return "xpass"  # declared to fail, yet no check of the clause failed: the declaration is stale
+    return verdict
+
+
+def clause_records(run: KmsRun) -> list[dict]:
+    records = []
+    for cid, results in sorted(run.results.items()):
+        clause = clause_registry.get(cid)
+        verdict = clause_verdict(run, cid, results)
+        chosen = next((r for r in results if r["verdict"] == verdict), results[0])
+        message = chosen.get("message", "")
+        if verdict == "xpass":
+            message = f"stale deviation: declared to fail ({run.settings.expectations[cid].reason}), but passed"
+        record = {"clause": cid, "title": clause.title, "area": clause.area, "level": clause.level,
+                  "ref": clause.ref, "footprint": clause.footprint, "verdict": verdict, "message": message[:4000],
+                  "target": run.settings.target_of(clause.area), "evidence": run.evidence.get(cid, []),
+                  "cmids_sent": len(run.footprint.get(cid, ()))}
+        for key in ("expected", "actual", "detail", "reason"):
+            if key in chosen:
+                record[key] = chosen[key]
+        records.append(record)
+    return records
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """A stale declared deviation fails the run, as tlsfuzzer's XPASS does."""
+    run = run_of(session.config)
+    if is_xdist_worker(session.config):
+        return
+    stale = [cid for cid, records in run.results.items() if clause_verdict(run, cid, records) == "xpass"]
+    if stale and session.exitstatus == 0:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def summary_path(config: pytest.Config) -> Path:
+    path = Path(config.getoption("--summary"))
+    return path if path.is_absolute() else Path(config.invocation_params.dir) / path
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    if is_xdist_worker(config):
+        return  # the controller has every worker's verdicts and writes the reports
+    run = run_of(config)
+    write_fuzz_report(terminalreporter, config)
+    records = clause_records(run)
+    if not records:
+        return  # not a conformance run (the plugin is merely installed): write nothing
+    path = summary_path(config)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(records, indent=2) + "\n", encoding="utf-8")
+    tmp.replace(path)
+    tr = terminalreporter
+    tr.section(f"KMS conformance: {run.target_name}")
+    by_area: dict[str, list[dict]] = defaultdict(list)
+    for record in records:
+        by_area[record["area"]].append(record)
+    for area, rows in by_area.items():
+        counts = {v: [r for r in rows if r["verdict"] == v] for v in VERDICT_ORDER}
+        summary = ", ".join(f"{len(ids)} {v}" for v, ids in counts.items() if ids)
+        tr.write_line(f"{area:<6} {clause_registry.AREAS[area]:<40} {summary}")
+        for verdict in ("fail", "xpass", "warn", "inconclusive"):
+            for r in counts[verdict]:
+                word = "STALE" if verdict == "xpass" else verdict.upper()
+                tr.write_line(f"         {word:<12} {r['clause']}: {_one_line(r['message'])}"[:200])
+    stale = [r["clause"] for r in records if r["verdict"] == "xpass"]
+    if stale:
+        tr.write_line(f"stale deviations ({', '.join(stale)}): declared to fail but passed; update the --expect "
+                      f"file", red=True)
+        tr.stats.setdefault("stale", []).extend(stale)
+    _footprint_lines(tr, run)
+    tr.write_line(f"summary written to {path}")
+    results = config.getoption("allure_report_dir", default=None)
+    if results:
+        from .allure_labels import write_run_description
+
+        settings = run.settings
+        write_run_description(results, {
+            "Target": run.target_name, "Client": settings.client_cmd, "Profile": settings.profile,
+            "Protocols": ",".join(map(str, settings.protocols)), "Deviations": settings.expect_source,
+            "Verdicts": _verdict_counts(records),
+            "Footprint": f"{len(set().union(*run.footprint.values())) if run.footprint else 0} distinct CMIDs sent"})
+
+
+def _verdict_counts(records: list[dict]) -> str:
+    counts = defaultdict(int)
+    for record in records:
+        counts[record["verdict"]] += 1
+    return ", ".join(f"{counts[v]} {v}" for v in VERDICT_ORDER if counts[v])
+
+
+def _one_line(message: str) -> str:
+    return " ".join(message.split())
+
+
+def _footprint_lines(tr, run: KmsRun) -> None:
+    """How many client entries the run can have added to the host, and which clauses added them."""
+    owners: dict[str, set[str]] = defaultdict(set)
+    for clause, cmids in run.footprint.items():
+        for cmid in cmids:
+            owners[cmid].add(clause)
+    shared = [c for c, who in owners.items() if len(who) > 1]  # the audit's CMID: every safe clause's
+    fresh = {clause: sum(1 for c in cmids if len(owners[c]) == 1) for clause, cmids in run.footprint.items()}
+    adders = ", ".join(f"{cid} {n}" for cid, n in sorted(fresh.items(), key=lambda kv: -kv[1]) if n)
+    tr.write_line(f"footprint: {len(owners)} distinct CMIDs sent to {run.target_name}; "
+                  f"{len(shared)} shared by {len({w for c in shared for w in owners[c]})} clauses (the audit's)"
+                  + (f"; fresh ones from {adders}" if adders else ""))
+    if run.left_out:
+        kinds = sorted(set(run.left_out.values()))
+        tr.write_line(f"left out on a target outside loopback: {len(run.left_out)} clauses "
+                      f"({', '.join(kinds)}): {', '.join(sorted(run.left_out))}; --intrusive runs them")

@@ -1,0 +1,272 @@
+"""The exchange runner: it owns the socket, sends PDUs, and turns every answer into a typed outcome.
+
+The suite, the fuzzer, replay and the reference client talk to a host only through a
+`Session` (one TCP connection) or a `Runner` (a host address that opens sessions). Every
+PDU sent and received is kept in the session's transcript, and `classify` (net.outcomes)
+is the only place where bytes become a verdict-ready outcome.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Callable
+
+from conformance.wire import framing, ndr, rpc
+from conformance.wire.messages import DecodeError, KmsRequest
+
+from .outcomes import (Activation, AlterContextResp, BindAck, Closed, Outcome, SentRequest, Silent, Undecodable,
+                       Unreachable, classify)
+
+Transcript = list[tuple[str, bytes]]  # ("client" | "host", one PDU or raw bytes), in order
+
+
+@dataclass(frozen=True)
+class BindOptions:
+    ndr32: bool = True
+    ndr64: bool = True
+    btfn: bool = True
+    multiplex: bool = True
+    prefer_ndr64: bool = True  # use NDR64 when the host accepts it
+
+    def contexts(self, interface: uuid.UUID = rpc.KMS_INTERFACE) -> list[rpc.ContextElement]:
+        syntaxes = ([(rpc.NDR32, 2)] if self.ndr32 else []) + ([(rpc.NDR64, 1)] if self.ndr64 else [])
+        if self.btfn:
+            syntaxes.append((rpc.btfn_uuid(), 1))
+        return [rpc.ContextElement(i, interface, rpc.KMS_INTERFACE_VERSION, (s,)) for i, s in enumerate(syntaxes)]
+
+    @property
+    def flags(self) -> int:
+        return rpc.FIRST_LAST | (rpc.PFC_CONC_MPX if self.multiplex else 0)
+
+
+class PduStreamError(ConnectionError):
+    """The peer sent bytes that cannot start a PDU (a frag_length shorter than the header)."""
+
+
+def _recv_exactly(sock: socket.socket, n: int) -> bytes:
+    buf = bytearray()
+    while len(buf) < n:
+        chunk = sock.recv(n - len(buf))
+        if not chunk:
+            raise ConnectionError(f"the host closed the connection after {len(buf)} of {n} bytes")
+        buf += chunk
+    return bytes(buf)
+
+
+def read_pdu(sock: socket.socket) -> bytes:
+    """Exactly one PDU, as long as its frag_length says; ConnectionError if the peer closes first."""
+    header = _recv_exactly(sock, rpc.HEADER_SIZE)
+    frag = rpc.peek_frag_length(header)
+    if frag < rpc.HEADER_SIZE:
+        raise PduStreamError(f"frag_length {frag}, shorter than the RPC header")
+    return header + _recv_exactly(sock, frag - rpc.HEADER_SIZE)
+
+
+class NotNegotiated(Exception):
+    """Binding gave no usable KMS context; `outcome` says what the host answered instead."""
+
+    def __init__(self, stage: str, outcome: Outcome):
+        super().__init__(f"{stage}: {outcome.describe()}")
+        self.stage, self.outcome = stage, outcome
+
+
+class Session:
+    """One TCP connection to a KMS host. Raises OSError only when it cannot connect."""
+
+    def __init__(self, host: str, port: int, timeout: float = 10.0, transcript: Transcript | None = None,
+                 on_request: Callable[[KmsRequest], None] | None = None,
+                 on_answer: Callable[[Outcome], None] | None = None):
+        self.timeout = timeout
+        self.on_request = on_request  # told of every KMS request sent (the run's footprint)
+        self.on_answer = on_answer  # told of every request's outcome (counts seen over a run)
+        self.sock = socket.create_connection((host, port), timeout=timeout)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.call_id = 2
+        self.contexts: dict[int, bool] = {}  # accepted cont_id -> NDR64
+        self.transcript: Transcript = transcript if transcript is not None else []
+        self.closed = False  # the host closed (or reset) the connection
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def __enter__(self) -> "Session":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- bytes ---
+    def send(self, data: bytes) -> bool:
+        """Send raw bytes; False when the host has already closed the connection."""
+        self.transcript.append(("client", data))
+        try:
+            self.sock.sendall(data)
+            return True
+        except (BrokenPipeError, ConnectionResetError):
+            self.closed = True
+            return False
+
+    def half_close(self) -> None:
+        """Nothing more will come from us: a host waiting for the rest of a PDU sees EOF."""
+        try:
+            self.sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
+    def receive(self, sent: SentRequest | None = None) -> Outcome:
+        """The host's next answer, classified."""
+        if self.closed:
+            return Closed("the host had already closed the connection")
+        started = time.monotonic()
+        try:
+            data = read_pdu(self.sock)
+        except socket.timeout:
+            return classify(None, timed_out=round(time.monotonic() - started, 3))
+        except PduStreamError as exc:
+            self.closed = True
+            return classify(None, closed_detail=str(exc))
+        except ConnectionResetError:
+            self.closed = True
+            return Closed("the host reset the connection")
+        except ConnectionError as exc:
+            self.closed = True
+            return Closed(str(exc))
+        self.transcript.append(("host", data))
+        return classify(data, sent=sent)
+
+    def exchange(self, data: bytes, sent: SentRequest | None = None) -> Outcome:
+        if not self.send(data):
+            return Closed("the host closed the connection before we sent")
+        return self.receive(sent)
+
+    # --- DCE/RPC ---
+    def bind(self, options: BindOptions = BindOptions(), *, alter: bool = False,
+             contexts: list[rpc.ContextElement] | None = None, max_xmit: int = rpc.DEFAULT_FRAG,
+             max_recv: int = rpc.DEFAULT_FRAG) -> Outcome:
+        """bind (or alter_context); accepted contexts are remembered for request()."""
+        ptype = rpc.PType.ALTER_CONTEXT if alter else rpc.PType.BIND
+        contexts = options.contexts() if contexts is None else contexts
+        pdu = rpc.Bind(contexts, rpc.Header(ptype, options.flags, self.call_id), max_xmit=max_xmit, max_recv=max_recv)
+        outcome = self.exchange(pdu.encode())
+        if isinstance(outcome, (BindAck, AlterContextResp)):
+            for ctx, result in zip(contexts, outcome.pdu.results):
+                if result.result == rpc.ACCEPTANCE:
+                    self.contexts[ctx.cont_id] = result.transfer == rpc.NDR64
+        return outcome
+
+    def negotiate(self, options: BindOptions = BindOptions()) -> tuple[int, bool]:
+        """Bind and pick the context to use, sending alter_context for NDR32 when that is what is wanted."""
+        outcome = self.bind(options)
+        if not isinstance(outcome, BindAck):
+            raise NotNegotiated("bind", outcome)
+        wanted = [c for c, is64 in self.contexts.items() if is64 == (options.prefer_ndr64 and options.ndr64)]
+        if wanted:
+            return wanted[0], self.contexts[wanted[0]]
+        if self.contexts and not (options.ndr32 and not options.prefer_ndr64):
+            cont_id = next(iter(self.contexts))
+            return cont_id, self.contexts[cont_id]
+        if options.ndr32:
+            # as vlmcs does: the host refused NDR32 in favour of NDR64, ask for NDR32 alone
+            alter = self.bind(options, alter=True, contexts=[rpc.ContextElement(0, transfers=((rpc.NDR32, 2),))])
+            if not isinstance(alter, AlterContextResp):
+                raise NotNegotiated("alter_context", alter)
+            if 0 in self.contexts:
+                return 0, self.contexts[0]
+        raise NotNegotiated("bind", outcome)
+
+    def request(self, payload: bytes, cont_id: int, ndr64: bool, *, opnum: int = 0,
+                request: KmsRequest | None = None) -> Outcome:
+        """One RequestActivation call; `request` (what the payload seals) lets the answer be opened and checked."""
+        stub = ndr.encode_request_stub(payload, ndr64)
+        call_id = self.call_id
+        pdu = rpc.Request(stub, rpc.Header(rpc.PType.REQUEST, rpc.FIRST_LAST, call_id), cont_id, opnum)
+        self.call_id += 1
+        if request is not None and self.on_request is not None:
+            self.on_request(request)
+        outcome = self.exchange(pdu.encode(), SentRequest(request, payload, ndr64, call_id))
+        if self.on_answer is not None:
+            self.on_answer(outcome)
+        return outcome
+
+    def activate(self, request: KmsRequest, cont_id: int, ndr64: bool, payload: bytes | None = None) -> Activation:
+        """One request on an established context (a fresh IV unless `payload` is given)."""
+        payload = framing.seal_request(request, os.urandom(16)) if payload is None else payload
+        try:
+            opened = framing.open_request(payload, allow_minor=True)
+        except DecodeError:
+            opened = None  # a deliberately malformed payload; still sent
+        outcome = self.request(payload, cont_id, ndr64, request=request)
+        return Activation(request, payload, outcome, "request", ndr64, opened, self.transcript)
+
+
+class Runner:
+    """A host address; every session it opens reports its transcript to `on_session` (evidence, footprint)."""
+
+    def __init__(self, host: str, port: int, timeout: float = 10.0,
+                 on_session: Callable[[Transcript], None] | None = None,
+                 on_request: Callable[[KmsRequest], None] | None = None,
+                 on_answer: Callable[[Outcome], None] | None = None):
+        self.host, self.port, self.timeout = host, port, timeout
+        self.on_session, self.on_request, self.on_answer = on_session, on_request, on_answer
+
+    def session(self) -> Session:
+        transcript: Transcript = []
+        if self.on_session is not None:
+            self.on_session(transcript)  # the same list: it fills as the check runs
+        return Session(self.host, self.port, self.timeout, transcript, self.on_request, self.on_answer)
+
+    def activate(self, request: KmsRequest, options: BindOptions = BindOptions(),
+                 payload: bytes | None = None) -> Activation:
+        """bind, [alter_context], request on a new connection; every way it can end is an outcome."""
+        payload = framing.seal_request(request, os.urandom(16)) if payload is None else payload
+        try:
+            session = self.session()
+        except OSError as exc:
+            return Activation(request, payload, Unreachable(str(exc)), "connect")
+        with session:
+            try:
+                cont_id, ndr64 = session.negotiate(options)
+            except NotNegotiated as exc:
+                return Activation(request, payload, exc.outcome, exc.stage, transcript=list(session.transcript))
+            result = session.activate(request, cont_id, ndr64, payload)
+            result.transcript = list(session.transcript)
+            return result
+
+    def send_raw(self, data: bytes, *, half_close: bool = True) -> tuple[Outcome, Transcript]:
+        """Raw bytes on a fresh connection (then EOF, unless told otherwise) and the one answer they get."""
+        try:
+            session = self.session()
+        except OSError as exc:
+            return Unreachable(str(exc)), []
+        with session:
+            sent = session.send(data)
+            if half_close:
+                session.half_close()
+            outcome = session.receive() if sent else Closed("the host closed the connection before we sent")
+            return outcome, list(session.transcript)
+
+    def bind_then(self, first: bytes, second: bytes, sent: SentRequest | None = None) -> tuple[Outcome, Transcript]:
+        """A (possibly malformed) bind, then a (possibly malformed) request on the same connection: the
+        fuzzer's exchange, judged by the answer to the second. A close or silence after the first ends it."""
+        try:
+            session = self.session()
+        except OSError as exc:
+            return Unreachable(str(exc)), []
+        with session:
+            session.send(first)
+            if not _whole(first):
+                session.half_close()  # nothing more is coming: let the host see EOF rather than wait
+            answer = session.receive()
+            if isinstance(answer, (Closed, Silent, Undecodable)):
+                return answer, list(session.transcript)
+            session.send(second)
+            session.half_close()
+            return session.receive(sent), list(session.transcript)
+
+
+def _whole(pdu: bytes) -> bool:
+    return len(pdu) >= rpc.HEADER_SIZE and rpc.peek_frag_length(pdu) <= len(pdu)

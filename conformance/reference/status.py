@@ -1,0 +1,71 @@
+"""`kmsconf host-status`: what a host database says, read without writing a byte (SQLite read-only mode)."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+import urllib.parse
+from pathlib import Path
+
+from conformance import catalog as catalog_mod
+
+from .state import ENTRY_LIFETIME_SECONDS
+
+HOST_TABLES = {"clients", "capacity", "settings"}
+
+
+class NotAHostDatabase(ValueError):
+    """The file is missing, not SQLite, or SQLite without a kmsconf host's tables."""
+
+
+def open_readonly(path: str | Path) -> sqlite3.Connection:
+    path = Path(path)
+    if not path.is_file():
+        raise NotAHostDatabase(f"{path}: no host database there (start `kmsconf host --db {path}` first)")
+    db = sqlite3.connect(f"file:{urllib.parse.quote(str(path.resolve()))}?mode=ro", uri=True)
+    try:
+        tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    except sqlite3.DatabaseError:
+        db.close()
+        raise NotAHostDatabase(f"{path} is not a kmsconf host database (not an SQLite file)") from None
+    if not HOST_TABLES <= tables:
+        db.close()
+        theirs = ", ".join(sorted(tables)) or "none"
+        raise NotAHostDatabase(f"{path} is not a kmsconf host database (its tables: {theirs}; a host's: "
+                               f"{', '.join(sorted(HOST_TABLES))})")
+    return db
+
+
+def read_status(path: str | Path, now: float | None = None) -> dict:
+    """Counts and cache sizes per application, the host's settings, ePIDs and HwId, and its last requests."""
+    now = time.time() if now is None else now
+    db = open_readonly(path)
+    try:
+        settings = {key: json.loads(value) for key, value in db.execute("SELECT key, value FROM settings")}
+        apps = {}
+        for app, capacity in db.execute("SELECT app_id, capacity FROM capacity"):
+            (count,) = db.execute("SELECT COUNT(*) FROM clients WHERE app_id = ? AND last_seen > ?",
+                                  (app, now - ENTRY_LIFETIME_SECONDS)).fetchone()
+            apps[app] = {"count": count, "cache_size": capacity}
+        tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        events = []
+        if "events" in tables:
+            events = [json.loads(row) for (row,) in db.execute("SELECT record FROM events ORDER BY seq DESC LIMIT 20")]
+    finally:
+        db.close()
+    host = settings.get("settings", {})
+    windows = apps.get(str(catalog_mod.WINDOWS_APP_ID), {"count": 0, "cache_size": 0})
+    epids = {key.removeprefix("epid:"): value for key, value in settings.items() if key.startswith("epid:")}
+    return {
+        "count": windows["count"],
+        "cache_size": windows["cache_size"],
+        "applications": apps,
+        "key_group": host.get("key_group") or "default",
+        "epids": epids,
+        "epid": next(iter(epids.values()), None),
+        "hwid": str(settings.get("hwid", "")).upper(),
+        "activation_interval": host.get("activation_interval"),
+        "renewal_interval": host.get("renewal_interval"),
+        "last_requests": events,
+    }

@@ -1,0 +1,35 @@
+"""Every fault of the faulty host fails exactly its own clauses in the whole default suite, saying why.
+
+The suite runs in full (every clause, as a user runs it) against a reference host with one
+fault; the clauses that fail (MUST) or warn (SHOULD) must be exactly the fault's `breaks`, and
+each pinned verdict must name the broken rule in its structured expected/actual.
+"""
+
+import json
+
+import pytest
+
+from faults import FAULTS
+from faulty import run_suite_all
+
+
+@pytest.mark.parametrize("fault", FAULTS, ids=[f.name for f in FAULTS])
+def test_fault_fails_exactly_its_own_clauses(tmp_path, fault):
+    records = run_suite_all(tmp_path, **fault.config)
+    broken = {cid for cid, r in records.items() if r["verdict"] in ("fail", "warn")}
+    shown = {cid: (records[cid]["verdict"], records[cid].get("actual")) for cid in broken ^ fault.breaks
+             if cid in records}
+    assert broken == fault.breaks, f"{fault.name}: broke {sorted(broken)}, must break {sorted(fault.breaks)}: {shown}"
+    for cid in broken:
+        level = records[cid]["level"]
+        assert records[cid]["verdict"] == ("fail" if level == "MUST" else "warn"), records[cid]
+    for cid, (field, text) in fault.pins.items():
+        assert text in json.dumps(records[cid].get(field)), (cid, field, records[cid])
+
+
+def test_every_quirk_is_a_fault_with_something_to_break():
+    from conformance.reference.quirks import Quirk
+
+    for quirk in Quirk:
+        assert quirk.breaks, f"{quirk.value} breaks nothing: a dead fault"
+        assert quirk.description

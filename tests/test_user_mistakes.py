@@ -1,0 +1,131 @@
+"""Every mistake is one line with the right exit status, read-only commands never write, and the plain-text
+outputs say what they print (issue: every mistake one line, every report names its target)."""
+
+import hashlib
+import re
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conformance.reference.config import HostConfig
+from conformance.reference.host import HostThread
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run(*args, timeout=120):
+    proc = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    assert "Traceback" not in proc.stdout + proc.stderr, proc.stderr
+    return proc
+
+
+def closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def one_line(proc, code: int, says: str) -> None:
+    out = (proc.stderr + proc.stdout).strip()
+    assert proc.returncode == code, (proc.returncode, out[-1500:])
+    assert says in out, out[-1500:]
+    assert len(proc.stderr.strip().splitlines()) == 1 and len(proc.stdout.strip().splitlines()) <= 1, out[-1500:]
+
+
+@pytest.mark.parametrize("args,code,says", [
+    (["--target", "127.0.0.1:99999"], 2, "outside 0..65535"),
+    (["--target", "::1"], 2, "[::1]:1688"),
+    (["--target", "127.0.0.1:{closed}"], 3, "cannot connect"),
+    (["--target", "{host}", "--control", "127.0.0.1:{closed}"], 2, "no control channel answers"),
+    (["--dns-domain", "example.test"], 2, "--dns-server"),
+    (["--client-cmd", "/nonexistent/vlmcs {{host}}:{{port}}"], 2, "not an executable"),
+    (["--expect", "nosuchprofile"], 2, "shipped: pykms, vlmcsd"),
+    (["--host-key-group", "server-z"], 2, "--host-key-group server-z"),
+], ids=["bad-port", "bare-v6", "closed-target", "closed-control", "dns-without-server", "no-client", "no-profile",
+        "no-key-group"])
+def test_suite_option_mistakes(args, code, says):
+    with HostThread(HostConfig(port=0)) as thread:
+        host = "{}:{}".format(*thread.host.address)
+        args = [a.format(closed=closed_port(), host=host) for a in args]
+        proc = run("-m", "pytest", "conformance/suite", "-p", "no:cacheprovider", *args)
+    one_line(proc, code, says)
+    assert "_pytest" not in proc.stderr
+
+
+def test_kmsconf_check_closed_port_is_one_line():
+    one_line(run("-m", "conformance.cli", "check", "--target", f"127.0.0.1:{closed_port()}"), 3, "cannot connect")
+
+
+def test_matrix_with_an_unreachable_target_fails(tmp_path):
+    proc = run("-m", "conformance.cli", "matrix", "--target", f"ref=127.0.0.1:{closed_port()}", "--out", str(tmp_path))
+    assert proc.returncode == 3 and "cannot connect" in proc.stderr, proc.stdout + proc.stderr
+
+
+def test_clauses_of_an_unknown_area():
+    proc = run("-m", "conformance.cli", "clauses", "--area", "FOO")
+    one_line(proc, 2, "RPC, MSG")
+
+
+def file_digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def not_sqlite(path: Path) -> None:
+    path.write_text("not a database\n" * 100)
+
+
+def unrelated_sqlite(path: Path) -> None:
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE recipes (name TEXT)")
+        db.execute("INSERT INTO recipes VALUES ('bread')")
+    db.close()
+
+
+@pytest.mark.parametrize("make", [not_sqlite, unrelated_sqlite], ids=["not-sqlite", "unrelated-sqlite"])
+def test_host_status_on_a_foreign_file_says_so_and_changes_nothing(tmp_path, make):
+    path = tmp_path / "their.file"
+    make(path)
+    before = file_digest(path)
+    proc = run("-m", "conformance.cli", "host-status", "--db", str(path))
+    one_line(proc, 2, "not a kmsconf host database")
+    assert file_digest(path) == before and sorted(p.name for p in tmp_path.iterdir()) == ["their.file"]
+
+
+def test_host_status_reads_a_host_database_without_writing_it(tmp_path):
+    db = tmp_path / "host.sqlite"
+    with HostThread(HostConfig(port=0, db=str(db))) as thread:
+        host, port = thread.host.address
+        assert run("-m", "conformance.cli", "activate", f"{host}:{port}", "--product", "Windows 7 Enterprise",
+                   "--workstation", "pc-17.corp.test").returncode == 0
+    before = file_digest(db)
+    proc = run("-m", "conformance.cli", "host-status", "--db", str(db))
+    assert proc.returncode == 0 and re.search(r"count\s+: 1", proc.stdout), proc.stdout
+    assert file_digest(db) == before
+
+
+def test_replay_of_an_old_capture_suggests_refresh():
+    with HostThread(HostConfig(port=0)) as thread:
+        host, port = thread.host.address
+        proc = run("-m", "conformance.cli", "replay", "captures/reference/v6_multi3_sameconn.pcap",
+                   "--target", f"{host}:{port}")
+    assert proc.returncode == 1 and "--refresh" in proc.stdout and "0xC004F06C" in proc.stdout, proc.stdout
+
+
+def test_simulate_says_what_it_prints_counts_once_and_sums_renewals():
+    proc = run("-m", "conformance.cli", "simulate", "--clients", "30", "--servers", "6", "--days", "200")
+    lines = proc.stdout.splitlines()
+    assert proc.returncode == 0 and "changes of state" in lines[1]
+    events = [line for line in lines if line.startswith("day ")]
+    assert events and all(line.count("count") <= 1 for line in events), events[:3]
+    assert any(re.match(r"renewals: \d+ succeeded, by 36 of 36 machines, each about every 7\.\d days", line)
+               for line in lines), lines[-3:]
+
+
+def test_decode_names_the_editions():
+    proc = run("-m", "conformance.cli", "decode", "captures/reference/v6_ws2019dc_ndr64.pcap")
+    assert "Windows Server 2019 Datacenter" in proc.stdout and "Windows Server 2019" in proc.stdout, proc.stdout
