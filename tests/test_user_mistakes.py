@@ -105,6 +105,9 @@ def test_host_status_reads_a_host_database_without_writing_it(tmp_path):
     before = file_digest(db)
     proc = run("-m", "conformance.cli", "host-status", "--db", str(db))
     assert proc.returncode == 0 and re.search(r"count\s+: 1", proc.stdout), proc.stdout
+    # the last requests as the event log shows them: event 12290, the client's name and its own time stamp
+    assert re.search(r"12290 0x00000000 from pc-17\.corp\.test \(CMID [0-9a-f-]+, client time 20", proc.stdout), \
+        proc.stdout
     assert file_digest(db) == before
 
 

@@ -21,7 +21,15 @@ from .quirks import Quirk
 from .state import ClientTable
 from .store import Store
 
-OTHER_KEY = "windows-server-2019"  # the key the epid-names-other-key quirk's ePIDs name
+OTHER_KEY = "windows-server-2019"
+ACTIVATION_EVENT = 12290  # the Key Management Service log's "an activation request has been processed"
+
+
+def iso_time(unix: float) -> str:
+    try:
+        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(unix))
+    except (OverflowError, OSError, ValueError):
+        return f"{unix:.0f} s after 1970 (no date)"  # the key the epid-names-other-key quirk's ePIDs name
 
 
 class Admitted(NamedTuple):
@@ -119,20 +127,35 @@ class KmsService:
             stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.clock()))
             self.events.write(json.dumps({"time": stamp, **self.log_fields, **record}) + "\n")
 
-    def log_event(self, client: str, outcome: Outcome, **extra: object) -> None:
-        if self.events is None:
-            return
-        record: dict[str, object] = {"client": client, "result": hresult.name(outcome.hresult)}
-        if outcome.opened is not None:
-            r = outcome.opened.request
-            record.update(cmid=str(r.cmid), workstation=r.workstation, sku=str(r.sku_id), kms_id=str(r.kms_id),
-                          version=f"{r.major}.{r.minor}")
-        if outcome.count is not None:
-            record["count"] = outcome.count
-        if outcome.reason:
-            record["reason"] = outcome.reason
-        record.update(extra)
-        self.log_record(record)
+    def event(self, opened: framing.OpenedRequest | None, result: int, count: int | None = None,
+              reason: str = "") -> dict[str, object]:
+        """A processed request as the Key Management Service log records it (event 12290)."""
+        record: dict[str, object] = {"event": ACTIVATION_EVENT, "time": iso_time(self.clock()),
+                                     "result": f"0x{result:08X}", "result_name": hresult.name(result)}
+        if opened is not None:
+            r = opened.request
+            record.update(minimum_count=r.n_policy, workstation=r.workstation, cmid=str(r.cmid),
+                          client_time=iso_time((r.request_time - FILETIME_UNIX_EPOCH) / 1e7), vm=r.vm,
+                          licence_state=r.license_status, minutes_to_expiry=r.binding_expiration,
+                          activation_id=str(r.sku_id), kms_id=str(r.kms_id), version=f"{r.major}.{r.minor}")
+        if count is not None:
+            record["count"] = count
+        if reason:
+            record["reason"] = reason
+        return record
+
+    def log_event(self, client: str, outcome: Outcome) -> None:
+        """The event of a request in the event log file (--event-log), with the client's address."""
+        if self.events is not None:
+            record = self.event(outcome.opened, outcome.hresult, outcome.count, outcome.reason)
+            self.events.write(json.dumps({**record, **self.log_fields, "client": client}) + "\n")
+
+    def refused(self, outcome: Outcome) -> Outcome:
+        """A refusal, kept among the host database's last requests (a refusal commits on its own: they are rare)."""
+        if self.store.keeps_clients and outcome.opened is not None:
+            self.store.note_event(self.event(outcome.opened, outcome.hresult, reason=outcome.reason))
+            self.store.commit()
+        return outcome
 
     def key_for(self, kms_id: uuid.UUID) -> catalog_mod.HostKey | None:
         if self._keys is not None:
@@ -176,19 +199,20 @@ class KmsService:
             return Outcome(None, hresult.E_INVALID_DATA, reason=str(exc), malformed=True)
         if not opened.verified:
             failed = [k for k, ok in opened.checks.items() if not ok]
-            return Outcome(None, hresult.E_INVALID_DATA, opened=opened, reason=f"request failed {', '.join(failed)}")
+            return self.refused(Outcome(None, hresult.E_INVALID_DATA, opened=opened,
+                                        reason=f"request failed {', '.join(failed)}"))
         request = opened.request
         key = self.key_for(request.kms_id)
         if key is None and quirks and Quirk.IGNORE_KEY_GROUP in quirks:
             key = self.host_keys[0]
         if key is None:
-            return Outcome(None, hresult.SL_E_VL_KEY_MANAGEMENT_SERVICE_ID_MISMATCH, opened=opened,
-                           reason=f"KMS id {request.kms_id} is not activated by this host's key(s)")
+            return self.refused(Outcome(None, hresult.SL_E_VL_KEY_MANAGEMENT_SERVICE_ID_MISMATCH, opened=opened,
+                                        reason=f"KMS id {request.kms_id} is not activated by this host's key(s)"))
         now = self.clock()
         request_unix = (request.request_time - FILETIME_UNIX_EPOCH) / 1e7
         if abs(request_unix - now) > self.config.time_tolerance and not (quirks and Quirk.IGNORE_TIME in quirks):
-            return Outcome(None, hresult.SL_E_VL_INVALID_TIMESTAMP, opened=opened,
-                           reason=f"request time is {request_unix - now:+.0f} s from the host clock")
+            return self.refused(Outcome(None, hresult.SL_E_VL_INVALID_TIMESTAMP, opened=opened,
+                                        reason=f"request time is {request_unix - now:+.0f} s from the host clock"))
         return Admitted(opened, key, now)
 
     def count_all(self, admitted: list[Admitted]) -> list[int]:
@@ -197,6 +221,8 @@ class KmsService:
         store.begin(self.table)  # with host workers: the cross-process lock, and the others' records
         try:
             counts = [self._count(a.opened.request, a.now) for a in admitted]
+            for a, count in zip(admitted, counts):
+                store.note_event(self.event(a.opened, hresult.S_OK, count))
             store.commit()
         except BaseException:
             store.rollback(self.table)  # the table again as committed

@@ -26,7 +26,11 @@ CREATE TABLE IF NOT EXISTS clients (app_id TEXT, cmid TEXT, last_seen REAL, seq 
     WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS capacity (app_id TEXT PRIMARY KEY, capacity INTEGER);
 CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT);
+CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY, record TEXT);
 """
+EVENT = "INSERT INTO events (record) VALUES (?)"
+EVENTS_KEPT = 1000  # the last requests, as the event log would show them (host-status reads them)
+PRUNE = "DELETE FROM events WHERE seq <= (SELECT max(seq) FROM events) - ?"
 
 # seq orders entries by age where last_seen ties: an entry replaced in place keeps its rowid
 INSERT = "INSERT OR REPLACE INTO clients VALUES (?, ?, ?, ?)"
@@ -52,6 +56,7 @@ class Store:
         self._capacities: dict[str, int] = dict(self.db.execute("SELECT app_id, capacity FROM capacity"))
         self._seq: int = self.db.execute("SELECT coalesce(max(seq), 0) FROM clients").fetchone()[0]
         self._ops: list[tuple[str, tuple]] = []  # statements of the open batch, in order
+        self._events = 0  # written since the last pruning
         self._apps: dict[uuid.UUID, str] = {}  # application ids as text: a handful, written on every request
 
     @classmethod
@@ -104,6 +109,16 @@ class Store:
 
     def _noted(self, app: str, cmid: str, n_policy: int, now: float) -> None:
         """Each record as it is noted (the workers' journal)."""
+
+    def note_event(self, record: dict) -> None:
+        """A request's event (12290) with the batch that counts it, so that it lands in the same transaction."""
+        if not self.keeps_clients:
+            return
+        self._ops.append((EVENT, (json.dumps(record),)))
+        self._events += 1
+        if self._events >= EVENTS_KEPT // 4:
+            self._ops.append((PRUNE, (EVENTS_KEPT,)))
+            self._events = 0
 
     def commit(self) -> None:
         """Write the batch: one statement on its own, else one transaction (runs of a statement: one executemany)."""
