@@ -132,3 +132,15 @@ def test_simulate_says_what_it_prints_counts_once_and_sums_renewals():
 def test_decode_names_the_editions():
     proc = run("-m", "conformance.cli", "decode", "captures/reference/v6_ws2019dc_ndr64.pcap")
     assert "Windows Server 2019 Datacenter" in proc.stdout and "Windows Server 2019" in proc.stdout, proc.stdout
+
+
+def test_a_failure_in_the_terminal_shows_the_rule_and_the_decoded_exchange():
+    with HostThread(HostConfig(port=0, quirks=frozenset({"wrong-cmid"}))) as thread:
+        host, port = thread.host.address
+        proc = run("-m", "pytest", "-p", "no:cacheprovider", "--target", f"{host}:{port}", "--clause", "KMS-MSG-003",
+                   "--protocol", "6")
+    out = proc.stdout
+    assert proc.returncode == 1
+    assert "KMS-MSG-003 (MUST) the response echoes the request's CMID and request time" in out, out[-3000:]
+    decoded = out[out.index("decoded:"):out.index("bytes:")]
+    assert "response V6.0 count" in decoded and "request V6.0 sku" in decoded, decoded
