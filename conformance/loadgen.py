@@ -175,7 +175,7 @@ class HostProcess:
         raise RuntimeError(f"the reference host did not start (exit {proc.poll()}):\n{Path(log).read_text()[-2000:]}")
 
     def status(self) -> dict:
-        from conformance.harness.target import ControlChannel
+        from conformance.net.control import ControlChannel
 
         return ControlChannel.tcp(self.host, self.control_port).status()
 

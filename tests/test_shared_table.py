@@ -79,3 +79,22 @@ def test_a_worker_lapped_by_the_ring_knows_it(tmp_path):
     with pytest.raises(RingLapped, match="9 records behind"):
         idle.begin(idle_table)
     assert not idle._lock.held
+
+
+def test_a_worker_behind_a_trimmed_journal_reloads_the_table(tmp_path):
+    """The journal keeps JOURNAL_KEEP records; a worker further behind starts again from the table itself."""
+    from conformance.reference.shared import JOURNAL_KEEP
+
+    busy, idle = SharedStore(tmp_path / "host.sqlite"), SharedStore(tmp_path / "host.sqlite")
+    busy_table, idle_table, model = ClientTable(), ClientTable(), ClientTable()
+    busy.load_into(busy_table)
+    idle.load_into(idle_table)
+    for app, cmid, n, now in requests(7, count=JOURNAL_KEEP + 1500):
+        assert record(busy, busy_table, app, cmid, n, now) == model.record(app, cmid, n, now).count
+    (oldest,) = busy.db.execute("SELECT min(seq) FROM journal").fetchone()
+    assert oldest > 1, "the journal was trimmed"
+    idle.begin(idle_table)
+    idle.commit()
+    for app in APPS:
+        assert list(idle_table.apps[app].entries) == list(model.apps[app].entries)
+        assert idle_table.capacity(app) == model.capacity(app)

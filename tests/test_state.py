@@ -6,6 +6,7 @@ import uuid
 import pytest
 
 from conformance.reference.state import ENTRY_LIFETIME_SECONDS, ClientTable, Entry
+from conformance.reference.status import read_status
 from conformance.reference.store import Store
 
 WINDOWS = uuid.UUID("55c92734-d682-4d71-983e-d6ec3f16059f")
@@ -123,7 +124,8 @@ def test_reset_empties_every_application():
 
 def record(table: ClientTable, store: Store, app, cmid, n, now):
     rec = table.record(app, cmid, n, now)
-    store.save_record(app, cmid, now, table.capacity(app), rec)
+    store.note(app, cmid, now, table.capacity(app), rec, n)
+    store.commit()
     return rec
 
 
@@ -142,8 +144,9 @@ def test_store_reopen_gives_the_same_counts(tmp_path):
         assert restored.count(app, 20.0) == table.count(app, 20.0)
         assert restored.capacity(app) == table.capacity(app)
     assert [e.cmid for e in restored.apps[WINDOWS].entries.values()] == list(table.apps[WINDOWS].entries)
-    assert reopened.summary(20.0, ENTRY_LIFETIME_SECONDS)[str(WINDOWS)] == {"count": 10, "cache_size": 10}
     reopened.close()
+    windows = read_status(path, now=20.0)["applications"][str(WINDOWS)]
+    assert windows == {"count": 10, "cache_size": 10}
     rows = sqlite3.connect(path).execute("SELECT COUNT(*) FROM clients WHERE app_id = ?", (str(WINDOWS),)).fetchone()
     assert rows == (10,)
 

@@ -27,12 +27,14 @@ def kms_target(pytestconfig: pytest.Config):
     from conformance.reference.config import HostConfig
     from conformance.reference.host import HostThread
 
-    from .target import ControlChannel, Target
+    from conformance.net.control import ControlChannel
+
+    from .target import Target
 
     settings = run_of(pytestconfig).settings
     common = dict(timeout=settings.timeout, profile=settings.profile, protocols=settings.protocols,
                   key_group=settings.key_group, activation_interval=settings.activation_interval,
-                  renewal_interval=settings.renewal_interval)
+                  renewal_interval=settings.renewal_interval, pinned_cmid=settings.audit_cmid)
     if settings.target is not None:
         channel = ControlChannel.tcp(*settings.control) if settings.control else None
         yield Target(*settings.target, control=channel, **common)

@@ -11,6 +11,7 @@ import shlex
 import shutil
 import socket
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,7 @@ from conformance.net.address import format_address, is_loopback, parse_address
 from . import clauses as clause_registry
 from .expectations import load_expectations
 from .run import RUN_KEY, KmsRun, Settings
+from .sharding import fuzz_sharding
 
 EXIT_USAGE = 2
 EXIT_UNREACHABLE = 3
@@ -43,6 +45,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="the target's host key: client-vl, server-a, server-b, server-c or a catalog slug "
                          "(`kmsconf keys`); auto: the key its ePID names")
     group.addoption("--target-timeout", type=float, default=10.0, metavar="SECONDS")
+    group.addoption("--audit-cmid", default=None, metavar="GUID",
+                    help="the one CMID of the safe clauses (default: derived from this machine and the target, so "
+                         "reruns renew one entry; pin it where that changes, e.g. in a CI container)")
     group.addoption("--control", default=None, metavar="HOST:PORT",
                     help="test-control channel of a reference host started with `kmsconf host --control`")
     group.addoption("--activation-interval", type=int, default=120, metavar="MIN",
@@ -114,13 +119,22 @@ def settings(config: pytest.Config) -> Settings:
     if client_cmd:
         _check_client_cmd(client_cmd)
     dns = _dns(config, target)
+    audit = get("--audit-cmid")
+    if audit:
+        try:
+            audit = uuid.UUID(audit.strip("{}"))
+        except ValueError:
+            raise UsageError(f"--audit-cmid {audit}: not a GUID (write e.g. 3f2504e0-4f89-41d3-9a0c-0305e82c3301)") \
+                from None
+    fuzz_sharding(config)  # its mistakes too, before anything runs
     patterns = tuple(p.strip() for p in (get("--clause") or "").split(",") if p.strip())
     for pattern in patterns:
         if not clause_registry.select(pattern):
             raise UsageError(f"--clause {pattern}: matches no clause (ids like KMS-RPC-001, areas like KMS-RPC, "
                              f"patterns like 'KMS-MSG-00*'; `kmsconf clauses` lists them)")
     return Settings(target, control, protocols, get("--profile"), key_group, timeout, get("--activation-interval"),
-                    get("--renewal-interval"), expectations, expect, _strict(config), client_cmd, dns, patterns)
+                    get("--renewal-interval"), expectations, expect, _strict(config), client_cmd, dns, patterns,
+                    audit)
 
 
 def _strict(config: pytest.Config) -> bool:
@@ -178,14 +192,17 @@ def reachable(address: tuple[str, int], timeout: float) -> str | None:
         return exc.strerror or str(exc)
 
 
-def control_belongs(control: tuple[str, int], target: tuple[str, int], timeout: float) -> str | None:
+def control_belongs(control: tuple[str, int], target: tuple[str, int], timeout: float,
+                    cmid: uuid.UUID | None = None) -> str | None:
     """None when the control channel controls the host behind --target (one request there moves its
     counter of answered requests), else why not. A port-forward in between is fine."""
     from conformance import catalog
     from conformance.net.runner import Runner
     from conformance.reference.client import build_request
 
-    from .target import AUDIT_WORKSTATION, ControlChannel, audit_cmid
+    from conformance.net.control import ControlChannel
+
+    from .target import AUDIT_WORKSTATION, audit_cmid
 
     try:
         channel = ControlChannel.tcp(*control, timeout=timeout)
@@ -218,7 +235,7 @@ def pytest_cmdline_main(config: pytest.Config) -> int | None:
                              f"is the KMS host running there?\n")
             return EXIT_UNREACHABLE
         if run.control is not None:
-            why = control_belongs(run.control, run.target, run.timeout)
+            why = control_belongs(run.control, run.target, run.timeout, run.audit_cmid)
             if why is not None:
                 sys.stderr.write(f"kms-conformance: --control {format_address(*run.control)}: {why}\n")
                 return EXIT_USAGE

@@ -363,8 +363,6 @@ class Activation:
     def problems(self) -> list[str]:
         if isinstance(self.outcome, Response):
             return list(self.outcome.problems)
-        if self.verified:
-            return []
         return [f"{self.stage}: {self.outcome.describe()}"]
 
     @property

@@ -88,7 +88,8 @@ class Session:
         self.call_id = 2
         self.contexts: dict[int, bool] = {}  # accepted cont_id -> NDR64
         self.transcript: Transcript = transcript if transcript is not None else []
-        self.closed = False  # the host closed (or reset) the connection
+        self.closed: str | bool = False  # why the stream is over: the host closed or reset it, or fell silent
+        self.half_closed = False  # we said EOF: nothing more may be sent
 
     def close(self) -> None:
         self.sock.close()
@@ -101,46 +102,50 @@ class Session:
 
     # --- bytes ---
     def send(self, data: bytes) -> bool:
-        """Send raw bytes; False when the host has already closed the connection."""
+        """Send raw bytes; False when the connection is gone (why: `self.closed`)."""
         self.transcript.append(("client", data))
+        if self.closed:
+            return False
         try:
             self.sock.sendall(data)
             return True
-        except (BrokenPipeError, ConnectionResetError):
-            self.closed = True
-            return False
+        except socket.timeout:
+            self.closed = "the host took no more bytes within the timeout"
+        except OSError as exc:  # a reset, an abort, an unreachable network: the connection is gone either way
+            self.closed = f"the host closed the connection before we sent ({exc.strerror or exc})"
+        return False
 
     def half_close(self) -> None:
         """Nothing more will come from us: a host waiting for the rest of a PDU sees EOF."""
+        self.half_closed = True
         try:
             self.sock.shutdown(socket.SHUT_WR)
         except OSError:
             pass
 
     def receive(self, sent: SentRequest | None = None) -> Outcome:
-        """The host's next answer, classified."""
+        """The host's next answer, classified. After a close or a silence the stream is over: what could
+        follow might be the rest of a PDU, never the start of one."""
         if self.closed:
-            return Closed("the host had already closed the connection")
+            return Closed(self.closed if isinstance(self.closed, str) else "the host had already closed the connection")
         started = time.monotonic()
         try:
             data = read_pdu(self.sock)
         except socket.timeout:
+            self.closed = "no answer within the timeout"
             return classify(None, timed_out=round(time.monotonic() - started, 3))
-        except PduStreamError as exc:
-            self.closed = True
-            return classify(None, closed_detail=str(exc))
         except ConnectionResetError:
-            self.closed = True
-            return Closed("the host reset the connection")
-        except ConnectionError as exc:
-            self.closed = True
-            return Closed(str(exc))
+            self.closed = "the host reset the connection"
+            return Closed(self.closed)
+        except (ConnectionError, OSError) as exc:  # PduStreamError and a close mid-PDU among them
+            self.closed = str(exc) if isinstance(exc, ConnectionError) else exc.strerror or str(exc)
+            return Closed(self.closed)
         self.transcript.append(("host", data))
         return classify(data, sent=sent)
 
     def exchange(self, data: bytes, sent: SentRequest | None = None) -> Outcome:
         if not self.send(data):
-            return Closed("the host closed the connection before we sent")
+            return Closed(self.closed or "the host closed the connection before we sent")
         return self.receive(sent)
 
     # --- DCE/RPC ---
@@ -261,7 +266,7 @@ class Runner:
             if not _whole(first):
                 session.half_close()  # nothing more is coming: let the host see EOF rather than wait
             answer = session.receive()
-            if isinstance(answer, (Closed, Silent, Undecodable)):
+            if isinstance(answer, (Closed, Silent, Undecodable)) or session.half_closed:
                 return answer, list(session.transcript)
             session.send(second)
             session.half_close()

@@ -218,6 +218,8 @@ class RpcSession:
         except DecodeError as exc:
             outcome = Outcome(None, hresult.E_INVALID_DATA, reason=str(exc))
         else:
+            if quirks and Quirk.DROP_V5 in quirks and payload[2:4] == b"\x05\x00":
+                return Reply(None, close=True, problem="a V5 request dropped by quirk")
             admitted = self.service.admit(payload)
             if not isinstance(admitted, Outcome):
                 return Reply(None, close=close, pending=Pending(admitted, ndr64, call_id, cont_id))

@@ -85,10 +85,14 @@ class SharedStore(Store):
 
     def begin(self, table: ClientTable) -> None:
         self._lock.acquire()
-        version = self._data_version()
-        if version != self._version:
-            self._catch_up(table)
-            self._version = version
+        try:
+            version = self._data_version()
+            if version != self._version:
+                self._catch_up(table)
+                self._version = version
+        except BaseException:
+            self._lock.release()  # or every other worker would wait for it for ever
+            raise
 
     def _uuid(self, text: str) -> uuid.UUID:
         found = self._uuids.get(text)

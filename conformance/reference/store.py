@@ -142,11 +142,6 @@ class Store:
             table.reset()
             self.load_into(table)
 
-    def save_record(self, app_id: uuid.UUID, cmid: uuid.UUID, now: float, capacity: int, rec: Recorded) -> None:
-        """One change, committed at once."""
-        self.note(app_id, cmid, now, capacity, rec)
-        self.commit()
-
     def reset_clients(self) -> None:
         self._ops = []
         with self.db:
@@ -161,13 +156,3 @@ class Store:
 
     def put(self, key: str, value: Any) -> None:
         self.db.execute("INSERT OR REPLACE INTO settings VALUES (?, ?)", (key, json.dumps(value)))
-
-    def summary(self, now: float, lifetime: float) -> dict[str, dict[str, int]]:
-        """Per application: live count and capacity, read straight from the database."""
-        out: dict[str, dict[str, int]] = {}
-        for app, capacity in self.db.execute("SELECT app_id, capacity FROM capacity"):
-            (count,) = self.db.execute(
-                "SELECT COUNT(*) FROM clients WHERE app_id = ? AND last_seen > ?", (app, now - lifetime)
-            ).fetchone()
-            out[app] = {"count": count, "cache_size": capacity}
-        return out
