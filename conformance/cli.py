@@ -39,7 +39,7 @@ def cmd_host(args: argparse.Namespace) -> int:
         config = HostConfig(
             host=host, port=port, activation_interval=args.activation_interval,
             renewal_interval=args.renewal_interval, key_group=args.key_group, host_build=args.host_build,
-            protocols=_protocols(args.protocols),
+            protocols=_protocols(args.protocols), max_cache=args.max_cache,
             host_os=args.host_os,
             db=args.db, event_log=args.event_log, low_priority=args.low_priority,
             dns_publish=args.dns_publish, control=args.control,
@@ -261,6 +261,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--renewal-interval", type=int, default=10080, metavar="MIN", help="renewal interval (/sri)")
     p.add_argument("--key-group", default=None, help="host key: client-vl, server-a, server-b, server-c or a catalog slug")
     p.add_argument("--host-build", type=int, default=26100, metavar="BUILD", help="host OS build, e.g. 7601 or 26100")
+    p.add_argument("--max-cache", type=int, default=50, metavar="N",
+                   help="the most client entries one application's cache holds: 50 (2 x 25, the highest N of any "
+                        "product) on a genuine host; a load test may raise it to count more distinct clients")
     p.add_argument("--protocols", default="4,5,6", metavar="V[,V]",
                    help="KMS protocol versions served (a Windows 7 / Server 2008 R2 host as the guide describes "
                         "it: 4; later updates added 5 and 6)")

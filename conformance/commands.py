@@ -205,6 +205,8 @@ def cmd_matrix(args: argparse.Namespace) -> int:
         name, sep, address = item.partition("=")
         if not sep or not name:
             raise UsageError(f"--target {item!r}: write NAME=HOST:PORT")
+        if any(t.name == name for t in targets):
+            raise UsageError(f"--target {item!r}: the name {name!r} is taken by another --target (one name each)")
         parse_address(address)
         targets.append(MatrixTarget(name, address, expects.get(name)))
     unknown = set(expects) - {t.name for t in targets}
@@ -231,7 +233,10 @@ def cmd_matrix(args: argparse.Namespace) -> int:
         print(", ".join(f"{verdicts.count(v)} {v}" for v in dict.fromkeys(verdicts)))
     build(results, targets, out)
     print(f"matrix: {out / 'index.html'} and {out / 'index.json'}")
-    return 0
+    failed = [name for name, records in results.items() if any(r["verdict"] in ("fail", "xpass") for r in records)]
+    if failed:
+        print(f"a clause failed (or a declared deviation is stale) for: {', '.join(failed)}")
+    return 1 if failed else 0
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:

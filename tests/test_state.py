@@ -188,3 +188,14 @@ def test_store_settings_and_reset_survive_reopen(tmp_path):
 def test_open_existing_refuses_a_missing_database(tmp_path):
     with pytest.raises(FileNotFoundError, match="no host database"):
         Store.open_existing(tmp_path / "absent.sqlite")
+
+
+def test_a_request_claiming_a_higher_n_does_not_grow_the_cache_past_50():
+    """No product's N is above 25 (PROTOCOL.md 16): a count above 50 is one no genuine host reports (KMS-THR-005)."""
+    table = ClientTable()
+    table.record(WINDOWS, uuid.uuid4(), 40, 0.0)
+    counts = [table.record(WINDOWS, uuid.uuid4(), 25, float(i)).count for i in range(1, 61)]
+    assert table.capacity(WINDOWS) == 50 and max(counts) == 50
+    wide = ClientTable(max_capacity=1000)
+    wide.record(WINDOWS, uuid.uuid4(), 40, 0.0)
+    assert wide.capacity(WINDOWS) == 80  # --max-cache: a load test may count more distinct clients

@@ -144,3 +144,37 @@ def test_a_failure_in_the_terminal_shows_the_rule_and_the_decoded_exchange():
     assert "KMS-MSG-003 (MUST) the response echoes the request's CMID and request time" in out, out[-3000:]
     decoded = out[out.index("decoded:"):out.index("bytes:")]
     assert "response V6.0 count" in decoded and "request V6.0 sku" in decoded, decoded
+
+
+def test_a_port_with_another_service_is_one_line(tmp_path):
+    """A wrong port on an HTTP server: one line at once, not a hundred checks waiting out its silence."""
+    import http.server
+    import threading
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        proc = run("-m", "pytest", "conformance/suite", "-p", "no:cacheprovider", "--target",
+                   f"127.0.0.1:{server.server_address[1]}")
+    finally:
+        server.shutdown()
+    one_line(proc, 3, "a DCE/RPC bind got")
+
+
+@pytest.mark.parametrize("args,says", [(["--protocol", "7"], "--protocol 7"), (["--profile", "msft"], "--profile"),
+                                       (["--evidence-dir", "README.md"], "--evidence-dir")])
+def test_other_option_mistakes_are_one_line(args, says):
+    one_line(run("-m", "pytest", "conformance/suite", "-p", "no:cacheprovider", *args), 2, says)
+
+
+def test_matrix_of_two_hosts_shows_every_verdict_and_fails_on_a_must(tmp_path):
+    with HostThread(HostConfig(port=0, quirks=frozenset({"ignore-opnum"}))) as warned, \
+            HostThread(HostConfig(port=0, quirks=frozenset({"wrong-cmid"}))) as failed:
+        a, b = ("{}:{}".format(*t.host.address) for t in (warned, failed))
+        proc = run("-m", "conformance.cli", "matrix", "--target", f"warned={a}", "--target", f"failed={b}",
+                   "--out", str(tmp_path), timeout=600)
+    page = (tmp_path / "index.html").read_text()
+    assert proc.returncode == 1 and "a clause failed" in proc.stdout and "failed" in proc.stdout.splitlines()[-1]
+    assert ">WARN<" in page and ">FAIL<" in page, proc.stdout
+    duplicate = run("-m", "conformance.cli", "matrix", "--target", f"x={a}", "--target", f"x={b}")
+    one_line(duplicate, 2, "is taken")

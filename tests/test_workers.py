@@ -18,7 +18,7 @@ from conformance.dns.lab import DnsLab, find_named
 from conformance.reference.discovery import query_srv
 
 PRODUCT = "Windows 10/11 Enterprise"
-N_POLICY = 500  # a cache of 1000: every one of 1,000 new CMIDs raises the count, so each count is seen once
+N_POLICY = 500  # with --max-cache 1000, a cache of 1000: every one of 1,000 new CMIDs raises the count, each once
 
 
 def host_status(db) -> dict:
@@ -44,8 +44,8 @@ def worker_pids(supervisor: int) -> list[int]:
 def test_a_thousand_cmids_through_four_workers_count_as_one_table(tmp_path, database):
     """A database file (SharedStore), or none (RingStore: the table shared in memory only)."""
     db, events = tmp_path / "host.sqlite" if database == "file" else database, tmp_path / "events.jsonl"
-    host = loadgen.HostProcess.start(tmp_path / "host.log", ("--workers", "4", "--db", str(db), "--event-log",
-                                                             str(events)), control=False)
+    host = loadgen.HostProcess.start(tmp_path / "host.log", ("--workers", "4", "--db", str(db), "--max-cache", "1000",
+                                                             "--event-log", str(events)), control=False)
     first, newcomers = [uuid.uuid4() for _ in range(1000)], [uuid.uuid4() for _ in range(1000)]
     try:
         assert len(worker_pids(host.pid)) == 4

@@ -22,7 +22,6 @@ from conformance.net.address import format_address, is_loopback, parse_address
 from . import clauses as clause_registry
 from .expectations import load_expectations
 from .run import RUN_KEY, KmsRun, Settings
-from .sharding import fuzz_sharding
 
 EXIT_USAGE = 2
 EXIT_UNREACHABLE = 3
@@ -38,8 +37,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--target", default=None, metavar="HOST:PORT",
                     help="KMS host under test, e.g. 10.0.0.5:1688 or [fd00::5]:1688 (default: start the embedded "
                          "reference host)")
-    group.addoption("--protocol", default="all", choices=("4", "5", "6", "all"), help="KMS versions to check")
-    group.addoption("--profile", default="microsoft", choices=clause_registry.PROFILES,
+    group.addoption("--protocol", default="all", metavar="4|5|6|all", help="KMS versions to check")
+    group.addoption("--profile", default="microsoft", metavar="|".join(clause_registry.PROFILES),
                     help="microsoft: what a genuine host must do; emulator: tolerate what emulators skip")
     group.addoption("--host-key-group", default="auto", metavar="GROUP",
                     help="the target's host key: client-vl, server-a, server-b, server-c or a catalog slug "
@@ -98,7 +97,18 @@ def settings(config: pytest.Config) -> Settings:
         raise UsageError("--control needs --target (the host the channel controls)")
     if target is not None and target[1] == 0:
         raise UsageError(f"--target {get('--target')}: port 0 is no port to connect to")
+    if get("--protocol") not in ("4", "5", "6", "all"):
+        raise UsageError(f"--protocol {get('--protocol')}: write 4, 5, 6 or all")
     protocols = (4, 5, 6) if get("--protocol") == "all" else (int(get("--protocol")),)
+    if get("--profile") not in clause_registry.PROFILES:
+        raise UsageError(f"--profile {get('--profile')}: write {' or '.join(clause_registry.PROFILES)}")
+    evidence = get("--evidence-dir")
+    if evidence:
+        try:
+            Path(evidence).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UsageError(f"--evidence-dir {evidence}: cannot make a directory there "
+                             f"({exc.strerror or exc})") from None
     key_group = get("--host-key-group")
     if key_group != "auto":
         from conformance import catalog
@@ -126,6 +136,8 @@ def settings(config: pytest.Config) -> Settings:
         except ValueError:
             raise UsageError(f"--audit-cmid {audit}: not a GUID (write e.g. 3f2504e0-4f89-41d3-9a0c-0305e82c3301)") \
                 from None
+    from .sharding import fuzz_sharding  # imported when used: pytest_plugins loads it as a plugin of its own
+
     fuzz_sharding(config)  # its mistakes too, before anything runs
     patterns = tuple(p.strip() for p in (get("--clause") or "").split(",") if p.strip())
     for pattern in patterns:
@@ -192,6 +204,20 @@ def reachable(address: tuple[str, int], timeout: float) -> str | None:
         return exc.strerror or str(exc)
 
 
+def speaks_rpc(address: tuple[str, int], timeout: float) -> str | None:
+    """None when a DCE/RPC bind gets a bind_ack or a bind_nak there, else what came instead: a wrong port can
+    land on another TCP service, and a hundred checks would each wait out its silence."""
+    from conformance.net.outcomes import BindAck, BindNak
+    from conformance.net.runner import Runner
+
+    try:
+        with Runner(*address, min(timeout, 5.0)).session() as session:
+            answer = session.bind()
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    return None if isinstance(answer, (BindAck, BindNak)) else answer.describe()
+
+
 def control_belongs(control: tuple[str, int], target: tuple[str, int], timeout: float,
                     cmid: uuid.UUID | None = None) -> str | None:
     """None when the control channel controls the host behind --target (one request there moves its
@@ -233,6 +259,11 @@ def pytest_cmdline_main(config: pytest.Config) -> int | None:
         if why is not None:
             sys.stderr.write(f"kms-conformance: --target {format_address(*run.target)}: cannot connect ({why}); "
                              f"is the KMS host running there?\n")
+            return EXIT_UNREACHABLE
+        why = speaks_rpc(run.target, run.timeout)
+        if why is not None:
+            sys.stderr.write(f"kms-conformance: --target {format_address(*run.target)}: something listens there, "
+                             f"but a DCE/RPC bind got {why}; is it a KMS host (the port)?\n")
             return EXIT_UNREACHABLE
         if run.control is not None:
             why = control_belongs(run.control, run.target, run.timeout, run.audit_cmid)

@@ -35,6 +35,7 @@ class HostConfig:
     backlog: int = 1024  # listen() queue, for bursts of new connections
     max_pdu: int = 5840
     fixed_count: int | None = None
+    max_cache: int = 50  # 2 x 25; a load test may let it count more distinct clients (--max-cache)
     control: bool = False  # the loopback test-control channel (advance clock, reset)
     event_log: str | None = None  # path, or "-" for stderr
     low_priority: bool = False

@@ -68,7 +68,7 @@ class KmsService:
         self.clock = clock or Clock()
         self.store = store or Store(config.db)
         quirks = config.quirks
-        self.table = ClientTable(expire=Quirk.NO_EXPIRY not in quirks,
+        self.table = ClientTable(max_capacity=config.max_cache, expire=Quirk.NO_EXPIRY not in quirks,
                                  renew_replaces=Quirk.NO_RENEWAL_REPLACE not in quirks)
         self.store.load_into(self.table)
         self.host_keys = self._select_host_keys()
