@@ -94,9 +94,12 @@ def client_run(pytestconfig: pytest.Config):
     from .client_mode import run_client
 
     run = run_client(command, timeout=settings.timeout * 6)
-    if not run.requests:
-        pytest.fail(f"the client sent no KMS request the host could decode (exit {run.returncode}):\n"
-                    f"{run.stdout[-2000:]}\n{run.stderr[-2000:]}")
+    if not run.request_pdus:
+        from .evidence import ClauseFailure
+
+        said = " | ".join(line for line in (run.stdout + run.stderr).strip().splitlines()[-3:]) or "nothing"
+        raise ClauseFailure(["a KMS request"], f"none: the client exited with {run.returncode}",
+                            detail=f"what it printed last: {said}")
     return run
 
 

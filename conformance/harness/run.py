@@ -77,6 +77,10 @@ class KmsRun:
     def target_name(self) -> str:
         return self.settings.target_name
 
+    @property
+    def host_name(self) -> str:
+        return self.settings.host_name
+
 
 RUN_KEY = pytest.StashKey[KmsRun]()
 

@@ -216,7 +216,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
         tr.write_line(f"stale deviations ({', '.join(stale)}): declared to fail but passed; update the --expect "
                       f"file", red=True)
         tr.stats.setdefault("stale", []).extend(stale)
-    _footprint_lines(tr, run)
+    if not run.settings.client_only:  # a client under test meets the harness's own host: no footprint to tell
+        _footprint_lines(tr, run)
     tr.write_line(f"summary written to {path}")
     results = config.getoption("allure_report_dir", default=None)
     if results:
@@ -252,9 +253,10 @@ def _footprint_lines(tr, run: KmsRun) -> None:
     fresh = {clause: sum(1 for e in entries if len(owners[e]) == 1) for clause, entries in run.footprint.items()}
     adders = ", ".join(f"{cid} {n}" for cid, n in sorted(fresh.items(), key=lambda kv: -kv[1]) if n)
     apps = len({e.split("/")[0] for e in owners})
-    tr.write_line(f"footprint: {len(owners)} client entries sent to {run.target_name} (in {apps} application "
-                  f"count{'s' if apps != 1 else ''}); {len(shared)} shared by "
-                  f"{len({w for e in shared for w in owners[e]})} clauses (the audit's CMID)"
+    clauses = len({w for e in shared for w in owners[e]})
+    tr.write_line(f"footprint: {len(owners)} client entr{'y' if len(owners) == 1 else 'ies'} sent to "
+                  f"{run.host_name} (in {apps} application count{'s' if apps != 1 else ''})"
+                  + (f"; {len(shared)} shared by {clauses} clauses (the audit's CMID)" if shared else "")
                   + (f"; fresh ones from {adders}" if adders else ""))
     if run.left_out:
         kinds = sorted(set(run.left_out.values()))

@@ -59,12 +59,16 @@ def read_status(path: str | Path, now: float | None = None) -> dict:
         db.close()
     host = settings.get("settings", {})
     windows = apps.get(str(catalog_mod.WINDOWS_APP_ID), {"count": 0, "cache_size": 0})
-    epids = {key.removeprefix("epid:"): value for key, value in settings.items() if key.startswith("epid:")}
+    epids = {key.removeprefix("epid:"): value for key, value in settings.items()
+             if key.startswith("epid:") and key != "epid:other-key"}
+    catalog = catalog_mod.load()
+    names = {k.slug: k.name for k in catalog.host_keys}
     return {
         "count": windows["count"],
         "cache_size": windows["cache_size"],
         "applications": apps,
         "key_group": host.get("key_group") or "default",
+        "host_keys": [names.get(slug, slug) for slug in epids],
         "epids": epids,
         "epid": next(iter(epids.values()), None),
         "hwid": str(settings.get("hwid", "")).upper(),
