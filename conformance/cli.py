@@ -106,8 +106,8 @@ def _host_workers(config, workers: int, loop: str) -> int:
         print(f"kmsconf host: {exc}", file=sys.stderr)
         return 1
     print(f"kmsconf host listening on {format_address(*address[:2])}", flush=True)
-    db = "a temporary database" if supervisor.config.db != config.db else config.db
-    print(f"{workers} workers, one client table in {db}", flush=True)
+    where = "shared memory" if config.db == ":memory:" else config.db
+    print(f"{workers} workers, one client table in {where}", flush=True)
     for domain, ok, detail in supervisor.publish_results:
         print(f"DNS: {'published in' if ok else 'FAILED to publish in'} {domain} ({detail})", flush=True)
     status = supervisor.wait(lambda: bool(stop))
@@ -294,7 +294,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a new connection's limit until a bind is accepted (default 5)")
     p.add_argument("--workers", type=int, default=None, metavar="N",
                    help="host processes sharing the port and the client table (default: the number of CPUs; "
-                        "1 with --control). With --db :memory: they share a temporary database file")
+                        "1 with --control). With --db :memory: they share the table in shared memory")
     p.add_argument("--loop", choices=("auto", "asyncio", "uvloop"), default="auto",
                    help="event loop: uvloop when installed (auto), or asyncio's own")
     p.set_defaults(func=cmd_host, dns_publish=False)
