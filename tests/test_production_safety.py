@@ -120,7 +120,7 @@ def test_host_listens_on_ipv6_and_a_bare_v6_target_says_how_to_write_it(tmp_path
                             stdout=subprocess.PIPE, text=True)
     try:
         line = proc.stdout.readline()
-        assert line.startswith("kmsconf host listening on ::1:"), line
+        assert line.startswith("kmsconf host listening on [::1]:"), line
         port = int(line.rsplit(":", 1)[1])
         client = subprocess.run([sys.executable, "-m", "conformance.cli", "activate", f"[::1]:{port}",
                                  "--product", "Windows 7 Enterprise"], capture_output=True, text=True, timeout=60)
