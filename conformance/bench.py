@@ -3,6 +3,12 @@
 The host runs as its own process (`kmsconf host`), the load generator here sends
 pre-sealed requests, so the host's figure is the host's cost. The same generator
 against a trivial echo server gives the machine's loopback ceiling in the same run.
+
+With a user-built vlmcs (and vlmcsd), three loads are driven by vlmcs against the reference
+host and vlmcsd, round by round in turn: one connection, a new connection per request, and
+64 vlmcs processes at once; each figure is the median of the rounds and the ratio
+reference/vlmcsd. The bench also records the host's memory per idle connection and how long a
+client takes to activate while 10,000 idle connections are held open.
 """
 
 from __future__ import annotations
@@ -13,7 +19,9 @@ import contextlib
 import json
 import os
 import platform
+import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -92,30 +100,54 @@ def rate_concurrent(address: tuple[str, int], bind: bytes, req: bytes, clients: 
     return sum(counts) / (time.perf_counter() - start)
 
 
-def _echo_server() -> tuple[tuple[str, int], asyncio.AbstractEventLoop]:
-    """A loopback server answering each PDU with the same bytes: the ceiling of this generator."""
-    loop = asyncio.new_event_loop()
-    ready = threading.Event()
-    holder: dict = {}
+class _Echo(asyncio.Protocol):
+    """Each whole PDU straight back: the least a server can do per exchange."""
 
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while True:
-                header = await reader.readexactly(16)
-                body = await reader.readexactly(rpc.peek_frag_length(header) - 16)
-                writer.write(header + body)
-                await writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError):
-            writer.close()
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+        self.buffer = bytearray()
+
+    def data_received(self, data: bytes) -> None:
+        buffer = self.buffer
+        buffer += data
+        while len(buffer) >= rpc.HEADER_SIZE:
+            frag = rpc.peek_frag_length(buffer)
+            if frag < rpc.HEADER_SIZE:
+                self.transport.close()
+                return
+            if len(buffer) < frag:
+                return
+            self.transport.write(bytes(buffer[:frag]))
+            del buffer[:frag]
+
+
+def serve_echo() -> None:
+    """`python -m conformance.bench --echo`: an echo server on a free loopback port (printed), until SIGTERM."""
+    from conformance.reference.host import new_event_loop
 
     async def main() -> None:
-        server = await asyncio.start_server(handle, "127.0.0.1", 0)
-        holder["address"] = server.sockets[0].getsockname()[:2]
-        ready.set()
+        server = await asyncio.get_running_loop().create_server(_Echo, "127.0.0.1", 0)
+        print(f"echo on {server.sockets[0].getsockname()[1]}", flush=True)
+        stop = asyncio.Event()
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+        await stop.wait()
 
-    threading.Thread(target=lambda: (loop.run_until_complete(main()), loop.run_forever()), daemon=True).start()
-    ready.wait(5)
-    return holder["address"], loop
+    with asyncio.Runner(loop_factory=new_event_loop) as runner:
+        runner.run(main())
+
+
+@contextlib.contextmanager
+def echo_process() -> Iterator[tuple[str, int]]:
+    """The echo server in a process of its own (same event loop as the host): the floor of this generator."""
+    proc = subprocess.Popen([sys.executable, "-m", "conformance.bench", "--echo"], stdout=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()
+        if not line.startswith("echo on "):
+            raise RuntimeError(f"the echo server did not start: {line!r}")
+        yield "127.0.0.1", int(line.split()[-1])
+    finally:
+        proc.terminate()
+        proc.wait(10)
 
 
 def client_cost_us(protocol: int, rounds: int = 300) -> float:
@@ -136,15 +168,22 @@ def client_cost_us(protocol: int, rounds: int = 300) -> float:
 
 
 @contextlib.contextmanager
-def host_process(loop: str = "auto", pure_python: bool = False) -> Iterator[tuple[str, int]]:
+def reference_process(*args: str, env: dict[str, str] | None = None) -> Iterator[loadgen.HostProcess]:
     """`kmsconf host` in a process of its own, so the figures are the host's cost, not this generator's."""
-    env = dict(os.environ, KMSCONF_PURE_PYTHON="1" if pure_python else "0")
     with tempfile.TemporaryDirectory() as scratch:
-        host = loadgen.HostProcess.start(Path(scratch) / "host.log", ("--loop", loop), env=env)
+        host = loadgen.HostProcess.start(Path(scratch) / "host.log", args, env=env, control=False)
         try:
-            yield host.host, host.port
+            yield host
         finally:
             host.stop()
+
+
+@contextlib.contextmanager
+def host_process(loop: str = "auto", pure_python: bool = False) -> Iterator[tuple[str, int]]:
+    """One worker: these figures are one process's cost per request."""
+    env = dict(os.environ, KMSCONF_PURE_PYTHON="1" if pure_python else "0")
+    with reference_process("--loop", loop, "--workers", "1", env=env) as host:
+        yield host.host, host.port
 
 
 # What each speed-up buys, V6 (the costliest version): the host with one of them taken away.
@@ -162,20 +201,186 @@ def variants(seconds: float) -> dict:
     return rows
 
 
-def vlmcs_rates(vlmcs: str, address: tuple[str, int], requests: int = 20000) -> dict:
-    """vlmcs as the load generator (the issue's yardstick): V6 requests/s on one connection and per connection.
+# --- vlmcs as the load generator (the issue's yardstick), the reference host against vlmcsd ---
+# vlmcs and vlmcsd are third-party binaries the user built outside this project; nothing of them ships here.
+VLMCS_LOADS = ("one_connection", "new_connection", "concurrent_64")
+CONCURRENT = 64
+ROUNDS = 5
 
-    vlmcs is a third-party binary the user built outside this project; nothing of it ships here.
-    """
-    rates = {}
-    for name, extra, n in (("v6_one_connection_rps", [], requests), ("v6_new_connection_rps", ["-T"], requests // 5)):
+
+def _vlmcs(vlmcs: str, address: tuple[str, int], requests: int, *extra: str) -> subprocess.Popen:
+    return subprocess.Popen([vlmcs, f"{address[0]}:{address[1]}", "-6", "-l", PRODUCTS[6], "-n", str(requests),
+                             *extra], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def vlmcs_rate(vlmcs: str, address: tuple[str, int], load: str, requests: int) -> float:
+    """V6 requests per second of one vlmcs load; `requests` in all (64 processes share them)."""
+    if load == "concurrent_64":
+        each = max(1, requests // CONCURRENT)
         start = time.perf_counter()
-        done = subprocess.run([vlmcs, f"{address[0]}:{address[1]}", "-6", "-l", PRODUCTS[6], "-n", str(n), *extra],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=600)
-        if done.returncode:
-            raise RuntimeError(f"vlmcs exited {done.returncode}: {done.stderr.strip()[-300:]}")
-        rates[name] = n / (time.perf_counter() - start)
-    return rates
+        procs = [_vlmcs(vlmcs, address, each) for _ in range(CONCURRENT)]
+        requests = each * CONCURRENT
+    else:
+        start = time.perf_counter()
+        procs = [_vlmcs(vlmcs, address, requests, *(["-T"] if load == "new_connection" else []))]
+    failed = [(proc.wait(600), proc.stderr.read()) for proc in procs]
+    elapsed = time.perf_counter() - start
+    for code, err in failed:
+        if code:
+            raise RuntimeError(f"vlmcs exited {code} against {address[0]}:{address[1]} ({load}): {err.strip()[-300:]}")
+    return requests / elapsed
+
+
+def _cpu_seconds(pids: list[int]) -> float:
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(OSError), open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime + stime
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def vlmcs_loads(vlmcs: str, targets: dict[str, tuple[tuple[str, int], int | None]], seconds: float,
+                rounds: int = ROUNDS) -> dict:
+    """Each load, round after round, each target in turn (the machine's speed drifts: a ratio is taken from
+    figures measured side by side). targets: name -> (address, pid whose process tree's CPU time to count)."""
+    sizes = {"one_connection": int(2500 * seconds), "new_connection": int(500 * seconds),
+             "concurrent_64": int(4000 * seconds)}
+    rates: dict[str, dict[str, list[float]]] = {load: {name: [] for name in targets} for load in VLMCS_LOADS}
+    cpu: dict[str, dict[str, list[float]]] = {load: {name: [] for name in targets} for load in VLMCS_LOADS}
+    for _ in range(rounds):
+        for load in VLMCS_LOADS:
+            for name, (address, pid) in targets.items():
+                pids = loadgen.proc_tree(pid) if pid else []
+                before = _cpu_seconds(pids)
+                rate = vlmcs_rate(vlmcs, address, load, sizes[load])
+                rates[load][name].append(rate)
+                if pids:  # host CPU per request: the processes' own accounting
+                    cpu[load][name].append((_cpu_seconds(pids) - before) / (rate and sizes[load]) * 1e6)
+    out: dict = {"rounds": rounds, "requests": sizes, "concurrent_clients": CONCURRENT}
+    for load in VLMCS_LOADS:
+        row: dict = {}
+        for name in targets:
+            row[f"{name}_rps"] = statistics.median(rates[load][name])
+            if cpu[load][name]:
+                row[f"{name}_cpu_us_per_request"] = statistics.median(cpu[load][name])
+        if "vlmcsd" in targets:  # each round's ratio, then their median: pairs measured seconds apart
+            for name in targets:
+                if name != "vlmcsd":
+                    row[f"{name}_ratio"] = statistics.median(
+                        mine / theirs for mine, theirs in zip(rates[load][name], rates[load]["vlmcsd"]))
+        out[load] = row
+    return out
+
+
+@contextlib.contextmanager
+def vlmcsd_process(vlmcsd: str) -> Iterator[tuple[tuple[str, int], int]]:
+    """vlmcsd on a free loopback port: (address, pid)."""
+    port = free_port()
+    proc = subprocess.Popen([vlmcsd, "-D", "-N1", "-B1", "-L", f"127.0.0.1:{port}"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{vlmcsd} did not listen on 127.0.0.1:{port}") from None
+                time.sleep(0.05)
+        yield ("127.0.0.1", port), proc.pid
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def floor(targets: dict[str, tuple[str, int]], echo: tuple[str, int], seconds: float, rounds: int = 7) -> dict:
+    """The physical floor: this generator on one connection against an echo server, and each host's time per
+    request above it (V6), from each round's own echo figure (short rounds in turn, medians)."""
+    bind, req = _pdus(6)
+    slice_seconds = max(0.1, seconds / 4)
+    rates: dict[str, list[float]] = {name: [] for name in ["echo", *targets]}
+    for _ in range(rounds):
+        rates["echo"].append(rate_one_connection(echo, bind, req, slice_seconds))
+        for name, address in targets.items():
+            rates[name].append(rate_one_connection(address, bind, req, slice_seconds))
+    out: dict = {"rounds": rounds, "echo_rps": statistics.median(rates["echo"])}
+    for name in targets:
+        out[f"{name}_rps"] = statistics.median(rates[name])
+        out[f"{name}_us_above_floor"] = statistics.median(
+            (1 / rps - 1 / echo_rps) * 1e6 for rps, echo_rps in zip(rates[name], rates["echo"]))
+    return out
+
+
+# --- idle connections: memory each, and whether real clients still get in ---
+IDLE_HELD = 10_000
+IDLE_SAMPLE = 2000  # fewer than one worker's max_connections: every one of them is held by the host
+
+
+def _settle(pids_of, grown: int, timeout: float = 20.0) -> None:
+    """Until the host holds `grown` more descriptors than it had (it accepted the connections), or stops changing."""
+    deadline = time.monotonic() + timeout
+    last, stable = -1, 0
+    while time.monotonic() < deadline:
+        now = sum(loadgen.proc_fds(pid) for pid in pids_of())
+        if now >= grown:
+            return
+        stable = stable + 1 if now == last else 0
+        if stable >= 10:
+            return
+        last = now
+        time.sleep(0.05)
+
+
+def idle_connections(vlmcsd: str | None, held: int = IDLE_HELD, sample: int = IDLE_SAMPLE) -> dict:
+    """Memory per idle connection (PSS of every host process, over `sample` idle connections), and the
+    seconds a client takes to activate while `held` idle connections stay open (median and worst of 3)."""
+    from conformance.reference.client import activate, build_request
+    from conformance.reference.host import raise_fd_limit
+
+    limit = raise_fd_limit(held + 1024)
+    held = min(held, limit - 512)
+    edition = catalog.load().edition(PRODUCTS[6])
+    out: dict = {"held": held}
+    with tempfile.TemporaryDirectory() as scratch:
+        host = loadgen.HostProcess.start(Path(scratch) / "host.log", control=False)
+        sockets: list[socket.socket] = []
+        try:
+            pids = lambda: loadgen.proc_tree(host.pid)
+            fds, before = sum(loadgen.proc_fds(pid) for pid in pids()), host.pss_kib()
+            sockets += loadgen.open_idle(host.host, host.port, sample)
+            _settle(pids, fds + sample)
+            out["reference_kib_per_idle_connection"] = (host.pss_kib() - before) / sample
+            sockets += loadgen.open_idle(host.host, host.port, held - sample)
+            _settle(pids, 10**9, timeout=5.0)  # until the host's descriptors stop changing
+            times = []
+            for _ in range(3):
+                start = time.perf_counter()
+                result = activate(host.host, host.port, build_request(edition), timeout=10)
+                times.append(time.perf_counter() - start)
+                if not result.verified:
+                    raise RuntimeError(f"activation with {held} idle connections failed: {result.problems}")
+            out["reference_seconds_to_activate"] = statistics.median(times)
+            out["reference_seconds_to_activate_worst"] = max(times)
+        finally:
+            for sock in sockets:
+                sock.close()
+            host.stop()
+    if vlmcsd:  # vlmcsd forks a process per connection: a smaller sample says enough
+        with vlmcsd_process(vlmcsd) as (address, pid):
+            count = sample // 4
+            before = loadgen.proc_pss_kib(pid)
+            sockets = loadgen.open_idle(*address, count)
+            try:
+                deadline = time.monotonic() + 20
+                while len(loadgen.proc_tree(pid)) < count + 1 and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                out["vlmcsd_kib_per_idle_connection"] = (loadgen.proc_pss_kib(pid) - before) / count
+            finally:
+                for sock in sockets:
+                    sock.close()
+    return out
 
 
 def run(out: Path, seconds: float, vlmcs: str | None = None, vlmcsd: str | None = None) -> dict:
@@ -190,8 +395,7 @@ def run(out: Path, seconds: float, vlmcs: str | None = None, vlmcsd: str | None 
                      "host": {"event_loop": loop_name, "rijndael": "compiled" if native_available() else "python"},
                      "figures": {}}
     figures = results["figures"]
-    echo_addr, echo_loop = _echo_server()
-    try:
+    with echo_process() as echo_addr:
         with host_process() as host_addr:
             for protocol in (4, 5, 6):
                 bind, req = _pdus(protocol)
@@ -206,19 +410,18 @@ def run(out: Path, seconds: float, vlmcs: str | None = None, vlmcsd: str | None 
                 }
                 for clients in (1, 8, 64):
                     row[f"concurrent_{clients}_rps"] = rate_concurrent(host_addr, bind, req, clients, seconds)
+                row["echo_concurrent_64_rps"] = rate_concurrent(echo_addr, bind, req, 64, seconds)
                 row["one_connection_ratio_to_ceiling"] = row["one_connection_rps"] / ceiling_one
                 row["new_connection_ratio_to_ceiling"] = row["new_connection_rps"] / ceiling_new
                 figures[f"v{protocol}"] = row
-            if vlmcs:
-                results["vlmcs_load"] = {"reference host": vlmcs_rates(vlmcs, host_addr)}
-    finally:
-        echo_loop.call_soon_threadsafe(echo_loop.stop)
+        if vlmcs:
+            results["vlmcs_load"] = compare_with_vlmcs(vlmcs, vlmcsd, echo_addr, seconds)
     if vlmcs and vlmcsd:
-        results["vlmcs_load"]["vlmcsd"] = vlmcsd_rates(vlmcs, vlmcsd)
         from conformance.fuzz.throughput import versus_vlmcs
 
         results["fuzz_vs_vlmcs"] = versus_vlmcs(vlmcs, vlmcsd, seconds)
     results["without"] = variants(seconds)
+    results["idle_connections"] = idle_connections(vlmcsd)
     results["fuzz"] = fuzz_rate(seconds)
     results["suite"] = suite_wall_time()
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -226,25 +429,22 @@ def run(out: Path, seconds: float, vlmcs: str | None = None, vlmcsd: str | None 
     return results
 
 
-def vlmcsd_rates(vlmcs: str, vlmcsd: str) -> dict:
-    """The same vlmcs load against vlmcsd on loopback, for the ratio the issue asks about."""
-    port = free_port()
-    proc = subprocess.Popen([vlmcsd, "-D", "-N1", "-B1", "-L", f"127.0.0.1:{port}"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"{vlmcsd} did not listen on 127.0.0.1:{port}") from None
-                time.sleep(0.05)
-        return vlmcs_rates(vlmcs, ("127.0.0.1", port))
-    finally:
-        proc.terminate()
-        proc.wait(10)
+def compare_with_vlmcs(vlmcs: str, vlmcsd: str | None, echo: tuple[str, int], seconds: float) -> dict:
+    """The three vlmcs loads against the host as `kmsconf host` runs by default (a worker per CPU), the host with
+    one worker, and vlmcsd; then the floor: this generator against the echo server and each host."""
+    workers = len(os.sched_getaffinity(0))
+    with contextlib.ExitStack() as stack:
+        default = stack.enter_context(reference_process("--workers", str(workers)))
+        single = stack.enter_context(reference_process("--workers", "1"))
+        targets = {"reference": ((default.host, default.port), default.pid),
+                   "reference_1_worker": ((single.host, single.port), single.pid)}
+        if vlmcsd:  # no CPU figure: vlmcsd forks a process per connection, gone (and uncounted) when it closes
+            targets["vlmcsd"] = (stack.enter_context(vlmcsd_process(vlmcsd))[0], None)
+        loads = vlmcs_loads(vlmcs, targets, seconds)
+        loads["reference_workers"] = workers
+        if vlmcsd:
+            loads["floor"] = floor({name: address for name, (address, _) in targets.items()}, echo, seconds)
+    return loads
 
 
 def fuzz_rate(seconds: float) -> dict:
@@ -282,7 +482,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=SECONDS, help="duration of each figure")
     parser.add_argument("--vlmcs", metavar="PATH", help="also load the host with this vlmcs binary (built by you)")
     parser.add_argument("--vlmcsd", metavar="PATH", help="with --vlmcs: measure this vlmcsd the same way")
+    parser.add_argument("--echo", action="store_true", help=argparse.SUPPRESS)  # the floor's echo server
     args = parser.parse_args()
+    if args.echo:
+        serve_echo()
+        return
     for path in filter(None, (args.vlmcs, args.vlmcsd)):
         if not os.access(path, os.X_OK):
             parser.error(f"{path}: not an executable file")
@@ -300,9 +504,25 @@ def main() -> None:
     for name, row in results["without"].items():
         print(f"without ({name}): v6 {row['v6_one_connection_rps']:.0f}/s one connection, "
               f"{row['v6_new_connection_rps']:.0f}/s new connection")
-    for name, row in results.get("vlmcs_load", {}).items():
-        print(f"vlmcs -> {name}: v6 {row['v6_one_connection_rps']:.0f}/s one connection, "
-              f"{row['v6_new_connection_rps']:.0f}/s new connection")
+    vlmcs_load = results.get("vlmcs_load")
+    if vlmcs_load:
+        names = [key[:-4] for key in vlmcs_load["one_connection"] if key.endswith("_rps")]
+        print(f"vlmcs, V6 (median of {vlmcs_load['rounds']} rounds; reference = {vlmcs_load['reference_workers']} "
+              "workers):")
+        for load in VLMCS_LOADS:
+            row = vlmcs_load[load]
+            cells = [f"{name} {row[name + '_rps']:.0f}/s" + (f" ({row[name + '_ratio']:.2f}x)"
+                                                              if name + "_ratio" in row else "") for name in names]
+            print(f"  {load:15} " + ", ".join(cells))
+        if "floor" in vlmcs_load:
+            fl = vlmcs_load["floor"]
+            print(f"  floor (this generator, one connection): echo {fl['echo_rps']:.0f}/s; us per request above it: "
+                  + ", ".join(f"{name} {fl[name + '_us_above_floor']:.0f}" for name in names))
+    idle = results["idle_connections"]
+    print(f"idle connections: {idle['reference_kib_per_idle_connection']:.1f} KiB each"
+          + (f" (vlmcsd {idle['vlmcsd_kib_per_idle_connection']:.1f})" if "vlmcsd_kib_per_idle_connection" in idle
+             else "")
+          + f"; with {idle['held']} held open a client activates in {idle['reference_seconds_to_activate']:.3f} s")
     if "fuzz_vs_vlmcs" in results:
         f = results["fuzz_vs_vlmcs"]
         print(f"fuzz under the monitor vs vlmcs -T, one vlmcsd: vlmcs {f['vlmcs_new_connection_rps']:.0f}/s; fuzz "

@@ -9,15 +9,15 @@ import json
 import os
 import signal
 import sys
-import time
 import uuid
 from pathlib import Path
 
 EXIT_USAGE = 2
+EXIT_UNREACHABLE = 3
 
 
-from conformance.errors import UsageError  # one class, however this module is run (python -m makes a second)
-from conformance.net.address import parse_address
+from conformance.errors import Unreachable, UsageError  # one class each, however this module is run
+from conformance.net.address import format_address, parse_address
 
 
 def _print_json(data: object) -> None:
@@ -28,24 +28,37 @@ def _print_json(data: object) -> None:
 # --- host ---
 def cmd_host(args: argparse.Namespace) -> int:
     from conformance.reference.config import HostConfig
-    from conformance.reference.host import ReferenceHost, new_event_loop
+    from conformance.reference.host import ReferenceHost, new_event_loop, raise_fd_limit
 
     host, port = parse_address(args.listen)
+    workers = args.workers if args.workers is not None else (1 if args.control else len(os.sched_getaffinity(0)))
+    if workers < 1:
+        raise UsageError(f"--workers {workers}: give 1 or more")
+    if workers > 1 and args.control:
+        raise UsageError("--control needs --workers 1 (the clock and reset act on one process's client table)")
     try:
         config = HostConfig(
             host=host, port=port, activation_interval=args.activation_interval,
             renewal_interval=args.renewal_interval, key_group=args.key_group, host_build=args.host_build,
-            protocols=_protocols(args.protocols),
+            protocols=_protocols(args.protocols), max_cache=args.max_cache,
             host_os=args.host_os,
             db=args.db, event_log=args.event_log, low_priority=args.low_priority,
             dns_publish=args.dns_publish, control=args.control,
             dns_server=parse_address(args.dns_server, 53) if args.dns_server else None,
             dns_publish_list=tuple(args.dns_domain), dns_hostname=args.dns_hostname,
             dns_unpublish_on_exit=args.dns_unpublish_on_exit,
-            max_connections=args.max_connections, idle_timeout=args.idle_timeout,
+            max_connections=args.max_connections, idle_timeout=args.idle_timeout, bind_timeout=args.bind_timeout,
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+    raise_fd_limit(config.max_connections + 256)  # every held connection is a file descriptor
+    try:
+        loop_factory = functools.partial(new_event_loop, args.loop)
+        loop_factory().close()  # an unknown or missing loop is a usage error before anything starts
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    if workers > 1:
+        return _host_workers(config, workers, args.loop)
 
     async def serve() -> None:
         try:
@@ -53,7 +66,7 @@ def cmd_host(args: argparse.Namespace) -> int:
         except (LookupError, ValueError) as exc:
             raise UsageError(str(exc)) from None
         address = await reference.start()
-        print(f"kmsconf host listening on {address[0]}:{address[1]}", flush=True)
+        print(f"kmsconf host listening on {format_address(*address[:2])}", flush=True)
         for domain, ok, detail in reference.publish_results:
             print(f"DNS: {'published in' if ok else 'FAILED to publish in'} {domain} ({detail})", flush=True)
         if reference.control_address:
@@ -68,16 +81,40 @@ def cmd_host(args: argparse.Namespace) -> int:
         print("kmsconf host stopped", flush=True)
 
     try:
-        loop_factory = functools.partial(new_event_loop, args.loop)
-        loop_factory().close()  # an unknown or missing loop is a usage error before anything starts
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
-    try:
         with asyncio.Runner(loop_factory=loop_factory) as runner:
             runner.run(serve())
     except OSError as exc:
-        raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+        raise UsageError(f"cannot listen on {config.host}:{config.port}: {exc.strerror or exc}") from None
     return 0
+
+
+def _host_workers(config, workers: int, loop: str) -> int:
+    """The host as `workers` processes on one port (reference/workers.py)."""
+    from conformance.reference.workers import Supervisor
+
+    stop = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.append(True))
+    try:
+        supervisor = Supervisor(config, workers, loop)
+        address = supervisor.start()
+    except (LookupError, ValueError) as exc:
+        raise UsageError(str(exc)) from None
+    except OSError as exc:
+        raise UsageError(f"cannot listen on {config.host}:{config.port}: {exc.strerror or exc}") from None
+    except RuntimeError as exc:
+        print(f"kmsconf host: {exc}", file=sys.stderr)
+        return 1
+    print(f"kmsconf host listening on {format_address(*address[:2])}", flush=True)
+    where = "shared memory" if config.db == ":memory:" else config.db
+    print(f"{workers} workers, one client table in {where}", flush=True)
+    for domain, ok, detail in supervisor.publish_results:
+        print(f"DNS: {'published in' if ok else 'FAILED to publish in'} {domain} ({detail})", flush=True)
+    status = supervisor.wait(lambda: bool(stop))
+    if status == 0:
+        supervisor.stop()
+        print("kmsconf host stopped", flush=True)
+    return status
 
 
 def cmd_host_status(args: argparse.Namespace) -> int:
@@ -90,8 +127,10 @@ def cmd_host_status(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(status)
         return 0
-    for key in ("count", "cache_size", "key_group", "epid", "hwid", "activation_interval", "renewal_interval"):
+    for key in ("count", "cache_size", "epid", "hwid", "activation_interval", "renewal_interval"):
         print(f"{key.replace('_', ' '):<20}: {status[key]}")
+    print(f"{'host keys':<20}: {', '.join(status['host_keys']) or 'none'}"
+          + ("" if status["key_group"] == "default" else f" (--key-group {status['key_group']})"))
     if status["last_requests"]:
         print("last requests (event 12290, newest first):")
         for event in status["last_requests"]:
@@ -143,8 +182,7 @@ def cmd_activate(args: argparse.Namespace) -> int:
         try:
             result = activate(host, port, request, options, timeout=args.timeout)
         except OSError as exc:
-            print(f"kmsconf activate: cannot reach {host}:{port}: {exc}", file=sys.stderr)
-            return 1
+            raise Unreachable(format_address(host, port), exc) from None
     else:
         from conformance.reference.discovery import DiscoveringClient, DiscoveryError
 
@@ -190,16 +228,20 @@ def cmd_decode(args: argparse.Namespace) -> int:
     from conformance.pcap.decode import decode_capture, exchanges_json
     from conformance.pcap.reader import CaptureError
 
-    try:
-        decoded = decode_capture(Path(args.file), args.port)
-    except CaptureError as exc:
-        raise UsageError(str(exc)) from None
-    items = exchanges_json(decoded)
+    items = []
+    for name in args.files:
+        try:
+            decoded = decode_capture(Path(name), args.port)
+        except CaptureError as exc:
+            raise UsageError(str(exc)) from None
+        items += [dict(item, file=name) for item in exchanges_json(decoded)]
     if args.json:
         _print_json(items)
         return 0
     for n, item in enumerate(items, 1):
-        print(f"== exchange {n}: {item['client']} -> {item['host']} (NDR{item['ndr']}, call_id {item.get('call_id')})")
+        source = f"{item['file']}: " if len(args.files) > 1 else ""
+        print(f"== exchange {n}: {source}{item['client']} -> {item['host']} (NDR{item['ndr']}, "
+              f"call_id {item.get('call_id')})")
         for side in ("request", "response"):
             print(f"  {side}:")
             for key, value in (item.get(side) or {}).items():
@@ -220,11 +262,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("host", "run the reference KMS host in the foreground",
             "  kmsconf host --listen 127.0.0.1:1688\n  kmsconf host --key-group server-b --db host.sqlite")
-    p.add_argument("--listen", default="127.0.0.1:1688", metavar="ADDR:PORT", help="address to listen on (/sprt)")
-    p.add_argument("--activation-interval", type=int, default=120, metavar="MIN", help="retry interval (/sai)")
-    p.add_argument("--renewal-interval", type=int, default=10080, metavar="MIN", help="renewal interval (/sri)")
+    p.add_argument("--listen", default="127.0.0.1:1688", metavar="ADDR:PORT", help="address to listen on (slmgr /sprt on Windows)")
+    p.add_argument("--activation-interval", type=int, default=120, metavar="MIN", help="retry interval (slmgr /sai on Windows)")
+    p.add_argument("--renewal-interval", type=int, default=10080, metavar="MIN", help="renewal interval (slmgr /sri on Windows)")
     p.add_argument("--key-group", default=None, help="host key: client-vl, server-a, server-b, server-c or a catalog slug")
     p.add_argument("--host-build", type=int, default=26100, metavar="BUILD", help="host OS build, e.g. 7601 or 26100")
+    p.add_argument("--max-cache", type=int, default=50, metavar="N",
+                   help="the most client entries one application's cache holds: 50 (2 x 25, the highest N of any "
+                        "product) on a genuine host; a load test may raise it to count more distinct clients")
     p.add_argument("--protocols", default="4,5,6", metavar="V[,V]",
                    help="KMS protocol versions served (a Windows 7 / Server 2008 R2 host as the guide describes "
                         "it: 4; later updates added 5 and 6)")
@@ -232,23 +277,29 @@ def build_parser() -> argparse.ArgumentParser:
                    help="host OS name, checked against Table 2 (e.g. 'Windows 7' carries only client-vl)")
     p.add_argument("--db", default=":memory:", help="SQLite database for the client table and settings")
     p.add_argument("--event-log", default=None, metavar="PATH", help="JSON event lines ('-' for stderr)")
-    p.add_argument("--low-priority", action="store_true", help="lower the process priority (/cpri)")
+    p.add_argument("--low-priority", action="store_true", help="lower the process priority (slmgr /cpri on Windows)")
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--dns-publish", dest="dns_publish", action="store_true", help="publish SRV records (/sdns)")
-    g.add_argument("--no-dns-publish", dest="dns_publish", action="store_false", help="do not publish (/cdns)")
+    g.add_argument("--dns-publish", dest="dns_publish", action="store_true", help="publish SRV records (slmgr /sdns on Windows)")
+    g.add_argument("--no-dns-publish", dest="dns_publish", action="store_false", help="do not publish (slmgr /cdns on Windows)")
     p.add_argument("--dns-server", metavar="HOST[:PORT]", help="DNS server taking dynamic updates")
     p.add_argument("--dns-domain", action="append", default=[], metavar="DOMAIN[,PRIO[,WEIGHT]]",
                    help="publish _vlmcs._tcp in this domain (repeatable: the DnsDomainPublishList)")
     p.add_argument("--dns-hostname", default="kms", help="this host's label in each domain (default kms)")
     p.add_argument("--dns-unpublish-on-exit", action="store_true", help="remove the records on clean shutdown")
     p.add_argument("--control", action="store_true", help="offer the loopback test-control channel")
-    p.add_argument("--max-connections", type=int, default=2048)
+    p.add_argument("--max-connections", type=int, default=2048,
+                   help="per worker; beyond it a new connection closes the least recently active one")
     p.add_argument("--idle-timeout", type=float, default=30.0, metavar="SECONDS")
+    p.add_argument("--bind-timeout", type=float, default=5.0, metavar="SECONDS",
+                   help="a new connection's limit until a bind is accepted (default 5)")
+    p.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="host processes sharing the port and the client table (default: the number of CPUs; "
+                        "1 with --control). With --db :memory: they share the table in shared memory")
     p.add_argument("--loop", choices=("auto", "asyncio", "uvloop"), default="auto",
                    help="event loop: uvloop when installed (auto), or asyncio's own")
     p.set_defaults(func=cmd_host, dns_publish=False)
 
-    p = add("host-status", "show a host's count, cache, key group, ePID and intervals from its database (/dli)",
+    p = add("host-status", "show a host's count, cache, key group, ePID and intervals from its database (slmgr /dli on Windows)",
             "  kmsconf host-status --db host.sqlite --json")
     p.add_argument("--db", required=True)
     p.add_argument("--json", action="store_true")
@@ -274,8 +325,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_activate)
 
     p = add("decode", "decode the KMS exchanges in a pcap/pcapng file (decrypting V5/V6, verifying hashes)",
-            "  kmsconf decode capture.pcap\n  kmsconf decode capture.pcapng --port 21688 --json")
-    p.add_argument("file")
+            "  kmsconf decode capture.pcap\n  kmsconf decode ../shared/captures/third-party/*.pcap\n"
+            "  kmsconf decode capture.pcapng --port 21688 --json")
+    p.add_argument("files", nargs="+", metavar="FILE")
     p.add_argument("--port", type=int, help="only TCP connections on this port (default: any)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_decode)
@@ -294,6 +346,9 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as exc:
         print(f"kmsconf {args.command}: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except Unreachable as exc:
+        print(f"kmsconf {args.command}: {exc}", file=sys.stderr)
+        return EXIT_UNREACHABLE
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:

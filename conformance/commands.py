@@ -52,22 +52,20 @@ def cmd_check(args: argparse.Namespace) -> int:
     import pytest
 
     suite = Path(__file__).with_name("suite")
-    argv = [str(suite), "-p", "no:cacheprovider", "-q", "--profile", args.profile, "--protocol", args.protocol,
-            "--summary", args.summary, "--rootdir", str(Path.cwd())]
-    if args.target:
-        argv += ["--target", args.target]
-    if args.expect:
-        argv += ["--expect", args.expect]
-    if args.control:
-        argv += ["--control", args.control]
-    if args.alluredir:
-        argv += ["--alluredir", args.alluredir]
+    # -q and -rfE: the verdicts by area and the failures, not a line per skipped check
+    argv = [str(suite), "-p", "no:cacheprovider", "-q", "-rfE", "--profile", args.profile, "--protocol",
+            args.protocol, "--summary", args.summary, "--rootdir", str(Path.cwd())]
+    for option in ("target", "expect", "control", "clause", "evidence_dir", "alluredir"):
+        if getattr(args, option):
+            argv += [f"--{option.replace('_', '-')}", getattr(args, option)]
+    if args.intrusive:
+        argv.append("--intrusive")
     return int(pytest.main(argv))
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from conformance.errors import UsageError
-    from conformance.net.address import parse_address
+    from conformance.errors import Unreachable, UsageError
+    from conformance.net.address import format_address, parse_address
     from conformance.pcap.reader import CaptureError
     from conformance.pcap.replay import differences, replay
     from conformance.wire.hresult import SL_E_VL_INVALID_TIMESTAMP
@@ -78,8 +76,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     except CaptureError as exc:
         raise UsageError(str(exc)) from None
     except ConnectionError as exc:
-        print(f"kmsconf replay: {exc}", file=sys.stderr)
-        return 1
+        raise Unreachable(format_address(host, port), str(exc)) from None
     diffs = differences(rows)
     if args.json:
         json.dump({"rows": [r.__dict__ for r in rows], "differences": len(diffs)}, sys.stdout, indent=2, default=str)
@@ -101,7 +98,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
 def cmd_fuzz(args: argparse.Namespace) -> int:
     import shlex
 
-    from conformance.errors import UsageError
+    from conformance.errors import Unreachable, UsageError
+    from conformance.net.address import format_address
     from conformance.fuzz.campaign import campaign, finding_counts, findings_json, print_progress
     from conformance.fuzz.monitor import TargetCommand, TargetStartError
     from conformance.fuzz.mutators import Seed
@@ -144,8 +142,7 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
         try:
             socket.create_connection(address, timeout=args.timeout).close()
         except OSError as exc:
-            print(f"kmsconf fuzz: cannot reach {address[0]}:{address[1]}: {exc}", file=sys.stderr)
-            return 1
+            raise Unreachable(format_address(*address), exc) from None
     replay_target = f"--target-cmd {shlex.quote(args.target_cmd)}" if command else f"--target {args.target}"
     show = print_progress if sys.stderr.isatty() and not args.json else None
 
@@ -273,6 +270,8 @@ def cmd_matrix(args: argparse.Namespace) -> int:
         name, sep, address = item.partition("=")
         if not sep or not name:
             raise UsageError(f"--target {item!r}: write NAME=HOST:PORT")
+        if any(t.name == name for t in targets):
+            raise UsageError(f"--target {item!r}: the name {name!r} is taken by another --target (one name each)")
         parse_address(address)
         targets.append(MatrixTarget(name, address, expects.get(name)))
     unknown = set(expects) - {t.name for t in targets}
@@ -299,7 +298,10 @@ def cmd_matrix(args: argparse.Namespace) -> int:
         print(", ".join(f"{verdicts.count(v)} {v}" for v in dict.fromkeys(verdicts)))
     build(results, targets, out)
     print(f"matrix: {out / 'index.html'} and {out / 'index.json'}")
-    return 0
+    failed = [name for name, records in results.items() if any(r["verdict"] in ("fail", "xpass") for r in records)]
+    if failed:
+        print(f"a clause failed (or a declared deviation is stale) for: {', '.join(failed)}")
+    return 1 if failed else 0
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
@@ -332,8 +334,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     states = {}
     for m in result.machines:
         states[m.life.licence.value] = states.get(m.life.licence.value, 0) + 1
-    print(f"after {args.days:g} days: {', '.join(f'{n} {s}' for s, n in sorted(states.items()))}; "
-          f"host count {result.final_count}; {result.attempts} requests")
+    licences = ", ".join(f"{n} {s}" for s, n in sorted(states.items())) or "no machines"
+    print(f"after {args.days:g} days: {licences}; host count {result.final_count}; {result.attempts} requests")
     return 0
 
 
@@ -486,8 +488,12 @@ def register(add) -> None:
     p.add_argument("--target", metavar="HOST:PORT")
     p.add_argument("--profile", default="microsoft", choices=("microsoft", "emulator"))
     p.add_argument("--protocol", default="all", choices=("4", "5", "6", "all"))
-    p.add_argument("--expect", metavar="FILE.toml", help="declared deviations of this target")
+    p.add_argument("--expect", metavar="NAME|FILE.toml", help="declared deviations: vlmcsd, pykms or a file")
     p.add_argument("--control", metavar="HOST:PORT", help="control channel of a `kmsconf host --control`")
+    p.add_argument("--clause", metavar="ID|AREA|PATTERN", help="only these clauses, e.g. KMS-RPC or 'KMS-MSG-00*'")
+    p.add_argument("--intrusive", action="store_true",
+                   help="on a host outside loopback, also the clauses that add clients or send bad input")
+    p.add_argument("--evidence-dir", metavar="DIR", help="each check's exchanges as pcap and decoded JSON")
     p.add_argument("--summary", default="reports/summary.json")
     p.add_argument("--alluredir", help="also write Allure results here")
     p.set_defaults(func=cmd_check)

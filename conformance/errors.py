@@ -3,3 +3,11 @@
 
 class UsageError(Exception):
     """A bad argument or file: printed as one line, exit status 2."""
+
+
+class Unreachable(Exception):
+    """No connection to the host at all: printed as one line, exit status 3 (as the suite's)."""
+
+    def __init__(self, address: str, why: OSError | str):
+        reason = why if isinstance(why, str) else (why.strerror or str(why))
+        super().__init__(f"cannot reach {address} ({reason}); is the KMS host running there?")

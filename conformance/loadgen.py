@@ -7,15 +7,17 @@ in several processes (the sharded soak test under pytest-xdist).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from conformance import catalog
@@ -43,6 +45,7 @@ class LoadResult:
     answered: int = 0
     failed: int = 0
     last_count: int = 0
+    counts: list[int] = field(default_factory=list)  # the count of every answer, in the order they came
 
 
 async def _one_connection(host: str, port: int, requests: list[bytes], result: LoadResult, timeout: float) -> None:
@@ -64,6 +67,7 @@ async def _one_connection(host: str, port: int, requests: list[bytes], result: L
             else:
                 result.answered += 1
                 result.last_count = framing.open_response(body).response.count
+                result.counts.append(result.last_count)
             done += 1
     except (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError):
         result.failed += len(requests) - done  # a hung or closed host fails what it never answered
@@ -96,6 +100,40 @@ def proc_rss_kib(pid: int) -> int:
         return next(int(line.split()[1]) for line in status if line.startswith("VmRSS"))
 
 
+def proc_tree(pid: int) -> list[int]:
+    """The process and its descendants (a host's supervisor and workers)."""
+    pids = [pid]
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as children:
+            for child in children.read().split():
+                pids.extend(proc_tree(int(child)))
+    except OSError:
+        pass
+    return pids
+
+
+def proc_pss_kib(pid: int) -> int:
+    """Proportional set size of a process and its descendants: shared pages counted once over all of them."""
+    total = 0
+    for each in proc_tree(pid):
+        with contextlib.suppress(OSError), open(f"/proc/{each}/smaps_rollup") as rollup:
+            total += next(int(line.split()[1]) for line in rollup if line.startswith("Pss:"))
+    return total
+
+
+def open_idle(host: str, port: int, count: int, timeout: float = 10.0) -> list[socket.socket]:
+    """`count` connections that never send a byte (someone holding slots); the caller closes them."""
+    held: list[socket.socket] = []
+    try:
+        for _ in range(count):
+            held.append(socket.create_connection((host, port), timeout=timeout))
+    except BaseException:
+        for sock in held:
+            sock.close()
+        raise
+    return held
+
+
 def proc_alive(pid: int) -> bool:
     """True while the process exists and is not a zombie (a stopped host whose parent has not reaped it yet)."""
     try:
@@ -107,28 +145,29 @@ def proc_alive(pid: int) -> bool:
 
 @dataclass
 class HostProcess:
-    """A reference host in its own process (`kmsconf host --control`), on a free loopback port."""
+    """A reference host in its own process (`kmsconf host`, with --control unless told not to), on a free
+    loopback port. Without --control it runs as many workers as `args` say (default: one per CPU)."""
 
     pid: int
     port: int
-    control_port: int
+    control_port: int  # 0 without --control
     log: str
     host: str = "127.0.0.1"
 
     @classmethod
     def start(cls, log: Path, args: tuple[str, ...] = (), timeout: float = 30.0,
-              env: dict[str, str] | None = None) -> "HostProcess":
+              env: dict[str, str] | None = None, control: bool = True) -> "HostProcess":
         with open(log, "wb") as out:
             proc = subprocess.Popen([sys.executable, "-m", "conformance.cli", "host", "--listen", "127.0.0.1:0",
-                                     "--control", *args], stdout=out, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, env=env)
+                                     *(["--control"] if control else []), *args], stdout=out,
+                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             text = Path(log).read_text(errors="replace")
             listening = re.search(r"listening on 127\.0\.0\.1:(\d+)", text)
-            control = re.search(r"test control on 127\.0\.0\.1:(\d+)", text)
-            if listening and control:
-                return cls(proc.pid, int(listening[1]), int(control[1]), str(log))
+            control_at = re.search(r"test control on 127\.0\.0\.1:(\d+)", text)
+            if listening and (control_at or not control):
+                return cls(proc.pid, int(listening[1]), int(control_at[1]) if control_at else 0, str(log))
             if proc.poll() is not None:
                 break
             time.sleep(0.05)
@@ -136,7 +175,7 @@ class HostProcess:
         raise RuntimeError(f"the reference host did not start (exit {proc.poll()}):\n{Path(log).read_text()[-2000:]}")
 
     def status(self) -> dict:
-        from conformance.harness.target import ControlChannel
+        from conformance.net.control import ControlChannel
 
         return ControlChannel.tcp(self.host, self.control_port).status()
 
@@ -145,6 +184,10 @@ class HostProcess:
 
     def rss_kib(self) -> int:
         return proc_rss_kib(self.pid)
+
+    def pss_kib(self) -> int:
+        """Memory of the host's every process (supervisor and workers)."""
+        return proc_pss_kib(self.pid)
 
     def settled_fds(self, at_most: int | None = None, timeout: float = 10.0) -> int:
         """The fd count once the host has closed what its clients closed: stable, or down to `at_most`."""

@@ -18,6 +18,12 @@ class Fault:
     config: dict
     breaks: frozenset[str]
     pins: dict[str, tuple[str, str]] = field(default_factory=dict)
+    hides: frozenset[str] = frozenset()  # clauses the fault makes unobservable (inconclusive or skip, saying why)
+
+    @property
+    def baseline(self) -> dict:
+        """The same host without the fault: what the suite says of it is the comparison."""
+        return {k: v for k, v in self.config.items() if k not in ("quirks", "fixed_count")}
 
 
 PINS: dict[str, dict[str, tuple[str, str]]] = {
@@ -64,8 +70,22 @@ PINS: dict[str, dict[str, tuple[str, str]]] = {
     "process-cut-pdu": {"KMS-ROB-004": ("actual", "BindAck")},
 }
 
+# what each fault makes unobservable, and why: a count stuck at its cap shows no +1; an answer that does not
+# open shows no field; a bind refused shows no flags to mirror; a shrinking cache shows no steady count
+HIDES: dict[str, frozenset[str]] = {
+    "fixed-count": frozenset({"KMS-THR-001", "KMS-THR-002"}),
+    "shrink-cache": frozenset({"KMS-THR-006"}),
+    "wrong-version": frozenset({"KMS-MSG-002", "KMS-MSG-003", "KMS-MSG-004", "KMS-MSG-005", "KMS-MSG-008",
+                                "KMS-THR-003"}),
+    "require-mpx": frozenset({"KMS-RPC-004"}),
+    # a Server B key that no longer activates the client editions below it: no N = 25 edition to count with
+    "non-cumulative-groups": frozenset({"KMS-CACHE-002", "KMS-CACHE-003", "KMS-CACHE-006", "KMS-THR-003",
+                                        "KMS-THR-006"}),
+}
+
 COUNTS = ("KMS-CACHE-001", "KMS-CACHE-002", "KMS-CACHE-004", "KMS-CACHE-005", "KMS-THR-003", "KMS-THR-004")
-FAULTS = [Fault(q.value, {"quirks": frozenset({q}), **q.needs}, q.breaks, PINS.get(q.value, {})) for q in Quirk] + [
+FAULTS = [Fault(q.value, {"quirks": frozenset({q}), **q.needs}, q.breaks, PINS.get(q.value, {}),
+                HIDES.get(q.value, frozenset())) for q in Quirk] + [
     Fault("activation-interval-60", {"activation_interval": 60}, frozenset({"KMS-TIME-001"}),
           {"KMS-TIME-001": ("actual", "60 min")}),
     Fault("renewal-interval-1440", {"renewal_interval": 1440}, frozenset({"KMS-TIME-002"}),
@@ -74,9 +94,12 @@ FAULTS = [Fault(q.value, {"quirks": frozenset({q}), **q.needs}, q.breaks, PINS.g
           {"KMS-TIME-004": ("actual", "Refusal(0xC004F06C)")}),
     # a count stuck at one value: below 25 it breaks the +1 rule too; above 50 the cap
     Fault("fixed-count-3", {"quirks": frozenset({Quirk.FIXED_COUNT}), "fixed_count": 3},
-          frozenset({*COUNTS, "KMS-THR-001"}), {"KMS-THR-001": ("actual", "3 -> 3")}),
+          frozenset({*COUNTS, "KMS-THR-001"}), {"KMS-THR-001": ("actual", "3 -> 3")},
+          frozenset({"KMS-CACHE-003", "KMS-CACHE-006", "KMS-THR-002"})),
     Fault("fixed-count-30", {"quirks": frozenset({Quirk.FIXED_COUNT}), "fixed_count": 30},
-          frozenset({*COUNTS, "KMS-THR-001"}), {"KMS-THR-004": ("actual", "client 1: count 30")}),
+          frozenset({*COUNTS, "KMS-THR-001"}), {"KMS-THR-004": ("actual", "client 1: count 30")},
+          frozenset({"KMS-CACHE-003", "KMS-THR-002"})),
     Fault("fixed-count-60", {"quirks": frozenset({Quirk.FIXED_COUNT}), "fixed_count": 60},
-          frozenset({*COUNTS, "KMS-THR-005"}) - {"KMS-CACHE-002"}, {"KMS-THR-005": ("actual", "60 (answering")}),
+          frozenset({*COUNTS, "KMS-THR-005"}) - {"KMS-CACHE-002"}, {"KMS-THR-005": ("actual", "60 (answering")},
+          frozenset({"KMS-CACHE-002", "KMS-CACHE-003", "KMS-THR-001", "KMS-THR-002"})),
 ]

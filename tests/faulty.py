@@ -20,16 +20,18 @@ ROOT = Path(__file__).resolve().parents[1]
 SUITE = ROOT / "conformance" / "suite"
 
 
-def run_suite(tmp_path: Path, *, clauses: list[str], extra: list[str] = (), **config) -> dict[str, dict]:
-    """Verdict records by clause id for the given clauses, against a host built from `config`."""
+def run_suite(tmp_path: Path, *, clauses: list[str] = (), extra: list[str] = (), **config) -> dict[str, dict]:
+    """Verdict records by clause id (the given clauses, else every clause of the default run), against a
+    reference host with a control channel built from `config`."""
     host_config = HostConfig(port=0, control=True, **config)
     summary = tmp_path / "summary.json"
+    selection = ["--clause", ",".join(clauses)] if clauses else []
     with HostThread(host_config) as thread:
         host, port = thread.host.address
         ctl_host, ctl_port = thread.host.control_address
         argv = [sys.executable, "-m", "pytest", str(SUITE), "-q", "-p", "no:cacheprovider", "-p", "no:randomly",
                 "--target", f"{host}:{port}", "--control", f"{ctl_host}:{ctl_port}",
-                "--summary", str(summary), "--clause", ",".join(clauses), *extra]
+                "--summary", str(summary), *selection, *extra]
         proc = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=300)
     if not summary.exists():
         raise AssertionError(f"suite run wrote no summary (exit {proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
@@ -41,16 +43,5 @@ def run_suite(tmp_path: Path, *, clauses: list[str], extra: list[str] = (), **co
 
 
 def run_suite_all(tmp_path: Path, extra: list[str] = (), **config) -> dict[str, dict]:
-    """Verdict records of every clause of the default run, against a host built from `config`."""
-    host_config = HostConfig(port=0, control=True, **config)
-    summary = tmp_path / "summary.json"
-    with HostThread(host_config) as thread:
-        host, port = thread.host.address
-        ctl_host, ctl_port = thread.host.control_address
-        argv = [sys.executable, "-m", "pytest", str(SUITE), "-q", "-p", "no:cacheprovider", "-p", "no:randomly",
-                "--target", f"{host}:{port}", "--control", f"{ctl_host}:{ctl_port}", "--summary", str(summary),
-                *extra]
-        proc = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=300)
-    if not summary.exists():
-        raise AssertionError(f"suite run wrote no summary (exit {proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
-    return {r["clause"]: r for r in json.loads(summary.read_text())}
+    """Every clause of the default run."""
+    return run_suite(tmp_path, extra=extra, **config)

@@ -31,6 +31,8 @@ def main(fault: str, host: str, port: int) -> None:
     if fault in changes:
         request = dataclasses.replace(request, **changes[fault])
     payload = framing.seal_request(request)
+    if fault == "version-7":  # a version no product has (vlmcs -K 7.0): the host cannot open it
+        payload = payload[:2] + (7).to_bytes(2, "little") + payload[4:]
     if fault == "bad-padding":
         # re-encrypt with a different final padding block so decryption succeeds but padding is wrong
         from conformance.wire import crypto

@@ -48,6 +48,10 @@ class Forwarder:
     def __exit__(self, *exc: object) -> None:
         async def stop():
             self._server.close()
+            relays = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in relays:  # connections still open: closed with the forward
+                task.cancel()
+            await asyncio.gather(*relays, return_exceptions=True)
         asyncio.run_coroutine_threadsafe(stop(), self._loop).result(5)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5)

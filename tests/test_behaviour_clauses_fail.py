@@ -54,10 +54,11 @@ def test_count_faults_fail_without_control_too(tmp_path):
 
 
 @pytest.mark.parametrize("group,declared", [("client-vl", "client-vl"), ("server-a", "auto"), ("server-b", "server-b"),
-                                            ("server-c", "auto")])
+                                            ("server-c", "auto"), ("windows-server-2016", "windows-server-2016"),
+                                            ("ws2008r2-b", "server-b")])
 def test_narrow_key_groups_pass_the_table_2_clauses(tmp_path, group, declared):
-    records = run_suite(tmp_path, clauses=["KMS-GRP-001", "KMS-GRP-002", "KMS-GRP-003"], key_group=group,
-                        extra=["--host-key-group", declared])
+    records = run_suite(tmp_path, clauses=["KMS-GRP-001", "KMS-GRP-002", "KMS-GRP-003", "KMS-GRP-004"],
+                        key_group=group, extra=["--host-key-group", declared])
     assert {r["verdict"] for r in records.values()} == {"pass"}, records
 
 

@@ -244,10 +244,10 @@ def test_activate_unknown_product_exits_2_with_a_suggestion(capsys, host):
     assert "did you mean" in line and "'Windows 7 Enterprise'" in line
 
 
-def test_activate_unreachable_port_exits_1(capsys):
+def test_activate_unreachable_port_exits_3(capsys):
     port = free_port()
     code, out, err = run(capsys, "activate", f"127.0.0.1:{port}", "--product", WIN7, "--timeout", "3")
-    assert code == 1 and out == ""
+    assert code == 3 and out == ""
     assert f"cannot reach 127.0.0.1:{port}" in one_line_error(err, "activate")
 
 

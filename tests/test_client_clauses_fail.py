@@ -62,3 +62,19 @@ def test_client_mode_names_the_client_and_keeps_evidence(tmp_path):
     assert {r["target"] for r in records} == {f"client: {command}"}, records[0]
     assert f"KMS conformance: client: {command}" in proc.stdout
     assert len(list(evidence.glob("KMS-CLI-*.pcap"))) == 9 and all(r["evidence"] for r in records)
+
+
+@pytest.mark.parametrize("command,clause,says", [
+    ("true {host}:{port}", None, "the client exited with 0"),
+    (f"{sys.executable} {FAULTY} version-7 {{host}} {{port}}", "KMS-CLI-002", "7.0"),
+], ids=["sends-nothing", "version-7"])
+def test_a_client_that_sends_nothing_or_an_unknown_version(tmp_path, command, clause, says):
+    summary = tmp_path / "summary.json"
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--client-cmd", command,
+                           "--summary", str(summary)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    records = {r["clause"]: r for r in json.loads(summary.read_text())}
+    assert proc.returncode == 1 and "Traceback" not in proc.stdout and "def client_run" not in proc.stdout
+    if clause is None:
+        assert all(r["verdict"] == "fail" and says in r["message"] for r in records.values()), records
+    else:
+        assert records[clause]["verdict"] == "fail" and says in str(records[clause]["actual"]), records[clause]

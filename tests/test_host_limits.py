@@ -10,9 +10,11 @@ import uuid
 import pytest
 
 from conformance import catalog, loadgen
+from conformance.net.runner import read_pdu
 from conformance.reference.client import activate, build_request
 from conformance.reference.config import HostConfig
 from conformance.reference.host import HostThread
+from conformance.wire import rpc
 
 
 @pytest.fixture(params=["asyncio", "uvloop"])
@@ -25,6 +27,13 @@ def loop(request):
 
 def valid_activation(host, port):
     return activate(host, port, build_request(catalog.load().edition("Windows 7 Enterprise")), timeout=5).verified
+
+
+def wait_until(condition, seconds=10.0):
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "the host did not get there in time"
+        time.sleep(0.02)
 
 
 def closed_within(sock, seconds):
@@ -46,18 +55,30 @@ def test_oversized_frag_length_is_refused_before_the_body_is_read(loop):
         assert valid_activation(host, port)
 
 
-def test_connections_beyond_the_maximum_are_closed_at_once_and_slots_come_back(loop):
+def bound_connection(host, port):
+    """A connection whose bind the host accepted."""
+    sock = socket.create_connection((host, port))
+    sock.sendall(loadgen.BIND)
+    read_pdu(sock)
+    return sock
+
+
+def test_a_connection_beyond_the_maximum_closes_the_least_recently_active_one(loop):
     with HostThread(HostConfig(port=0, max_connections=4), loop=loop) as thread:
         host, port = thread.host.address
-        held = [socket.create_connection((host, port)) for _ in range(4)]
-        time.sleep(0.2)
-        with socket.create_connection((host, port)) as extra:
-            assert closed_within(extra, 2), "a fifth connection must be refused"
-        assert thread.host.stats.refused >= 1
-        for sock in held:
+        held = [socket.create_connection((host, port)) for _ in range(3)]
+        busy = bound_connection(host, port)  # the last to arrive, and active since
+        wait_until(lambda: thread.host.stats.active == 4)
+        busy.sendall(loadgen.BIND)
+        read_pdu(busy)
+        assert valid_activation(host, port), "a real client must get a slot when idle connections hold them all"
+        assert closed_within(held[0], 2), "the least recently active connection makes room"
+        assert thread.host.stats.evicted >= 1 and thread.host.stats.refused == 0
+        busy.sendall(loadgen.BIND)  # still open: it was active more recently than the idle ones
+        assert rpc.decode_pdu(read_pdu(busy)).header.ptype == rpc.PType.BIND_ACK
+        for sock in held + [busy]:
             sock.close()
-        time.sleep(0.2)
-        assert valid_activation(host, port)
+        wait_until(lambda: thread.host.stats.active == 0)
 
 
 def test_slow_sender_cannot_hold_a_slot(loop):
@@ -74,11 +95,20 @@ def test_slow_sender_cannot_hold_a_slot(loop):
 def test_idle_connection_times_out(loop):
     with HostThread(HostConfig(port=0, idle_timeout=0.5), loop=loop) as thread:
         host, port = thread.host.address
-        with socket.create_connection((host, port)) as sock:
+        with bound_connection(host, port) as sock:
             assert closed_within(sock, 3)
         assert thread.host.stats.active == 0
 
 
+def test_a_connection_that_never_binds_times_out_sooner_than_an_idle_one(loop):
+    with HostThread(HostConfig(port=0, bind_timeout=0.5, idle_timeout=30), loop=loop) as thread:
+        host, port = thread.host.address
+        with socket.create_connection((host, port)) as unbound, bound_connection(host, port) as bound:
+            started = time.monotonic()
+            assert closed_within(unbound, 3)
+            assert time.monotonic() - started < 2.5
+            bound.sendall(loadgen.BIND)  # bound connections keep idle_timeout
+            assert rpc.decode_pdu(read_pdu(bound)).header.ptype == rpc.PType.BIND_ACK
 
 
 def test_client_that_never_reads_loses_its_slot(loop):

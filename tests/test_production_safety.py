@@ -2,7 +2,6 @@
 the safe clauses (and at most the audit's one CMID), an installed wheel runs from an empty directory, IPv6 works."""
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -21,16 +20,27 @@ no_ipv6 = pytest.mark.skipif(not has_ipv6_loopback(), reason="this machine has n
 
 
 class Recording(HostThread):
-    """A reference host that notes the CMID of every KMS request it receives, answered or refused."""
+    """A reference host that notes every KMS request's (application, CMID) entry, answered or refused."""
 
     def __init__(self, config: HostConfig):
         super().__init__(config)
-        self.cmids: set[uuid.UUID] = set()
+        self.entries: set[tuple[uuid.UUID, uuid.UUID]] = set()
         self.host.on_pdu = self._note
+
+    @property
+    def cmids(self) -> set[uuid.UUID]:
+        return {cmid for _, cmid in self.entries}
+
+    def per_application(self) -> dict[uuid.UUID, int]:
+        out: dict[uuid.UUID, int] = {}
+        for app, _ in self.entries:
+            out[app] = out.get(app, 0) + 1
+        return out
 
     def _note(self, peer, data, reply) -> None:
         if reply.outcome is not None and reply.outcome.opened is not None:
-            self.cmids.add(reply.outcome.opened.request.cmid)
+            request = reply.outcome.opened.request
+            self.entries.add((request.app_id, request.cmid))
 
 
 def pytest_run(tmp_path, *args, cwd=ROOT, python=sys.executable, timeout=300):
@@ -51,15 +61,29 @@ def test_remote_target_gets_the_safe_clauses_and_one_cmid(tmp_path):
     with Recording(HostConfig(host="127.0.0.2", port=0)) as thread:
         host, port = thread.host.address
         proc = pytest_run(tmp_path, "--target", f"{host}:{port}", "--assume-remote", "--summary", str(summary))
-        received = set(thread.cmids)
+        received, per_application = set(thread.cmids), thread.per_application()
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-3000:]
     assert len(received) <= 1, f"{len(received)} CMIDs reached the host"
+    assert set(per_application.values()) == {1}, f"more than one entry in one application's count: {per_application}"
     records = {r["clause"]: r for r in json.loads(summary.read_text())}
     for cid, record in records.items():
         if clauses.get(cid).footprint != "safe":
             assert record["verdict"] == "skip" and ("--intrusive" in record["message"] or "-m fuzz" in record["message"]), record
-    assert "left out on a target outside loopback" in out and "1 distinct CMIDs" in out, out[-2000:]
+    assert "left out on a host that may be production" in out, out[-2000:]
+    assert f"footprint: {len(per_application)} client entr" in out, out[-2000:]
+
+
+@pytest.mark.parametrize("selection", [["-m", "thr or rob"], ["--clause", "KMS-THR"], ["--safe-only", "--intrusive"]],
+                         ids=["area-marker", "area-clause", "safe-only-wins"])
+def test_an_area_selection_does_not_open_the_gate(tmp_path, selection):
+    with Recording(HostConfig(host="127.0.0.2", port=0)) as thread:
+        host, port = thread.host.address
+        args = ["--target", f"{host}:{port}", *selection]
+        proc = pytest_run(tmp_path, *(args if "--safe-only" in selection else [*args, "--assume-remote"]),
+                          "--summary", str(tmp_path / "s.json"))
+        received = set(thread.cmids)
+    assert proc.returncode == 0 and len(received) <= 1, (received, proc.stdout[-2000:])
 
 
 def test_intrusive_runs_the_counting_clauses_on_a_remote_target(tmp_path):
@@ -96,7 +120,7 @@ def test_host_listens_on_ipv6_and_a_bare_v6_target_says_how_to_write_it(tmp_path
                             stdout=subprocess.PIPE, text=True)
     try:
         line = proc.stdout.readline()
-        assert line.startswith("kmsconf host listening on ::1:"), line
+        assert line.startswith("kmsconf host listening on [::1]:"), line
         port = int(line.rsplit(":", 1)[1])
         client = subprocess.run([sys.executable, "-m", "conformance.cli", "activate", f"[::1]:{port}",
                                  "--product", "Windows 7 Enterprise"], capture_output=True, text=True, timeout=60)

@@ -6,6 +6,7 @@ import uuid
 import pytest
 
 from conformance.reference.state import ENTRY_LIFETIME_SECONDS, ClientTable, Entry
+from conformance.reference.status import read_status
 from conformance.reference.store import Store
 
 WINDOWS = uuid.UUID("55c92734-d682-4d71-983e-d6ec3f16059f")
@@ -123,7 +124,8 @@ def test_reset_empties_every_application():
 
 def record(table: ClientTable, store: Store, app, cmid, n, now):
     rec = table.record(app, cmid, n, now)
-    store.save_record(app, cmid, now, table.capacity(app), rec)
+    store.note(app, cmid, now, table.capacity(app), rec, n)
+    store.commit()
     return rec
 
 
@@ -142,8 +144,9 @@ def test_store_reopen_gives_the_same_counts(tmp_path):
         assert restored.count(app, 20.0) == table.count(app, 20.0)
         assert restored.capacity(app) == table.capacity(app)
     assert [e.cmid for e in restored.apps[WINDOWS].entries.values()] == list(table.apps[WINDOWS].entries)
-    assert reopened.summary(20.0, ENTRY_LIFETIME_SECONDS)[str(WINDOWS)] == {"count": 10, "cache_size": 10}
     reopened.close()
+    windows = read_status(path, now=20.0)["applications"][str(WINDOWS)]
+    assert windows == {"count": 10, "cache_size": 10}
     rows = sqlite3.connect(path).execute("SELECT COUNT(*) FROM clients WHERE app_id = ?", (str(WINDOWS),)).fetchone()
     assert rows == (10,)
 
@@ -185,3 +188,14 @@ def test_store_settings_and_reset_survive_reopen(tmp_path):
 def test_open_existing_refuses_a_missing_database(tmp_path):
     with pytest.raises(FileNotFoundError, match="no host database"):
         Store.open_existing(tmp_path / "absent.sqlite")
+
+
+def test_a_request_claiming_a_higher_n_does_not_grow_the_cache_past_50():
+    """No product's N is above 25 (PROTOCOL.md 16): a count above 50 is one no genuine host reports (KMS-THR-005)."""
+    table = ClientTable()
+    table.record(WINDOWS, uuid.uuid4(), 40, 0.0)
+    counts = [table.record(WINDOWS, uuid.uuid4(), 25, float(i)).count for i in range(1, 61)]
+    assert table.capacity(WINDOWS) == 50 and max(counts) == 50
+    wide = ClientTable(max_capacity=1000)
+    wide.record(WINDOWS, uuid.uuid4(), 40, 0.0)
+    assert wide.capacity(WINDOWS) == 80  # --max-cache: a load test may count more distinct clients

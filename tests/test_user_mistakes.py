@@ -75,25 +75,25 @@ def file_digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def test_host_status_on_a_file_that_is_not_sqlite(tmp_path):
-    path = tmp_path / "notes.txt"
+def not_sqlite(path: Path) -> None:
     path.write_text("not a database\n" * 100)
-    before = file_digest(path)
-    proc = run("-m", "conformance.cli", "host-status", "--db", str(path))
-    one_line(proc, 2, "not a kmsconf host database")
-    assert file_digest(path) == before and sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
 
 
-def test_host_status_on_an_unrelated_sqlite_file_changes_nothing(tmp_path):
-    path = tmp_path / "other.sqlite"
+def unrelated_sqlite(path: Path) -> None:
     with sqlite3.connect(path) as db:
         db.execute("CREATE TABLE recipes (name TEXT)")
         db.execute("INSERT INTO recipes VALUES ('bread')")
     db.close()
+
+
+@pytest.mark.parametrize("make", [not_sqlite, unrelated_sqlite], ids=["not-sqlite", "unrelated-sqlite"])
+def test_host_status_on_a_foreign_file_says_so_and_changes_nothing(tmp_path, make):
+    path = tmp_path / "their.file"
+    make(path)
     before = file_digest(path)
     proc = run("-m", "conformance.cli", "host-status", "--db", str(path))
     one_line(proc, 2, "not a kmsconf host database")
-    assert file_digest(path) == before and sorted(p.name for p in tmp_path.iterdir()) == ["other.sqlite"]
+    assert file_digest(path) == before and sorted(p.name for p in tmp_path.iterdir()) == ["their.file"]
 
 
 def test_host_status_reads_a_host_database_without_writing_it(tmp_path):
@@ -105,6 +105,9 @@ def test_host_status_reads_a_host_database_without_writing_it(tmp_path):
     before = file_digest(db)
     proc = run("-m", "conformance.cli", "host-status", "--db", str(db))
     assert proc.returncode == 0 and re.search(r"count\s+: 1", proc.stdout), proc.stdout
+    # the last requests as the event log shows them: event 12290, the client's name and its own time stamp
+    assert re.search(r"12290 0x00000000 from pc-17\.corp\.test \(CMID [0-9a-f-]+, client time 20", proc.stdout), \
+        proc.stdout
     assert file_digest(db) == before
 
 
@@ -129,3 +132,49 @@ def test_simulate_says_what_it_prints_counts_once_and_sums_renewals():
 def test_decode_names_the_editions():
     proc = run("-m", "conformance.cli", "decode", "captures/reference/v6_ws2019dc_ndr64.pcap")
     assert "Windows Server 2019 Datacenter" in proc.stdout and "Windows Server 2019" in proc.stdout, proc.stdout
+
+
+def test_a_failure_in_the_terminal_shows_the_rule_and_the_decoded_exchange():
+    with HostThread(HostConfig(port=0, quirks=frozenset({"wrong-cmid"}))) as thread:
+        host, port = thread.host.address
+        proc = run("-m", "pytest", "-p", "no:cacheprovider", "--target", f"{host}:{port}", "--clause", "KMS-MSG-003",
+                   "--protocol", "6")
+    out = proc.stdout
+    assert proc.returncode == 1
+    assert "KMS-MSG-003 (MUST) the response echoes the request's CMID and request time" in out, out[-3000:]
+    decoded = out[out.index("decoded:"):out.index("bytes:")]
+    assert "response V6.0 count" in decoded and "request V6.0 sku" in decoded, decoded
+
+
+def test_a_port_with_another_service_is_one_line(tmp_path):
+    """A wrong port on an HTTP server: one line at once, not a hundred checks waiting out its silence."""
+    import http.server
+    import threading
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        proc = run("-m", "pytest", "conformance/suite", "-p", "no:cacheprovider", "--target",
+                   f"127.0.0.1:{server.server_address[1]}")
+    finally:
+        server.shutdown()
+    one_line(proc, 3, "a DCE/RPC bind got")
+
+
+@pytest.mark.parametrize("args,says", [(["--protocol", "7"], "--protocol 7"), (["--profile", "msft"], "--profile"),
+                                       (["--evidence-dir", "README.md"], "--evidence-dir")])
+def test_other_option_mistakes_are_one_line(args, says):
+    one_line(run("-m", "pytest", "conformance/suite", "-p", "no:cacheprovider", *args), 2, says)
+
+
+def test_matrix_of_two_hosts_shows_every_verdict_and_fails_on_a_must(tmp_path):
+    with HostThread(HostConfig(port=0, quirks=frozenset({"ignore-opnum"}))) as warned, \
+            HostThread(HostConfig(port=0, quirks=frozenset({"wrong-cmid"}))) as failed:
+        a, b = ("{}:{}".format(*t.host.address) for t in (warned, failed))
+        proc = run("-m", "conformance.cli", "matrix", "--target", f"warned={a}", "--target", f"failed={b}",
+                   "--out", str(tmp_path), timeout=600)
+    page = (tmp_path / "index.html").read_text()
+    assert proc.returncode == 1 and "a clause failed" in proc.stdout and "failed" in proc.stdout.splitlines()[-1]
+    assert ">WARN<" in page and ">FAIL<" in page, proc.stdout
+    duplicate = run("-m", "conformance.cli", "matrix", "--target", f"x={a}", "--target", f"x={b}")
+    one_line(duplicate, 2, "is taken")

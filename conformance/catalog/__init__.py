@@ -199,7 +199,10 @@ class Catalog:
         if found is None:
             names = {e.name.casefold(): e.name for e in self.editions}
             names.update((alias, e.name) for alias, e in self._by_name.items())
-            close = difflib.get_close_matches(str(key).casefold(), list(names), n=6, cutoff=0.5)
+            wanted = str(key).strip().casefold()
+            # names that begin with what was typed ("Windows 7" -> its editions) before names merely alike
+            starts = sorted((n for n in names if n.startswith(wanted + " ")), key=len)
+            close = starts + difflib.get_close_matches(wanted, list(names), n=6, cutoff=0.5)
             hint = list(dict.fromkeys(names[c] for c in close))[:3]
             suggestion = f"; did you mean {', '.join(repr(h) for h in hint)}?" if hint else ""
             raise LookupError(f"no edition {str(key)!r} in the catalog{suggestion}")

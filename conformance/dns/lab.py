@@ -7,7 +7,6 @@ directory; nothing of the system's BIND configuration is touched.
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import tempfile
 import time

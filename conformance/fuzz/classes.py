@@ -1,7 +1,7 @@
 """The fuzzer's classes of outcomes, and what one execution of an input gave.
 
 Classes: response (a KMS answer), error (failure stub with an HRESULT), fault, bind_nak, bind_ack (the answer
-to a bind or alter_context), closed (connection closed by the host), timeout (no answer), dead (no
+to a bind or alter_context; bind_other: another PDU answering one), closed (connection closed by the host), timeout (no answer), dead (no
 connection), violation (an answer that breaks a rule: a response whose integrity does not verify, or an
 answer of the wrong PDU type). The runner's `classify` turns bytes into outcomes; this maps outcomes to classes.
 """
@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from conformance.net.outcomes import (AlterContextResp, BindAck, BindNak, Closed, Fault, Outcome, Refusal, Response,
-                                      Silent, Unreachable)
+from conformance.net.outcomes import (AlterContextResp, BindAck, BindNak, Closed, Fault, OtherPdu, Outcome, Refusal,
+                                      Response, Silent, Unreachable)
 
 # classes that are findings by themselves (a crash or a sanitizer report comes from the process monitor)
 FINDING_CLASSES = ("violation", "timeout", "dead")
@@ -20,8 +20,11 @@ FINDING_CLASSES = ("violation", "timeout", "dead")
 def fuzz_class(outcome: Outcome, answering: str = "request") -> tuple[str, str]:
     """The campaign's class and detail for the runner's outcome of one exchange; `answering` is the kind of
     PDU it answers (an acknowledgement is right for a bind or an alter_context, a violation for a request)."""
-    if isinstance(outcome, (BindAck, AlterContextResp)) and answering in ("bind", "alter_context"):
-        return "bind_ack", outcome.describe()
+    if answering in ("bind", "alter_context"):
+        if isinstance(outcome, (BindAck, AlterContextResp)):
+            return "bind_ack", outcome.describe()
+        if isinstance(outcome, (Response, Refusal, OtherPdu)):  # judged by what the host does next, as bind_then
+            return "bind_other", outcome.describe()
     if isinstance(outcome, Response):
         if outcome.opened is None:
             return "violation", outcome.describe()

@@ -3,9 +3,9 @@
 Each step keeps the standard PDU it was made from (`base`: the seed's bind, alter_context or request), so a
 finding can say how many bytes it changes and the minimiser can put bytes back. A program runs on asyncio
 sessions, so several can be in flight; the rules are the single exchange's (`Runner.bind_then`), per
-connection: a bind or alter_context that is not acknowledged ends the connection, so does a PDU shorter
-than its frag_length (the connection is half-closed after it, as after each connection's last PDU), a close,
-a silence or bytes that are no PDU.
+connection: a close, a silence or bytes that are no PDU end the connection, and so does a PDU shorter than
+its frag_length (the connection is half-closed after it, as after each connection's last PDU); whatever
+else the host answers, the next PDU goes.
 """
 
 from __future__ import annotations
@@ -17,8 +17,7 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from conformance.net.outcomes import (AlterContextResp, BindAck, Closed, Outcome, SentRequest, Silent, Undecodable,
-                                      Unreachable)
+from conformance.net.outcomes import Closed, Outcome, SentRequest, Silent, Undecodable, Unreachable
 from conformance.net.runner import AsyncSession, whole_pdu
 from conformance.wire import framing, rpc
 from conformance.wire.messages import DecodeError, KmsRequest
@@ -199,10 +198,8 @@ def load(path: Path) -> Program:
     return Program(tuple(steps), f"replayed from {path.name}")
 
 
-def _ends_connection(kind: str, outcome: Outcome) -> bool:
-    if isinstance(outcome, (Closed, Silent, Undecodable, Unreachable)):
-        return True
-    return kind in ("bind", "alter_context") and not isinstance(outcome, (BindAck, AlterContextResp))
+def _ends_connection(outcome: Outcome) -> bool:
+    return isinstance(outcome, (Closed, Silent, Undecodable, Unreachable))
 
 
 async def run_program(program: Program, host: str, port: int, timeout: float) -> Run:
@@ -238,7 +235,7 @@ async def run_program(program: Program, host: str, port: int, timeout: float) ->
             outcome_class, detail = fuzz_class(outcome, step.kind)
             if chosen is None or chosen[0] not in FINDING_CLASSES:
                 chosen = (outcome_class, detail, outcome)
-            if not whole or _ends_connection(step.kind, outcome):
+            if not whole or _ends_connection(outcome):
                 ended.add(step.connection)
     finally:
         for session in sessions.values():

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from conformance.reference.config import HostConfig
 from conformance.reference.host import HostThread
 from conformance.reference.rpc_session import Reply
-from conformance.wire import rpc
+from conformance.wire import ndr, rpc
 from conformance.wire.messages import DecodeError
 
 
@@ -22,6 +22,20 @@ class RecordedPdu:
     reply: Reply
     received: float  # host clock when it arrived
 
+    @property
+    def clear_version(self) -> tuple[int, int] | None:
+        """The request payload's clear version (its first four bytes), opened or not: NDR32's stub, else NDR64's."""
+        if not isinstance(self.pdu, rpc.Request):
+            return None
+        for ndr64 in (False, True):
+            try:
+                payload = ndr.decode_request_stub(self.pdu.stub, ndr64)
+            except DecodeError:
+                continue
+            if len(payload) >= 4:
+                return int.from_bytes(payload[2:4], "little"), int.from_bytes(payload[0:2], "little")
+        return None
+
 
 @dataclass
 class ClientRun:
@@ -31,6 +45,11 @@ class ClientRun:
     stderr: str
     pdus: list[RecordedPdu] = field(default_factory=list)
     address: tuple[str, int] = ("127.0.0.1", 1688)  # the instrumented host the client talked to
+
+    @property
+    def request_pdus(self) -> list[RecordedPdu]:
+        """Every request PDU the client sent, whether the host could open its payload or not."""
+        return [p for p in self.pdus if isinstance(p.pdu, rpc.Request)]
 
     @property
     def requests(self) -> list[RecordedPdu]:

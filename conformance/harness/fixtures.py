@@ -27,12 +27,14 @@ def kms_target(pytestconfig: pytest.Config):
     from conformance.reference.config import HostConfig
     from conformance.reference.host import HostThread
 
-    from .target import ControlChannel, Target
+    from conformance.net.control import ControlChannel
+
+    from .target import Target
 
     settings = run_of(pytestconfig).settings
     common = dict(timeout=settings.timeout, profile=settings.profile, protocols=settings.protocols,
                   key_group=settings.key_group, activation_interval=settings.activation_interval,
-                  renewal_interval=settings.renewal_interval)
+                  renewal_interval=settings.renewal_interval, pinned_cmid=settings.audit_cmid)
     if settings.target is not None:
         channel = ControlChannel.tcp(*settings.control) if settings.control else None
         yield Target(*settings.target, control=channel, **common)
@@ -92,9 +94,12 @@ def client_run(pytestconfig: pytest.Config):
     from .client_mode import run_client
 
     run = run_client(command, timeout=settings.timeout * 6)
-    if not run.requests:
-        pytest.fail(f"the client sent no KMS request the host could decode (exit {run.returncode}):\n"
-                    f"{run.stdout[-2000:]}\n{run.stderr[-2000:]}")
+    if not run.request_pdus:
+        from .evidence import ClauseFailure
+
+        said = " | ".join(line for line in (run.stdout + run.stderr).strip().splitlines()[-3:]) or "nothing"
+        raise ClauseFailure(["a KMS request"], f"none: the client exited with {run.returncode}",
+                            detail=f"what it printed last: {said}")
     return run
 
 

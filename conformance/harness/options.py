@@ -11,6 +11,7 @@ import shlex
 import shutil
 import socket
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -36,13 +37,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--target", default=None, metavar="HOST:PORT",
                     help="KMS host under test, e.g. 10.0.0.5:1688 or [fd00::5]:1688 (default: start the embedded "
                          "reference host)")
-    group.addoption("--protocol", default="all", choices=("4", "5", "6", "all"), help="KMS versions to check")
-    group.addoption("--profile", default="microsoft", choices=clause_registry.PROFILES,
+    group.addoption("--protocol", default="all", metavar="4|5|6|all", help="KMS versions to check")
+    group.addoption("--profile", default="microsoft", metavar="|".join(clause_registry.PROFILES),
                     help="microsoft: what a genuine host must do; emulator: tolerate what emulators skip")
     group.addoption("--host-key-group", default="auto", metavar="GROUP",
                     help="the target's host key: client-vl, server-a, server-b, server-c or a catalog slug "
                          "(`kmsconf keys`); auto: the key its ePID names")
     group.addoption("--target-timeout", type=float, default=10.0, metavar="SECONDS")
+    group.addoption("--audit-cmid", default=None, metavar="GUID",
+                    help="the one CMID of the safe clauses (default: derived from this machine and the target, so "
+                         "reruns renew one entry; pin it where that changes, e.g. in a CI container)")
     group.addoption("--control", default=None, metavar="HOST:PORT",
                     help="test-control channel of a reference host started with `kmsconf host --control`")
     group.addoption("--activation-interval", type=int, default=120, metavar="MIN",
@@ -96,7 +100,18 @@ def settings(config: pytest.Config) -> Settings:
         raise UsageError("--control needs --target (the host the channel controls)")
     if target is not None and target[1] == 0:
         raise UsageError(f"--target {get('--target')}: port 0 is no port to connect to")
+    if get("--protocol") not in ("4", "5", "6", "all"):
+        raise UsageError(f"--protocol {get('--protocol')}: write 4, 5, 6 or all")
     protocols = (4, 5, 6) if get("--protocol") == "all" else (int(get("--protocol")),)
+    if get("--profile") not in clause_registry.PROFILES:
+        raise UsageError(f"--profile {get('--profile')}: write {' or '.join(clause_registry.PROFILES)}")
+    evidence = get("--evidence-dir")
+    if evidence:
+        try:
+            Path(evidence).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UsageError(f"--evidence-dir {evidence}: cannot make a directory there "
+                             f"({exc.strerror or exc})") from None
     key_group = get("--host-key-group")
     if key_group != "auto":
         from conformance import catalog
@@ -118,13 +133,24 @@ def settings(config: pytest.Config) -> Settings:
         _check_client_cmd(client_cmd)
     dns = _dns(config, target)
     _check_target_cmd(config, target)
+    audit = get("--audit-cmid")
+    if audit:
+        try:
+            audit = uuid.UUID(audit.strip("{}"))
+        except ValueError:
+            raise UsageError(f"--audit-cmid {audit}: not a GUID (write e.g. 3f2504e0-4f89-41d3-9a0c-0305e82c3301)") \
+                from None
+    from .sharding import fuzz_sharding  # imported when used: pytest_plugins loads it as a plugin of its own
+
+    fuzz_sharding(config)  # its mistakes too, before anything runs
     patterns = tuple(p.strip() for p in (get("--clause") or "").split(",") if p.strip())
     for pattern in patterns:
         if not clause_registry.select(pattern):
             raise UsageError(f"--clause {pattern}: matches no clause (ids like KMS-RPC-001, areas like KMS-RPC, "
                              f"patterns like 'KMS-MSG-00*'; `kmsconf clauses` lists them)")
     return Settings(target, control, protocols, get("--profile"), key_group, timeout, get("--activation-interval"),
-                    get("--renewal-interval"), expectations, expect, _strict(config), client_cmd, dns, patterns)
+                    get("--renewal-interval"), expectations, expect, _strict(config), client_cmd, dns, patterns,
+                    audit)
 
 
 def _strict(config: pytest.Config) -> bool:
@@ -195,14 +221,31 @@ def reachable(address: tuple[str, int], timeout: float) -> str | None:
         return exc.strerror or str(exc)
 
 
-def control_belongs(control: tuple[str, int], target: tuple[str, int], timeout: float) -> str | None:
+def speaks_rpc(address: tuple[str, int], timeout: float) -> str | None:
+    """None when a DCE/RPC bind gets a bind_ack or a bind_nak there, else what came instead: a wrong port can
+    land on another TCP service, and a hundred checks would each wait out its silence."""
+    from conformance.net.outcomes import BindAck, BindNak
+    from conformance.net.runner import Runner
+
+    try:
+        with Runner(*address, min(timeout, 5.0)).session() as session:
+            answer = session.bind()
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    return None if isinstance(answer, (BindAck, BindNak)) else answer.describe()
+
+
+def control_belongs(control: tuple[str, int], target: tuple[str, int], timeout: float,
+                    cmid: uuid.UUID | None = None) -> str | None:
     """None when the control channel controls the host behind --target (one request there moves its
     counter of answered requests), else why not. A port-forward in between is fine."""
     from conformance import catalog
     from conformance.net.runner import Runner
     from conformance.reference.client import build_request
 
-    from .target import AUDIT_WORKSTATION, ControlChannel, audit_cmid
+    from conformance.net.control import ControlChannel
+
+    from .target import AUDIT_WORKSTATION, audit_cmid
 
     try:
         channel = ControlChannel.tcp(*control, timeout=timeout)
@@ -234,8 +277,13 @@ def pytest_cmdline_main(config: pytest.Config) -> int | None:
             sys.stderr.write(f"kms-conformance: --target {format_address(*run.target)}: cannot connect ({why}); "
                              f"is the KMS host running there?\n")
             return EXIT_UNREACHABLE
+        why = speaks_rpc(run.target, run.timeout)
+        if why is not None:
+            sys.stderr.write(f"kms-conformance: --target {format_address(*run.target)}: something listens there, "
+                             f"but a DCE/RPC bind got {why}; is it a KMS host (the port)?\n")
+            return EXIT_UNREACHABLE
         if run.control is not None:
-            why = control_belongs(run.control, run.target, run.timeout)
+            why = control_belongs(run.control, run.target, run.timeout, run.audit_cmid)
             if why is not None:
                 sys.stderr.write(f"kms-conformance: --control {format_address(*run.control)}: {why}\n")
                 return EXIT_USAGE

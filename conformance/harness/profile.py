@@ -45,7 +45,8 @@ def candidates(catalog: catalog_mod.Catalog, protocol: int) -> list[catalog_mod.
 class HostProfile:
     catalog: catalog_mod.Catalog
     served: dict[int, catalog_mod.Edition] = field(default_factory=dict)  # protocol -> an activated edition
-    unserved: dict[int, str] = field(default_factory=dict)  # protocol -> why not, from the answers
+    unserved: dict[int, str] = field(default_factory=dict)  # protocol -> refused as a version (0x8007000D)
+    broken: dict[int, str] = field(default_factory=dict)  # protocol -> answered otherwise (a close, a fault...)
     epids: dict[int, str] = field(default_factory=dict)  # protocol -> the ePID of that activation
     probes: int = 0
     attempt: Callable[[catalog_mod.Edition, int], Activation] | None = None
@@ -69,7 +70,11 @@ class HostProfile:
                 if isinstance(outcome, Refusal) and outcome.hresult == hresult.SL_E_VL_KEY_MANAGEMENT_SERVICE_ID_MISMATCH:
                     refused.append(edition.name)
                     continue
-                profile.unserved[protocol] = f"a V{protocol} request of {edition.name} got {result.describe()}"
+                why = f"a V{protocol} request of {edition.name} got {result.describe()}"
+                if isinstance(outcome, Refusal) and outcome.hresult == hresult.E_INVALID_DATA:
+                    profile.unserved[protocol] = why  # the answer of a host that does not serve the version (H5)
+                else:
+                    profile.broken[protocol] = why  # no host answers a version so: KMS-MSG-001 fails with it
                 break
             else:
                 profile.unserved[protocol] = (f"the host's key activates no V{protocol} edition of the catalog "
@@ -88,6 +93,8 @@ class HostProfile:
     def edition_for(self, protocol: int) -> catalog_mod.Edition:
         if protocol in self.served:
             return self.served[protocol]
+        if protocol in self.broken:
+            raise NotServed(f"no V{protocol} request was activated: {self.broken[protocol]} (KMS-MSG-001 judges it)")
         why = self.unserved.get(protocol, f"V{protocol} was not probed")
         raise NotServed(f"the host answers no V{protocol} request with an activation: {why}")
 
@@ -95,7 +102,7 @@ class HostProfile:
     def newest(self) -> int:
         if not self.served:
             raise NotServed("the host activated no edition of the catalog in any protocol version: "
-                            + "; ".join(self.unserved.values()))
+                            + "; ".join({**self.unserved, **self.broken}.values()))
         return max(self.served)
 
     def edition_where(self, what: str, wanted: Callable[[catalog_mod.Edition], bool]) -> catalog_mod.Edition:

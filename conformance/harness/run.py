@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
 
@@ -35,6 +36,7 @@ class Settings:
     client_cmd: str | None
     dns: tuple[str, tuple[str, int], int] | None  # domain, server, advertised port
     clause_patterns: tuple[str, ...]
+    audit_cmid: uuid.UUID | None = None  # --audit-cmid: the safe clauses' one CMID, pinned
 
     @property
     def client_only(self) -> bool:
@@ -67,13 +69,17 @@ class KmsRun:
     # clause id -> one record per check: verdict, message, expected, actual
     results: dict[str, list[dict]] = field(default_factory=lambda: defaultdict(list))
     evidence: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
-    footprint: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))  # clause -> CMIDs sent
+    footprint: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))  # clause -> "app/CMID" sent
     fuzz_shards: list[dict] = field(default_factory=list)
     left_out: dict[str, str] = field(default_factory=dict)  # clause -> why the footprint rules left it out
 
     @property
     def target_name(self) -> str:
         return self.settings.target_name
+
+    @property
+    def host_name(self) -> str:
+        return self.settings.host_name
 
 
 RUN_KEY = pytest.StashKey[KmsRun]()

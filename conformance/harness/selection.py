@@ -27,11 +27,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--intrusive", action="store_true", default=False,
                     help="on a target outside loopback, also run the clauses that add clients to its count, "
                          "send malformed input or fuzz it (a staging host, never production)")
+    group.addoption("--safe-only", action="store_true", default=False,
+                    help="run only the safe clauses whatever the target's address: a production host reached "
+                         "through a tunnel or port-forward on loopback")
     # tests only: treat a loopback target as remote, to prove the footprint rules without a second machine
     group.addoption("--assume-remote", action="store_true", default=False, help=argparse.SUPPRESS)
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    config.pluginmanager.register(_Order(), "kms-order")
     for area in clause_registry.AREAS:
         config.addinivalue_line("markers", f"{area.lower()}: checks of the {clause_registry.AREAS[area]} area")
     for name, meaning in clause_registry.FOOTPRINTS.items():
@@ -45,8 +49,25 @@ def clause_of(item: pytest.Item) -> clause_registry.Clause | None:
 
 
 def target_is_remote(config: pytest.Config) -> bool:
+    """A host that may be production: outside loopback, or said to be (--safe-only)."""
     target = run_of(config).settings.target
+    if config.getoption("--safe-only"):
+        return True
     return target is not None and (config.getoption("--assume-remote") or not is_loopback(target[0]))
+
+
+def asked_for(config: pytest.Config, clause: clause_registry.Clause) -> bool:
+    """Did the user ask for this intrusive clause in so many words: --intrusive, its footprint named in -m, or
+    its id given to --clause? An area or a pattern only narrows the run; --safe-only wins over all of them."""
+    if config.getoption("--safe-only"):
+        return False
+    if config.getoption("--intrusive"):
+        return True
+    expression = config.getoption("-m") or ""
+    named = {word for word in expression.replace("(", " ").replace(")", " ").split()}
+    if clause.footprint in named and f"not {clause.footprint}" not in " ".join(expression.split()):
+        return True
+    return clause.id in {p.strip().upper() for p in run_of(config).settings.clause_patterns}
 
 
 @pytest.hookimpl(tryfirst=True)  # markers first: pytest's -m deselection runs after this
@@ -69,7 +90,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         keep = [i for i in items if (c := clause_of(i)) is not None and c.id in wanted]
         config.hook.pytest_deselected(items=[i for i in items if i not in keep])
         items[:] = keep
-    explicit = bool(patterns or config.getoption("-m") or config.getoption("--intrusive"))
     remote = target_is_remote(config)
     fuzzing = "fuzz" in (config.getoption("-m") or "")
     profile = run.settings.profile
@@ -81,12 +101,20 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             continue
         if profile not in clause.profiles:
             item.add_marker(pytest.mark.skip(reason=f"{clause.id} does not apply to the {profile} profile"))
-        elif remote and not explicit and clause.footprint != "safe":
-            why = (f"{clause.footprint} clause left out on a target outside loopback: "
-                   f"{clause_registry.FOOTPRINTS[clause.footprint]} (run it with --intrusive against a staging host)")
+        elif remote and clause.footprint != "safe" and not asked_for(config, clause):
+            where = "with --safe-only" if config.getoption("--safe-only") else "on a target outside loopback"
+            why = (f"{clause.footprint} clause left out {where}: {clause_registry.FOOTPRINTS[clause.footprint]} "
+                   f"(run it with --intrusive against a staging host)")
             run.left_out[clause.id] = clause.footprint
             item.add_marker(pytest.mark.skip(reason=why))
-    items.sort(key=_order)
+
+
+class _Order:
+    """The run's order, set last: after any plugin that reorders (randomisation) has had its turn."""
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
+        items.sort(key=_order)
 
 
 def _order(item: pytest.Item) -> int:

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from conformance.errors import UsageError
+
 from .run import FUZZ_SHARD_PROPERTY, run_of
 
 
@@ -44,14 +46,14 @@ def fuzz_sharding(config: pytest.Config) -> FuzzSharding:
         except ValueError:
             index = count = -1
         if not sep or not 0 <= index < count:
-            raise pytest.UsageError(f"--fuzz-shard {selected!r}: write I/K with 0 <= I < K, e.g. 0/4")
+            raise UsageError(f"--fuzz-shard {selected!r}: write I/K with 0 <= I < K, e.g. 0/4")
         shards = (index,)
     else:
         count = config.getoption("--fuzz-shards")
         if count is None:
             count = xdist_worker_count(config)
         if count < 1:
-            raise pytest.UsageError(f"--fuzz-shards {count}: needs at least 1")
+            raise UsageError(f"--fuzz-shards {count}: needs at least 1")
         shards = tuple(range(count))
     seed = config.getoption("--fuzz-seed")
     if seed is None:
@@ -61,7 +63,10 @@ def fuzz_sharding(config: pytest.Config) -> FuzzSharding:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.stash[SHARDING_KEY] = fuzz_sharding(config)
+    try:
+        config.stash[SHARDING_KEY] = fuzz_sharding(config)
+    except UsageError as exc:  # an xdist worker: the controller's pytest_cmdline_main has already said it
+        raise pytest.UsageError(str(exc)) from None
 
 
 def fuzz_report_path(config: pytest.Config) -> Path:

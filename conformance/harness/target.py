@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import socket
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from conformance import catalog as catalog_mod
-from conformance.net.address import format_address, is_loopback
+from conformance.net.address import format_address
+from conformance.net.control import ControlChannel
 from conformance.net.outcomes import Activation, Outcome, Response
 from conformance.net.runner import BindOptions, Runner, Session, Transcript
 from conformance.reference.client import build_request
@@ -25,54 +25,15 @@ AUDIT_WORKSTATION = "kmsconf-conformance-audit"  # what the host's event log sho
 
 
 def audit_cmid(address: tuple[str, int]) -> uuid.UUID:
-    """One stable CMID per auditing machine and target: reruns renew the same client entry, never add one."""
+    """One stable CMID per auditing machine and target: reruns renew the same client entry, never add one.
+    (A machine without /etc/machine-id falls back to its host name; --audit-cmid pins it where either changes.)"""
     try:
         machine = Path("/etc/machine-id").read_text().strip()
     except OSError:
         machine = socket.gethostname()
-    digest = hashlib.sha256(f"kms-conformance audit|{machine}|{format_address(*address)}".encode()).digest()
+    target = format_address(address[0].lower(), address[1])
+    digest = hashlib.sha256(f"kms-conformance audit|{machine}|{target}".encode()).digest()
     return uuid.UUID(bytes=digest[:16], version=4)
-
-
-class ControlChannel:
-    """JSON-lines test control of a reference host started with --control (loopback only)."""
-
-    def __init__(self, call: Callable[[dict], dict]):
-        self._call = call
-        self.on_clock: Callable[[float], None] = lambda offset: None  # keeps the checks' clients in step
-
-    @classmethod
-    def tcp(cls, host: str, port: int, timeout: float = 5.0) -> "ControlChannel":
-        if not is_loopback(host):
-            raise ValueError(f"the control channel is loopback-only, not {host}")
-
-        def call(command: dict) -> dict:
-            with socket.create_connection((host, port), timeout=timeout) as sock:
-                sock.sendall(json.dumps(command).encode() + b"\n")
-                line = sock.makefile("rb").readline()
-            if not line:
-                raise ConnectionError(f"{format_address(host, port)} closed without answering a control command")
-            return json.loads(line)
-
-        return cls(call)
-
-    def advance(self, seconds: float) -> dict:
-        answer = self._call({"op": "advance", "seconds": seconds})
-        self.on_clock(answer["clock_offset"])
-        return answer
-
-    def reset(self) -> dict:
-        """Empty client table, clock back to real time."""
-        answer = self._call({"op": "reset"})
-        self.on_clock(answer["clock_offset"])
-        return answer
-
-    def status(self) -> dict:
-        return self._call({"op": "status"})["status"]
-
-    def requests_answered(self) -> int:
-        """KMS requests the controlled host has handled: tells whether a request reached this host."""
-        return self._call({"op": "status"})["requests"]
 
 
 @dataclass
@@ -91,9 +52,10 @@ class Target:
     # transcripts of every connection the current check made: its evidence (pcap, decoded exchanges)
     recorded: list[Transcript] = field(default_factory=list)
     clock_offset: float = 0.0  # seconds the host's clock was advanced through the control channel
-    # footprint: which CMIDs each clause sent in requests, over the whole run
-    sent_cmids: dict[str, set[uuid.UUID]] = field(default_factory=lambda: defaultdict(set))
+    # footprint: which client entries ("application/CMID": one entry in one application's count) each clause sent
+    sent_entries: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
     current_clause: str = LEARNING
+    pinned_cmid: uuid.UUID | None = None  # --audit-cmid
     counts_seen: list[tuple[int, str]] = field(default_factory=list)  # (count, clause) of every response
     _profile: HostProfile | None = None
 
@@ -107,22 +69,22 @@ class Target:
                       on_request=self._note_request, on_answer=self._note_answer)
 
     def _note_request(self, request: KmsRequest) -> None:
-        self.sent_cmids[self.current_clause].add(request.cmid)
+        self.sent_entries[self.current_clause].add(f"{request.app_id}/{request.cmid}")
 
     def _note_answer(self, outcome: Outcome) -> None:
         if isinstance(outcome, Response) and outcome.opened is not None:
             self.counts_seen.append((outcome.opened.response.count, self.current_clause))
 
     def end_check(self) -> dict[str, list[str]]:
-        """The CMIDs sent since the last call, by clause (or LEARNING), and back to LEARNING."""
-        sent = {name: sorted(map(str, cmids)) for name, cmids in self.sent_cmids.items() if cmids}
-        self.sent_cmids.clear()
+        """The client entries sent since the last call, by clause (or LEARNING), and back to LEARNING."""
+        sent = {name: sorted(entries) for name, entries in self.sent_entries.items() if entries}
+        self.sent_entries.clear()
         self.current_clause = LEARNING
         return sent
 
     @property
     def audit_cmid(self) -> uuid.UUID:
-        return audit_cmid((self.host, self.port))
+        return self.pinned_cmid or audit_cmid((self.host, self.port))
 
     @property
     def serves(self) -> HostProfile:

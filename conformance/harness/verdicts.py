@@ -48,8 +48,8 @@ class _ReportCollector:
                 data = json.loads(value)
                 run.evidence[data["clause"]].extend(data["files"])
             elif name == FOOTPRINT_PROPERTY and report.when == "teardown":
-                for clause, cmids in json.loads(value).items():
-                    run.footprint[clause].update(cmids)
+                for clause, entries in json.loads(value).items():
+                    run.footprint[clause].update(entries)
             elif name == FUZZ_SHARD_PROPERTY and report.when == "call":  # item properties reach teardown too
                 run.fuzz_shards.append(json.loads(value))
 
@@ -162,7 +162,7 @@ def clause_records(run: KmsRun) -> list[dict]:
         record = {"clause": cid, "title": clause.title, "area": clause.area, "level": clause.level,
                   "ref": clause.ref, "footprint": clause.footprint, "verdict": verdict, "message": message[:4000],
                   "target": run.settings.target_of(clause.area), "evidence": run.evidence.get(cid, []),
-                  "cmids_sent": len(run.footprint.get(cid, ()))}
+                  "entries_sent": len(run.footprint.get(cid, ()))}
         for key in ("expected", "actual", "detail", "reason"):
             if key in chosen:
                 record[key] = chosen[key]
@@ -216,7 +216,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
         tr.write_line(f"stale deviations ({', '.join(stale)}): declared to fail but passed; update the --expect "
                       f"file", red=True)
         tr.stats.setdefault("stale", []).extend(stale)
-    _footprint_lines(tr, run)
+    if not run.settings.client_only:  # a client under test meets the harness's own host: no footprint to tell
+        _footprint_lines(tr, run)
     tr.write_line(f"summary written to {path}")
     results = config.getoption("allure_report_dir", default=None)
     if results:
@@ -227,7 +228,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
             "Target": run.target_name, "Client": settings.client_cmd, "Profile": settings.profile,
             "Protocols": ",".join(map(str, settings.protocols)), "Deviations": settings.expect_source,
             "Verdicts": _verdict_counts(records),
-            "Footprint": f"{len(set().union(*run.footprint.values())) if run.footprint else 0} distinct CMIDs sent"})
+            "Footprint": f"{len(set().union(*run.footprint.values())) if run.footprint else 0} client entries sent"})
 
 
 def _verdict_counts(records: list[dict]) -> str:
@@ -242,18 +243,22 @@ def _one_line(message: str) -> str:
 
 
 def _footprint_lines(tr, run: KmsRun) -> None:
-    """How many client entries the run can have added to the host, and which clauses added them."""
+    """How many client entries (one CMID in one application's count) the run can have added to the host, and
+    which clauses added them."""
     owners: dict[str, set[str]] = defaultdict(set)
-    for clause, cmids in run.footprint.items():
-        for cmid in cmids:
-            owners[cmid].add(clause)
-    shared = [c for c, who in owners.items() if len(who) > 1]  # the audit's CMID: every safe clause's
-    fresh = {clause: sum(1 for c in cmids if len(owners[c]) == 1) for clause, cmids in run.footprint.items()}
+    for clause, entries in run.footprint.items():
+        for entry in entries:
+            owners[entry].add(clause)
+    shared = [e for e, who in owners.items() if len(who) > 1]  # the audit's CMID: every safe clause's
+    fresh = {clause: sum(1 for e in entries if len(owners[e]) == 1) for clause, entries in run.footprint.items()}
     adders = ", ".join(f"{cid} {n}" for cid, n in sorted(fresh.items(), key=lambda kv: -kv[1]) if n)
-    tr.write_line(f"footprint: {len(owners)} distinct CMIDs sent to {run.target_name}; "
-                  f"{len(shared)} shared by {len({w for c in shared for w in owners[c]})} clauses (the audit's)"
+    apps = len({e.split("/")[0] for e in owners})
+    clauses = len({w for e in shared for w in owners[e]})
+    tr.write_line(f"footprint: {len(owners)} client entr{'y' if len(owners) == 1 else 'ies'} sent to "
+                  f"{run.host_name} (in {apps} application count{'s' if apps != 1 else ''})"
+                  + (f"; {len(shared)} shared by {clauses} clauses (the audit's CMID)" if shared else "")
                   + (f"; fresh ones from {adders}" if adders else ""))
     if run.left_out:
         kinds = sorted(set(run.left_out.values()))
-        tr.write_line(f"left out on a target outside loopback: {len(run.left_out)} clauses "
+        tr.write_line(f"left out on a host that may be production: {len(run.left_out)} clauses "
                       f"({', '.join(kinds)}): {', '.join(sorted(run.left_out))}; --intrusive runs them")

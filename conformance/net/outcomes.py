@@ -158,8 +158,7 @@ class BindAck(Outcome):
     pdu: rpc.BindAck
 
     def describe(self) -> str:
-        results = ", ".join(f"{r.result}/{r.reason}" for r in self.pdu.results)
-        return f"bind_ack (results {results or 'none'})"
+        return f"bind_ack (results {_results(self.pdu)})"
 
 
 @dataclass(frozen=True)
@@ -168,8 +167,12 @@ class AlterContextResp(Outcome):
     pdu: rpc.BindAck
 
     def describe(self) -> str:
-        results = ", ".join(f"{r.result}/{r.reason}" for r in self.pdu.results)
-        return f"alter_context_resp (results {results or 'none'})"
+        return f"alter_context_resp (results {_results(self.pdu)})"
+
+
+def _results(pdu: rpc.BindAck) -> str:
+    """result/reason per presentation context."""
+    return ", ".join(f"{r.result}/{r.reason}" for r in pdu.results) or "none"
 
 
 @dataclass(frozen=True)
@@ -360,8 +363,6 @@ class Activation:
     def problems(self) -> list[str]:
         if isinstance(self.outcome, Response):
             return list(self.outcome.problems)
-        if self.verified:
-            return []
         return [f"{self.stage}: {self.outcome.describe()}"]
 
     @property

@@ -21,8 +21,8 @@ from typing import Callable
 from conformance.wire import framing, ndr, rpc
 from conformance.wire.messages import DecodeError, KmsRequest
 
-from .outcomes import (Activation, AlterContextResp, BindAck, Closed, Outcome, SentRequest, Silent, Unreachable,
-                       classify)
+from .outcomes import (Activation, AlterContextResp, BindAck, Closed, Outcome, SentRequest, Silent, Undecodable,
+                       Unreachable, classify)
 
 Transcript = list[tuple[str, bytes]]  # ("client" | "host", one PDU or raw bytes), in order
 
@@ -69,17 +69,18 @@ def read_pdu(sock: socket.socket) -> bytes:
     return header + _recv_exactly(sock, frag - rpc.HEADER_SIZE)
 
 
-def no_pdu(exc: BaseException, started: float) -> Outcome:
-    """The outcome of a read that gave no PDU: a silence, or a close (and how)."""
+def no_pdu(exc: BaseException, started: float) -> tuple[Outcome, str]:
+    """A read that gave no PDU: its outcome, and why the stream is over (after a silence too: what could
+    follow might be the rest of a PDU, never the start of one)."""
     if isinstance(exc, TimeoutError):  # socket.timeout is TimeoutError
-        return classify(None, timed_out=round(time.monotonic() - started, 3))
-    if isinstance(exc, PduStreamError):
-        return classify(None, closed_detail=str(exc))
-    if isinstance(exc, asyncio.IncompleteReadError):
-        return Closed(f"the host closed the connection after {len(exc.partial)} of {exc.expected} bytes")
+        return classify(None, timed_out=round(time.monotonic() - started, 3)), "no answer within the timeout"
     if isinstance(exc, ConnectionResetError):
-        return Closed("the host reset the connection")
-    return Closed(str(exc))
+        why = "the host reset the connection"
+    elif isinstance(exc, asyncio.IncompleteReadError):
+        why = f"the host closed the connection after {len(exc.partial)} of {exc.expected} bytes"
+    else:
+        why = str(exc) if isinstance(exc, ConnectionError) else exc.strerror or str(exc)
+    return Closed(why), why
 
 
 class NotNegotiated(Exception):
@@ -104,7 +105,8 @@ class Session:
         self.call_id = 2
         self.contexts: dict[int, bool] = {}  # accepted cont_id -> NDR64
         self.transcript: Transcript = transcript if transcript is not None else []
-        self.closed = False  # the host closed (or reset) the connection
+        self.closed: str | bool = False  # why the stream is over: the host closed or reset it, or fell silent
+        self.half_closed = False  # we said EOF: nothing more may be sent
 
     def close(self) -> None:
         self.sock.close()
@@ -117,38 +119,44 @@ class Session:
 
     # --- bytes ---
     def send(self, data: bytes) -> bool:
-        """Send raw bytes; False when the host has already closed the connection."""
+        """Send raw bytes; False when the connection is gone (why: `self.closed`)."""
         self.transcript.append(("client", data))
+        if self.closed:
+            return False
         try:
             self.sock.sendall(data)
             return True
-        except (BrokenPipeError, ConnectionResetError):
-            self.closed = True
-            return False
+        except socket.timeout:
+            self.closed = "the host took no more bytes within the timeout"
+        except OSError as exc:  # a reset, an abort, an unreachable network: the connection is gone either way
+            self.closed = f"the host closed the connection before we sent ({exc.strerror or exc})"
+        return False
 
     def half_close(self) -> None:
         """Nothing more will come from us: a host waiting for the rest of a PDU sees EOF."""
+        self.half_closed = True
         try:
             self.sock.shutdown(socket.SHUT_WR)
         except OSError:
             pass
 
     def receive(self, sent: SentRequest | None = None) -> Outcome:
-        """The host's next answer, classified."""
+        """The host's next answer, classified. After a close or a silence the stream is over: what could
+        follow might be the rest of a PDU, never the start of one."""
         if self.closed:
-            return Closed("the host had already closed the connection")
+            return Closed(self.closed if isinstance(self.closed, str) else "the host had already closed the connection")
         started = time.monotonic()
         try:
             data = read_pdu(self.sock)
-        except (socket.timeout, ConnectionError) as exc:
-            self.closed = not isinstance(exc, socket.timeout)
-            return no_pdu(exc, started)
+        except OSError as exc:  # a silence, a reset, a close mid-PDU (PduStreamError among them)
+            outcome, self.closed = no_pdu(exc, started)
+            return outcome
         self.transcript.append(("host", data))
         return classify(data, sent=sent)
 
     def exchange(self, data: bytes, sent: SentRequest | None = None) -> Outcome:
         if not self.send(data):
-            return Closed("the host closed the connection before we sent")
+            return Closed(self.closed or "the host closed the connection before we sent")
         return self.receive(sent)
 
     # --- DCE/RPC ---
@@ -259,8 +267,8 @@ class Runner:
 
     def bind_then(self, first: bytes, second: bytes, sent: SentRequest | None = None) -> tuple[Outcome, Transcript]:
         """A (possibly malformed) bind, then a (possibly malformed) request on the same connection: the
-        fuzzer's exchange. The first answer that is not a bind_ack or alter_context_resp ends it, and so does a
-        first PDU shorter than its frag_length (the connection is half-closed after it)."""
+        fuzzer's exchange, judged by the answer to the second. A close or silence after the first ends it, and
+        so does a first PDU shorter than its frag_length (the connection is half-closed after it)."""
         try:
             session = self.session()
         except OSError as exc:
@@ -269,11 +277,10 @@ class Runner:
         session.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         with session:
             session.send(first)
-            whole = whole_pdu(first)
-            if not whole:
+            if not whole_pdu(first):
                 session.half_close()  # nothing more is coming: let the host see EOF rather than wait
             answer = session.receive()
-            if not whole or not isinstance(answer, (BindAck, AlterContextResp)):
+            if isinstance(answer, (Closed, Silent, Undecodable)) or session.half_closed:
                 return answer, list(session.transcript)
             session.send(second)
             session.half_close()
@@ -294,7 +301,8 @@ class AsyncSession:
         self.reader, self.writer, self.timeout = reader, writer, timeout
         self.transcript = transcript
         self.contexts: dict[int, bool] = {}  # accepted cont_id -> NDR64
-        self.closed = False
+        self.closed: str | bool = False  # why the stream is over, as Session's
+        self.half_closed = False
         self._bind: bytes | None = None  # the last bind or alter_context sent, until it is answered
 
     @classmethod
@@ -312,10 +320,10 @@ class AsyncSession:
         self.writer.transport.abort()
 
     def send(self, data: bytes) -> bool:
-        """Queue raw bytes; False when the host has already closed the connection."""
+        """Queue raw bytes; False when the connection is gone or we said EOF."""
         self.transcript.append(("client", data))
-        if self.closed or self.writer.is_closing():
-            self.closed = True
+        if self.closed or self.half_closed or self.writer.is_closing():
+            self.closed = self.closed or "the host closed the connection before we sent"
             return False
         self.writer.write(data)
         if len(data) >= 3 and data[2] in (rpc.PType.BIND, rpc.PType.ALTER_CONTEXT):
@@ -323,6 +331,7 @@ class AsyncSession:
         return True
 
     def half_close(self) -> None:
+        self.half_closed = True
         if not self.closed and self.writer.can_write_eof():
             try:
                 self.writer.write_eof()
@@ -332,7 +341,7 @@ class AsyncSession:
     async def receive(self, sent: SentRequest | None = None) -> Outcome:
         """The host's next answer, classified (Silent after `timeout` seconds)."""
         if self.closed:
-            return Closed("the host had already closed the connection")
+            return Closed(self.closed if isinstance(self.closed, str) else "the host had already closed the connection")
         started = time.monotonic()
         try:
             async with asyncio.timeout(self.timeout):
@@ -342,8 +351,8 @@ class AsyncSession:
                     raise PduStreamError(f"frag_length {frag}, shorter than the RPC header")
                 data = header + await self.reader.readexactly(frag - rpc.HEADER_SIZE)
         except (OSError, asyncio.IncompleteReadError) as exc:
-            self.closed = not isinstance(exc, TimeoutError)
-            return no_pdu(exc, started)
+            outcome, self.closed = no_pdu(exc, started)
+            return outcome
         self.transcript.append(("host", data))
         outcome = classify(data, sent=sent)
         if isinstance(outcome, (BindAck, AlterContextResp)) and self._bind is not None:

@@ -16,7 +16,7 @@ from conformance.net.runner import BindOptions, Session
 from conformance.reference.client import build_request
 from conformance.reference.config import HostConfig
 from conformance.reference.host import HostThread
-from conformance.wire import framing, rpc
+from conformance.wire import framing
 from conformance.wire.messages import filetime_now
 
 from .writer import write_pcap

@@ -114,7 +114,7 @@ def replay(path: Path, host: str, port: int, refresh: bool = False, port_filter:
         try:
             conn = Session(host, port, timeout)
         except OSError as exc:
-            raise ConnectionError(f"cannot reach {host}:{port}: {exc}") from None
+            raise ConnectionError(exc.strerror or str(exc)) from None
         with conn:
             for original in decoded.exchanges:
                 n += 1

@@ -29,11 +29,13 @@ class HostConfig:
     ndr64: bool | None = None  # None = as the host OS would (builds 9200 and later)
     time_tolerance: int = TIME_TOLERANCE_SECONDS
     idle_timeout: float = 30.0
+    bind_timeout: float = 5.0  # a new connection must get a context accepted within this (then idle_timeout)
     read_timeout: float = 10.0  # a started PDU must complete within this
-    max_connections: int = 2048
+    max_connections: int = 2048  # beyond it, a new connection closes the least recently active one
     backlog: int = 1024  # listen() queue, for bursts of new connections
     max_pdu: int = 5840
     fixed_count: int | None = None
+    max_cache: int = 50  # 2 x 25; a load test may let it count more distinct clients (--max-cache)
     control: bool = False  # the loopback test-control channel (advance clock, reset)
     event_log: str | None = None  # path, or "-" for stderr
     low_priority: bool = False

@@ -1,7 +1,12 @@
 """The reference KMS host: an asyncio TCP server around `RpcSession` and `KmsService`.
 
 Limits hold under hostile input: frag_length is checked before the body is read,
-idle and slow senders time out, connections beyond the maximum are closed at once.
+idle and slow senders time out (sooner before a bind), and a connection beyond the
+maximum makes room by closing the least recently active one, so clients that hold
+connections open and idle cannot lock real clients out.
+
+The KMS requests of one event-loop turn are counted in one transaction (group commit),
+and their answers are sent only after it, so `kill -9` loses no answered activation.
 A test-control channel (advance the clock, reset the client table) is offered on
 loopback only, and only when asked for.
 """
@@ -12,7 +17,11 @@ import asyncio
 import contextlib
 import json
 import os
+import resource
+import socket
+import sqlite3
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Callable
 
@@ -28,7 +37,8 @@ from .service import Clock, KmsService, Outcome
 class HostStats:
     connections: int = 0
     active: int = 0
-    refused: int = 0
+    refused: int = 0  # closed on arrival: no connection to make room with (max_connections 0)
+    evicted: int = 0  # least recently active connections closed to make room for a new one
     requests: int = 0
     malformed: int = 0
     paused: int = 0  # times a connection's reading was paused because its answers backed up
@@ -39,6 +49,25 @@ def _malformed(reply: Reply) -> bool:
     return reply.malformed or (reply.outcome is not None and reply.outcome.malformed)
 
 
+def dns_publisher(config: HostConfig, address: tuple[str, int], log: Callable[[dict], None]):
+    from .discovery import Publisher, PublishTarget
+
+    if config.dns_server is None or not config.dns_publish_list:
+        raise ValueError("DNS publishing needs a DNS server and at least one domain to publish in")
+    targets = [PublishTarget.parse(entry) for entry in config.dns_publish_list]
+    return Publisher(config.dns_server, config.dns_hostname, address[0], address[1], targets, log=log)
+
+
+def raise_fd_limit(wanted: int) -> int:
+    """Raise this process's open-file limit towards `wanted` (up to the hard limit); the limit it got."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        soft = target
+    return soft
+
+
 class ReferenceHost:
     def __init__(self, config: HostConfig, service: KmsService | None = None):
         self.config = config
@@ -47,7 +76,11 @@ class ReferenceHost:
         self.stats = HostStats()
         self._server: asyncio.base_events.Server | None = None
         self._control: asyncio.base_events.Server | None = None
-        self._connections: set[KmsConnection] = set()
+        # open connections, least recently active first: the one to close when a new one needs room
+        self._connections: OrderedDict[KmsConnection, None] = OrderedDict()
+        self._turn: list[tuple[KmsConnection, Reply]] = []  # this loop turn's requests, waiting for their count
+        self._turn_connections: dict[KmsConnection, None] = {}  # connections with replies queued, in order
+        self._flush_handle: asyncio.Handle | None = None
         self.address: tuple[str, int] | None = None
         self.control_address: tuple[str, int] | None = None
         # called with (peer, client PDU, Reply) for every PDU: the client-conformance harness records with it
@@ -55,12 +88,17 @@ class ReferenceHost:
         self.publish_results: list[tuple[str, bool, str]] = []  # (domain, ok, detail) of the last publication
         self.shared_request = b""  # the shared-request-buffer quirk's one slot
 
-    async def start(self) -> tuple[str, int]:
+    async def start(self, sock: socket.socket | None = None) -> tuple[str, int]:
+        """Listen on config.host:port, or on `sock` (a host worker's share of one port)."""
         if self.config.low_priority:
             os.nice(10)
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(lambda: KmsConnection(self), self.config.host, self.config.port,
-                                                reuse_address=True, backlog=self.config.backlog)
+        if sock is not None:
+            self._server = await loop.create_server(lambda: KmsConnection(self), sock=sock,
+                                                    backlog=self.config.backlog)
+        else:
+            self._server = await loop.create_server(lambda: KmsConnection(self), self.config.host, self.config.port,
+                                                    reuse_address=True, backlog=self.config.backlog)
         sock = self._server.sockets[0].getsockname()
         self.address = (sock[0], sock[1])
         self.config.port = sock[1]  # the real port goes into bind_ack's secondary address
@@ -72,13 +110,7 @@ class ReferenceHost:
         return self.address
 
     def _publisher(self):
-        from .discovery import Publisher, PublishTarget
-
-        if self.config.dns_server is None or not self.config.dns_publish_list:
-            raise ValueError("DNS publishing needs a DNS server and at least one domain to publish in")
-        targets = [PublishTarget.parse(entry) for entry in self.config.dns_publish_list]
-        return Publisher(self.config.dns_server, self.config.dns_hostname, self.address[0], self.address[1],
-                         targets, log=self.service.log_record)
+        return dns_publisher(self.config, self.address, self.service.log_record)
 
     def _publish(self) -> None:
         """Publish SRV and A records (events 12294 / 12293); a failure is logged, the host keeps serving."""
@@ -90,6 +122,9 @@ class ReferenceHost:
         for server in (self._server, self._control):
             if server is not None:
                 server.close()
+        if self._flush_handle is not None:  # answer what was received (and count it) before going
+            self._flush_handle.cancel()
+            self._flush()
         for connection in list(self._connections):
             connection.close()
         for server in (self._server, self._control):
@@ -103,6 +138,52 @@ class ReferenceHost:
         elif problem:
             self.stats.malformed += 1
             self.service.log_record({"client": peer, "result": "malformed", "reason": problem})
+
+    # --- connections: room for a new one, and the group commit of a turn's requests ---
+    def admit_connection(self, connection: "KmsConnection") -> bool:
+        """Register a new connection; at the maximum, close the least recently active one to make room."""
+        if len(self._connections) >= self.config.max_connections:
+            if not self._connections:
+                self.stats.refused += 1
+                return False
+            idlest = next(iter(self._connections))
+            self.stats.evicted += 1
+            idlest.release()
+            idlest.close(abort=True)  # an idle or stalled peer: nothing of ours is waiting to be sent
+        self._connections[connection] = None
+        self.stats.active += 1
+        return True
+
+    def release(self, connection: "KmsConnection") -> None:
+        if self._connections.pop(connection, False) is None:
+            self.stats.active -= 1
+
+    def queue(self, connection: "KmsConnection", reply: Reply) -> None:
+        """Hold a reply for the end of this loop turn (a KMS request to count, or a reply queued behind one)."""
+        if reply.pending is not None:
+            self._turn.append((connection, reply))
+        self._turn_connections[connection] = None
+        if self._flush_handle is None:
+            self._flush_handle = asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        """Count the turn's requests in one transaction, then seal and send every queued reply, in order."""
+        self._flush_handle = None
+        turn, self._turn = self._turn, []
+        connections, self._turn_connections = self._turn_connections, {}
+        try:
+            counts = self.service.count_all([reply.pending.admitted for _, reply in turn]) if turn else []
+        except sqlite3.Error as exc:  # nothing was committed, so nothing may be answered
+            self.service.log_record({"result": "error", "reason": f"client table: {exc}"})
+            for connection in connections:
+                connection.queued.clear()
+                connection.close(abort=True)
+            return
+        for (connection, reply), count in zip(turn, counts):
+            if connection.session is not None:
+                connection.session.finish(reply, count)
+        for connection in connections:
+            connection.send_queued()
 
     def _crash(self) -> None:
         """The crash-on-malformed quirk: stop listening and drop every connection, as a dead host would."""
@@ -142,11 +223,16 @@ class KmsConnection(asyncio.Protocol):
     """One client connection: bytes in, whole PDUs to the session, replies out.
 
     A protocol rather than streams: no task or timeout object per read, which was
-    most of the host's cost per exchange. One lazily re-armed timer enforces both
-    limits: idle between PDUs, and read_timeout for each half of a PDU (header,
-    then body), so a slow sender cannot hold a slot (slowloris). A client that reads
-    none of its answers is paused, then closed after read_timeout.
+    most of the host's cost per exchange. One lazily re-armed timer enforces the
+    limits: bind_timeout until a bind is accepted, idle_timeout between PDUs after
+    it, and read_timeout for each half of a PDU (header, then body), so a slow
+    sender cannot hold a slot (slowloris). A client that reads none of its answers
+    is paused, then closed after read_timeout. KMS answers wait in `queued` for the
+    turn's commit, and any reply after one waits behind it, so replies keep their order.
     """
+
+    __slots__ = ("host", "config", "transport", "peer", "buffer", "session", "deadline", "timer", "body_started",
+                 "paused", "queued", "closing")
 
     def __init__(self, host: ReferenceHost):
         self.host = host
@@ -159,6 +245,8 @@ class KmsConnection(asyncio.Protocol):
         self.timer: asyncio.TimerHandle | None = None
         self.body_started = False  # the buffered PDU's header is complete
         self.paused = False  # reading paused: the client does not read its answers
+        self.queued: list[tuple[bytes, Reply]] = []  # (PDU, reply) waiting for this turn's commit, in order
+        self.closing = False  # no more PDUs: a reply that closes the connection is queued, or its peer sent EOF
 
     def connection_made(self, transport: asyncio.Transport) -> None:
         host = self.host
@@ -166,14 +254,11 @@ class KmsConnection(asyncio.Protocol):
         peername = transport.get_extra_info("peername") or ("?", 0)
         self.peer = f"{peername[0]}:{peername[1]}"
         host.stats.connections += 1
-        if host.stats.active >= self.config.max_connections:
-            host.stats.refused += 1
+        if not host.admit_connection(self):
             transport.close()
             return
-        host.stats.active += 1
-        host._connections.add(self)
         self.session = RpcSession(host.service, self.config)
-        self._arm(self.config.idle_timeout)
+        self._arm(self.config.bind_timeout)
 
     def _arm(self, seconds: float) -> None:
         loop = asyncio.get_running_loop()
@@ -192,6 +277,9 @@ class KmsConnection(asyncio.Protocol):
         if loop.time() < self.deadline:  # re-armed since: sleep on to the new deadline
             self.timer = loop.call_at(self.deadline, self._expired)
             return
+        if self.queued:  # answers on their way (this turn's commit)
+            self._arm(self.config.read_timeout)
+            return
         if self.paused:  # its answers backed up and it still reads none within the limit: give the slot back
             self._refuse("client reads none of its answers", abort=True)  # close() would wait for it to read
         elif self.buffer:
@@ -199,9 +287,22 @@ class KmsConnection(asyncio.Protocol):
         else:
             self.close()
 
+    def _idle_limit(self) -> float:
+        return self.config.idle_timeout if self.session is not None and self.session.contexts else self.config.bind_timeout
+
     def data_received(self, data: bytes) -> None:
-        if self.session is None:
+        if self.session is None or self.closing:
             return
+        try:
+            self.host._connections.move_to_end(self)  # the most recently active: the last to make room
+        except KeyError:
+            pass  # already made room for another
+        if not self.buffer and len(data) >= rpc.HEADER_SIZE:
+            frag = data[8] | data[9] << 8
+            if frag == len(data) and frag <= self.config.max_pdu:  # one whole PDU, the common case: no copies
+                if self._handle(bytes(data)) and not self.paused:
+                    self._arm(self._idle_limit())
+                return
         was_empty = not self.buffer
         self.buffer += data
         buffer = self.buffer
@@ -226,15 +327,16 @@ class KmsConnection(asyncio.Protocol):
         if self.paused:
             return  # the paused client's deadline stands
         if not buffer:
-            self._arm(self.config.idle_timeout)
+            self._arm(self._idle_limit())
         elif was_empty:  # a new PDU began: its header has read_timeout to arrive
             self._arm(self.config.read_timeout)
 
     def _handle(self, pdu: bytes) -> bool:
-        """Answer one PDU; False when the connection is closed after it."""
-        host = self.host
-        if Quirk.SHARED_REQUEST_BUFFER in self.config.quirks and pdu[2] == rpc.PType.REQUEST:
+        """Answer one PDU (now, or at the end of the turn); False when no PDU may follow it."""
+        quirks = self.config.quirks
+        if quirks and Quirk.SHARED_REQUEST_BUFFER in quirks and pdu[2] == rpc.PType.REQUEST:
             # a race on purpose: requests wait in one host-wide slot, and each answer is for whatever is there
+            host = self.host
             host.shared_request = pdu
             asyncio.get_running_loop().call_later(0.02, lambda: self.transport.is_closing()
                                                   or self._answer(host.shared_request))
@@ -242,15 +344,29 @@ class KmsConnection(asyncio.Protocol):
         return self._answer(pdu)
 
     def _answer(self, pdu: bytes) -> bool:
+        reply = self.session.receive(pdu)
+        if reply.pending is None and not self.queued:
+            return self._deliver(pdu, reply)
+        self.queued.append((pdu, reply))
+        self.host.queue(self, reply)
+        if reply.close:
+            self.closing = True
+            self.buffer.clear()
+            return False
+        return True
+
+    def _deliver(self, pdu: bytes, reply: Reply) -> bool:
+        """Send one reply; False when the connection closes after it."""
         host = self.host
-        reply = self.session.handle(pdu)
         if host.on_pdu is not None:
             host.on_pdu(self.peer, pdu, reply)
-        if Quirk.CRASH_ON_MALFORMED in self.config.quirks and _malformed(reply):
+        quirks = self.config.quirks
+        if quirks and Quirk.CRASH_ON_MALFORMED in quirks and _malformed(reply):
             host._crash()
             return False
         host.stats.requests += reply.outcome is not None
-        host._log(self.peer, reply.outcome, reply.problem)
+        if reply.problem or (reply.outcome is not None and host.service.events is not None):
+            host._log(self.peer, reply.outcome, reply.problem)
         if reply.data:
             self.transport.write(reply.data)
         if reply.close:
@@ -258,12 +374,27 @@ class KmsConnection(asyncio.Protocol):
             return False
         return True
 
+    def send_queued(self) -> None:
+        """After the turn's commit: every queued reply, in order."""
+        queued, self.queued = self.queued, []
+        if self.session is None or self.transport.is_closing():
+            return  # the client went away meanwhile (or the host is going); its requests were counted all the same
+        for pdu, reply in queued:
+            if not self._deliver(pdu, reply):
+                return
+        if self.closing:
+            self.close()  # its peer sent EOF: everything it asked is answered
+
     def _cut_short(self) -> str:
         return "PDU cut short or sent too slowly" if self.body_started else "RPC header cut short or sent too slowly"
 
     def _refuse(self, problem: str, abort: bool = False) -> None:
         self.host._log(self.peer, None, problem)
         self.close(abort)
+
+    def release(self) -> None:
+        """Give the slot back (the connection is closing)."""
+        self.host.release(self)
 
     def close(self, abort: bool = False) -> None:
         self.buffer.clear()
@@ -281,9 +412,12 @@ class KmsConnection(asyncio.Protocol):
                 cut[8:10] = len(cut).to_bytes(2, "little")
                 self.buffer.clear()
                 self._handle(bytes(cut))
-                return False
-            self.host._log(self.peer, None, self._cut_short())
-            self.buffer.clear()
+            else:
+                self.host._log(self.peer, None, self._cut_short())
+                self.buffer.clear()
+        if self.queued:
+            self.closing = True  # answer what it sent first, then close
+            return True
         return False  # close our side too
 
     # a client that sends but never reads must not grow our send buffer without bound
@@ -296,7 +430,7 @@ class KmsConnection(asyncio.Protocol):
     def resume_writing(self) -> None:
         self.paused = False
         self.transport.resume_reading()
-        self._arm(self.config.read_timeout if self.buffer else self.config.idle_timeout)
+        self._arm(self.config.read_timeout if self.buffer else self._idle_limit())
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.timer is not None:
@@ -304,8 +438,8 @@ class KmsConnection(asyncio.Protocol):
             self.timer = None
         if self.session is not None:
             self.session = None
-            self.host.stats.active -= 1
-            self.host._connections.discard(self)
+            self.release()
+
 
 def new_event_loop(kind: str = "auto") -> asyncio.AbstractEventLoop:
     """uvloop (libuv) when installed: about a third less loop overhead per exchange than asyncio's own."""

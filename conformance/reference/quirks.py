@@ -31,7 +31,8 @@ class Quirk(enum.Enum):
     SHRINK_CACHE = ("shrink-cache", "cache capacity follows the latest N instead of the highest",
                     ("KMS-CACHE-003", "KMS-CACHE-006"))
     COUNT_PER_KMS_ID = ("count-per-kms-id", "one count per KMS counted id instead of one per application "
-                        "(client and server apart)", ("KMS-THR-003", "KMS-CACHE-002", "KMS-CACHE-003", "KMS-CACHE-006"))
+                        "(client and server apart)", ("KMS-THR-003", "KMS-THR-006", "KMS-CACHE-002", "KMS-CACHE-003",
+                                                    "KMS-CACHE-006"))
     CACHE_SIZE_50 = ("cache-size-50", "cache capacity 50 whatever N the clients send", ("KMS-CACHE-001",))
     NO_CACHE_GROWTH = ("no-cache-growth", "cache capacity fixed by the first N seen, never grown", ("KMS-CACHE-002",))
     # product groups (Tables 1-2)
@@ -55,6 +56,8 @@ class Quirk(enum.Enum):
     PAD_RESPONSE = ("pad-response", "append 512 bytes to every KMS response payload", ("KMS-MSG-002", "KMS-MSG-008"))
     REUSE_REQUEST_IV = ("reuse-request-iv", "V6: answer with the request's IV", ("KMS-MSG-009",))
     ACCEPT_BAD_VERSION = ("accept-bad-version", "answer unsupported versions as if they were 6.0", ("KMS-MSG-007",))
+    DROP_V5 = ("drop-v5", "close the connection on every V5 request, without an answer",
+               ("KMS-MSG-001",))
     SHARED_REQUEST_BUFFER = ("shared-request-buffer", "requests wait 20 ms in one host-wide slot and each answer "
                              "is for whatever request is there then (a race between connections)", ("KMS-MSG-010",))
     # DCE/RPC

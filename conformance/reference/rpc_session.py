@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import itertools
 import random
+import struct
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from conformance.wire import hresult, ndr, rpc
 from conformance.wire.messages import DecodeError
 
 from .config import HostConfig
 from .quirks import Quirk
-from .service import KmsService, Outcome
+from .service import Admitted, KmsService, Outcome
 
 _assoc_groups = itertools.count(random.randrange(0x10000000, 0x7FFFFFFF))
 # answers, which a client never sends: treated like unknown types
@@ -19,13 +21,28 @@ CLIENT_NEVER_SENDS = {rpc.PType.RESPONSE, rpc.PType.FAULT, rpc.PType.BIND_ACK, r
                       rpc.PType.ALTER_CONTEXT_RESP}
 
 
-@dataclass
+# the common header (PROTOCOL.md 2.1) and the request / response body heads (2.5), each in one struct
+_REQUEST = struct.Struct("<BBBB4sHHIIHH")
+_RESPONSE = struct.Struct("<BBBB4sHHIIHBB")
+
+
+class Pending(NamedTuple):
+    """A KMS request waiting for its count: what its answer needs."""
+
+    admitted: Admitted
+    ndr64: bool
+    call_id: int
+    cont_id: int
+
+
+@dataclass(slots=True)
 class Reply:
     data: bytes | None  # bytes to send, or None
     close: bool = False  # close the connection after sending
     outcome: Outcome | None = None  # the KMS outcome of a request
     problem: str = ""  # why a PDU was refused, for the event log
     malformed: bool = False  # the PDU could not be read (not merely refused: an opnum, a context)
+    pending: Pending | None = None  # set by `receive` until `finish`
 
 
 class RpcSession:
@@ -44,10 +61,66 @@ class RpcSession:
         return rpc.Fault(status, self._reply_header(rpc.PType.FAULT, header, flags), cont_id).encode()
 
     def handle(self, data: bytes) -> Reply:
+        """One PDU in, its complete reply out (a KMS request counted and committed on its own)."""
+        reply = self.receive(data)
+        if reply.pending is not None:
+            self.finish(reply, self.service.count_all([reply.pending.admitted])[0])
+        return reply
+
+    def receive(self, data: bytes) -> Reply:
+        """As `handle`, except that a KMS request that passed every check comes back with `pending` set and
+        no data: the host counts all the requests of one event-loop turn in one transaction, then `finish`es each."""
+        if len(data) >= _REQUEST.size:
+            vers, minor, ptype, flags, drep, frag, auth, call_id, _hint, cont_id, opnum = _REQUEST.unpack_from(data)
+            # the one header decode of the common case; anything unusual takes the full path below
+            if (ptype == rpc.PType.REQUEST and vers == 5 and minor == 0 and drep == rpc.DREP_LE and not auth
+                    and frag == len(data) and flags & rpc.FIRST_LAST == rpc.FIRST_LAST):
+                return self._request(call_id, flags, cont_id, opnum, data[_REQUEST.size:])
+        return self._decode_and_handle(data)
+
+    def finish(self, reply: Reply, count: int) -> None:
+        """Seal the answer of a pending request once it is counted (and committed)."""
+        pending = reply.pending
+        assert pending is not None
+        outcome = self.service.answer(pending.admitted, count)
+        assert outcome.payload is not None  # an admitted request is always answered
+        stub = ndr.encode_response_stub(outcome.payload, pending.ndr64)
+        reply.data = self._response(pending.call_id, pending.cont_id, stub)
+        reply.outcome = outcome
+        reply.pending = None
+
+    def _decode_and_handle(self, data: bytes) -> Reply:
+        """Any PDU: decoded once; if its body does not decode, its header alone decides the answer."""
+        try:
+            pdu = rpc.decode_pdu(data)
+        except DecodeError as exc:
+            return self._undecodable(data, exc)
+        header = pdu.header
+        refused = self._refuse_header(header)
+        if refused is not None:
+            return refused
+        if header.flags & rpc.FIRST_LAST != rpc.FIRST_LAST:
+            # KMS never fragments; refuse rather than reassemble (PROTOCOL.md 2.2)
+            return Reply(self._fault(header, hresult.NCA_S_PROTO_ERROR), problem="fragmented PDU")
+        if isinstance(pdu, rpc.Bind):
+            return self._bind(pdu)
+        assert isinstance(pdu, rpc.Request)  # every other type a client may send was refused above
+        return self._request(header.call_id, header.flags, pdu.cont_id, pdu.opnum, pdu.stub)
+
+    def _undecodable(self, data: bytes, error: DecodeError) -> Reply:
         try:
             header, _ = rpc.Header.decode(data)
         except DecodeError as exc:
             return Reply(None, close=True, problem=str(exc), malformed=True)
+        refused = self._refuse_header(header)
+        if refused is not None:
+            return refused
+        if header.ptype == rpc.PType.REQUEST:
+            return Reply(self._fault(header, hresult.NCA_S_PROTO_ERROR), problem=str(error), malformed=True)
+        return Reply(None, close=True, problem=str(error), malformed=True)
+
+    def _refuse_header(self, header: rpc.Header) -> Reply | None:
+        """The header checks, in order: data representation, RPC version, a type a client may send."""
         if header.drep != rpc.DREP_LE or header.auth_length:
             return Reply(None, close=True, problem="unsupported data representation or authentication", malformed=True)
         if (header.vers, header.vers_minor) != (5, 0):
@@ -63,18 +136,7 @@ class RpcSession:
                              malformed=True)
             return Reply(None, close=True, problem=f"PDU type {header.ptype} not expected from a client",
                          malformed=True)
-        try:
-            pdu = rpc.decode_pdu(data)
-        except DecodeError as exc:
-            if header.ptype == rpc.PType.REQUEST:
-                return Reply(self._fault(header, hresult.NCA_S_PROTO_ERROR), problem=str(exc), malformed=True)
-            return Reply(None, close=True, problem=str(exc), malformed=True)
-        if header.flags & rpc.FIRST_LAST != rpc.FIRST_LAST:
-            # KMS never fragments; refuse rather than reassemble (PROTOCOL.md 2.2)
-            return Reply(self._fault(header, hresult.NCA_S_PROTO_ERROR), problem="fragmented PDU")
-        if isinstance(pdu, rpc.Bind):
-            return self._bind(pdu)
-        return self._request(pdu)
+        return None
 
     def _context_result(self, ctx: rpc.ContextElement, chosen: tuple[int, bool] | None) -> rpc.ContextResult:
         for syntax, _version in ctx.transfers:
@@ -139,25 +201,44 @@ class RpcSession:
         )
         return Reply(ack.encode())
 
-    def _request(self, req: rpc.Request) -> Reply:
-        ndr64 = self.contexts.get(req.cont_id)
-        if ndr64 is None and Quirk.PROCESS_UNBOUND_CONTEXT in self.config.quirks:
+    def _request(self, call_id: int, flags: int, cont_id: int, opnum: int, stub: bytes) -> Reply:
+        quirks = self.config.quirks
+        ndr64 = self.contexts.get(cont_id)
+        if ndr64 is None and quirks and Quirk.PROCESS_UNBOUND_CONTEXT in quirks:
             ndr64 = False
         if ndr64 is None:
-            return Reply(self._fault(req.header, hresult.NCA_S_UNK_IF, req.cont_id),
-                         problem=f"request on context {req.cont_id}, not accepted")
-        if req.opnum != 0 and Quirk.IGNORE_OPNUM not in self.config.quirks:
-            return Reply(self._fault(req.header, hresult.NCA_S_OP_RNG_ERROR, req.cont_id), problem=f"opnum {req.opnum}")
+            return Reply(self._fault(self._header(call_id, flags), hresult.NCA_S_UNK_IF, cont_id),
+                         problem=f"request on context {cont_id}, not accepted")
+        if opnum != 0 and not (quirks and Quirk.IGNORE_OPNUM in quirks):
+            return Reply(self._fault(self._header(call_id, flags), hresult.NCA_S_OP_RNG_ERROR, cont_id),
+                         problem=f"opnum {opnum}")
+        close = bool(quirks) and Quirk.CLOSE_AFTER_RESPONSE in quirks
         try:
-            payload = ndr.decode_request_stub(req.stub, ndr64)
+            payload = ndr.decode_request_stub(stub, ndr64)
         except DecodeError as exc:
             outcome = Outcome(None, hresult.E_INVALID_DATA, reason=str(exc))
         else:
-            outcome = self.service.handle(payload)
+            if quirks and Quirk.DROP_V5 in quirks and payload[2:4] == b"\x05\x00":
+                return Reply(None, close=True, problem="a V5 request dropped by quirk")
+            admitted = self.service.admit(payload)
+            if not isinstance(admitted, Outcome):
+                return Reply(None, close=close, pending=Pending(admitted, ndr64, call_id, cont_id))
+            outcome = admitted
         if outcome.payload is None:
             stub = ndr.encode_error_stub(outcome.hresult, ndr64)
         else:
             stub = ndr.encode_response_stub(outcome.payload, ndr64)
-        hint = 0 if Quirk.BAD_ALLOC_HINT in self.config.quirks else None
-        response = rpc.Response(stub, self._reply_header(rpc.PType.RESPONSE, req.header), req.cont_id, alloc_hint=hint)
-        return Reply(response.encode(), close=Quirk.CLOSE_AFTER_RESPONSE in self.config.quirks, outcome=outcome)
+        return Reply(self._response(call_id, cont_id, stub), close=close, outcome=outcome)
+
+    @staticmethod
+    def _header(call_id: int, flags: int) -> rpc.Header:
+        return rpc.Header(rpc.PType.REQUEST, flags, call_id)
+
+    def _response(self, call_id: int, cont_id: int, stub: bytes) -> bytes:
+        """The response PDU, packed in one go (what rpc.Response(...).encode() gives, without its objects)."""
+        quirks = self.config.quirks
+        if quirks and Quirk.NO_CALL_ID_ECHO in quirks:
+            call_id = 2
+        hint = 0 if quirks and Quirk.BAD_ALLOC_HINT in quirks else len(stub)
+        return _RESPONSE.pack(5, 0, rpc.PType.RESPONSE, rpc.FIRST_LAST, rpc.DREP_LE, _RESPONSE.size + len(stub), 0,
+                              call_id, hint, cont_id, 0, 0) + stub

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import random
@@ -9,18 +10,34 @@ import sys
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Callable, TextIO
+from typing import Callable, NamedTuple, TextIO
 
 from conformance import catalog as catalog_mod
 from conformance.wire import crypto, epid, framing, hresult, layout
-from conformance.wire.messages import FILETIME_UNIX_EPOCH, DecodeError, KmsResponse, peek_version
+from conformance.wire.messages import FILETIME_UNIX_EPOCH, DecodeError, KmsRequest, KmsResponse, peek_version
 
 from .config import HostConfig
 from .quirks import Quirk
 from .state import ClientTable
 from .store import Store
 
-OTHER_KEY = "windows-server-2019"  # the key the epid-names-other-key quirk's ePIDs name
+OTHER_KEY = "windows-server-2019"
+ACTIVATION_EVENT = 12290  # the Key Management Service log's "an activation request has been processed"
+
+
+def iso_time(unix: float) -> str:
+    try:
+        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(unix))
+    except (OverflowError, OSError, ValueError):
+        return f"{unix:.0f} s after 1970 (no date)"  # the key the epid-names-other-key quirk's ePIDs name
+
+
+class Admitted(NamedTuple):
+    """A request that passed every check and waits for its count."""
+
+    opened: framing.OpenedRequest
+    key: catalog_mod.HostKey
+    now: float
 
 
 @dataclass(frozen=True)
@@ -51,16 +68,21 @@ class KmsService:
         self.clock = clock or Clock()
         self.store = store or Store(config.db)
         quirks = config.quirks
-        self.table = ClientTable(expire=Quirk.NO_EXPIRY not in quirks,
+        self.table = ClientTable(max_capacity=config.max_cache, expire=Quirk.NO_EXPIRY not in quirks,
                                  renew_replaces=Quirk.NO_RENEWAL_REPLACE not in quirks)
         self.store.load_into(self.table)
         self.host_keys = self._select_host_keys()
+        # KMS id -> the host key that activates it, looked up once per id (None under the quirk that needs tiers)
+        self._keys: _KeyCache | None = None
+        if Quirk.NON_CUMULATIVE_GROUPS not in quirks:
+            self._keys = _KeyCache(self.host_keys)
         self.host_build = self.catalog.host_build(config.host_build)
         if self.host_build is None:
             raise ValueError(f"host build {config.host_build} is not in the catalog's host builds")
         self.hwid = bytes.fromhex(self._stable("hwid", lambda: (config.hwid or os.urandom(8)).hex(), config.hwid))
-        self.epids = {k.slug: self._stable(f"epid:{k.slug}", lambda k=k: str(self._new_epid(k))) for k in self.host_keys}
+        self.epids = {k.slug: self._stable(f"epid:{k.slug}", functools.partial(self._epid_text, k)) for k in self.host_keys}
         self.events = self._open_event_log(config.event_log)
+        self.log_fields: dict[str, object] = {}  # in every event record (a host worker's number)
         self.last_answer: bytes | None = None  # the answer-short-payload quirk repeats it
         self.store.put("settings", {"activation_interval": config.activation_interval,
                                     "renewal_interval": config.renewal_interval, "key_group": config.key_group,
@@ -87,7 +109,11 @@ class KmsService:
         return value
 
     def _new_epid(self, key: catalog_mod.HostKey) -> epid.Epid:
+        assert self.host_build is not None  # checked in __init__
         return epid.build_epid(key, self.host_build, self.config.lcid, random.Random())
+
+    def _epid_text(self, key: catalog_mod.HostKey) -> str:
+        return str(self._new_epid(key))
 
     @staticmethod
     def _open_event_log(target: str | None) -> TextIO | None:
@@ -99,24 +125,41 @@ class KmsService:
         """One JSON event line (DNS publication and other host events)."""
         if self.events is not None:
             stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.clock()))
-            self.events.write(json.dumps({"time": stamp, **record}) + "\n")
+            self.events.write(json.dumps({"time": stamp, **self.log_fields, **record}) + "\n")
 
-    def log_event(self, client: str, outcome: Outcome, **extra: object) -> None:
-        if self.events is None:
-            return
-        record: dict[str, object] = {"client": client, "result": hresult.name(outcome.hresult)}
-        if outcome.opened is not None:
-            r = outcome.opened.request
-            record.update(cmid=str(r.cmid), workstation=r.workstation, sku=str(r.sku_id), kms_id=str(r.kms_id),
-                          version=f"{r.major}.{r.minor}")
-        if outcome.count is not None:
-            record["count"] = outcome.count
-        if outcome.reason:
-            record["reason"] = outcome.reason
-        record.update(extra)
-        self.log_record(record)
+    def event(self, opened: framing.OpenedRequest | None, result: int, count: int | None = None,
+              reason: str = "") -> dict[str, object]:
+        """A processed request as the Key Management Service log records it (event 12290)."""
+        record: dict[str, object] = {"event": ACTIVATION_EVENT, "time": iso_time(self.clock()),
+                                     "result": f"0x{result:08X}", "result_name": hresult.name(result)}
+        if opened is not None:
+            r = opened.request
+            record.update(minimum_count=r.n_policy, workstation=r.workstation, cmid=str(r.cmid),
+                          client_time=iso_time((r.request_time - FILETIME_UNIX_EPOCH) / 1e7), vm=r.vm,
+                          licence_state=r.license_status, minutes_to_expiry=r.binding_expiration,
+                          activation_id=str(r.sku_id), kms_id=str(r.kms_id), version=f"{r.major}.{r.minor}")
+        if count is not None:
+            record["count"] = count
+        if reason:
+            record["reason"] = reason
+        return record
+
+    def log_event(self, client: str, outcome: Outcome) -> None:
+        """The event of a request in the event log file (--event-log), with the client's address."""
+        if self.events is not None:
+            record = self.event(outcome.opened, outcome.hresult, outcome.count, outcome.reason)
+            self.events.write(json.dumps({**record, **self.log_fields, "client": client}) + "\n")
+
+    def refused(self, outcome: Outcome) -> Outcome:
+        """A refusal, kept among the host database's last requests (a refusal commits on its own: they are rare)."""
+        if self.store.keeps_clients and outcome.opened is not None:
+            self.store.note_event(self.event(outcome.opened, outcome.hresult, reason=outcome.reason))
+            self.store.commit()
+        return outcome
 
     def key_for(self, kms_id: uuid.UUID) -> catalog_mod.HostKey | None:
+        if self._keys is not None:
+            return self._keys[kms_id]
         for key in self.host_keys:
             if Quirk.NON_CUMULATIVE_GROUPS in self.config.quirks and key.tier is not None:
                 if self.catalog.tier_of(kms_id) != key.tier:
@@ -129,40 +172,74 @@ class KmsService:
         return any(self.catalog.kms_ids[k].application == catalog_mod.WINDOWS_APP_ID for k in key.activates)
 
     def handle(self, payload: bytes) -> Outcome:
+        """One request, counted and committed before the answer is sealed."""
+        admitted = self.admit(payload)
+        if isinstance(admitted, Outcome):
+            return admitted
+        return self.answer(admitted, self.count_all([admitted])[0])
+
+    # The host answers in three steps so that one event-loop turn's requests share one commit:
+    # admit each (decode, verify, check), count them all in one transaction, then seal each answer.
+    def admit(self, payload: bytes) -> "Outcome | Admitted":
+        """A verified request ready to be counted, or the refusal to send."""
         quirks = self.config.quirks
         major = peek_version(payload)[0] if len(payload) >= 4 else None
         if major in framing.SUPPORTED_MAJORS and major not in self.config.protocols:
             return Outcome(None, hresult.E_INVALID_DATA, reason=f"KMS version {major} is not served by this host")
         try:
-            opened = framing.open_request(payload, allow_minor=Quirk.ACCEPT_BAD_VERSION in quirks)
+            opened = framing.open_request(payload, allow_minor=bool(quirks) and Quirk.ACCEPT_BAD_VERSION in quirks)
         except framing.UnsupportedVersion as exc:
-            if Quirk.ACCEPT_BAD_VERSION not in quirks:
+            if not quirks or Quirk.ACCEPT_BAD_VERSION not in quirks:
                 return Outcome(None, hresult.E_INVALID_DATA, reason=str(exc))
             patched = bytes(payload[:2]) + b"\x06\x00" + bytes(payload[4:])
-            return self.handle(patched)
+            return self.admit(patched)
         except DecodeError as exc:
             if Quirk.ANSWER_SHORT_PAYLOAD in quirks and self.last_answer is not None:
                 return Outcome(self.last_answer, hresult.S_OK, reason=f"answered anyway: {exc}", malformed=True)
             return Outcome(None, hresult.E_INVALID_DATA, reason=str(exc), malformed=True)
         if not opened.verified:
             failed = [k for k, ok in opened.checks.items() if not ok]
-            return Outcome(None, hresult.E_INVALID_DATA, opened=opened, reason=f"request failed {', '.join(failed)}")
+            return self.refused(Outcome(None, hresult.E_INVALID_DATA, opened=opened,
+                                        reason=f"request failed {', '.join(failed)}"))
         request = opened.request
         key = self.key_for(request.kms_id)
-        if key is None and Quirk.IGNORE_KEY_GROUP in quirks:
+        if key is None and quirks and Quirk.IGNORE_KEY_GROUP in quirks:
             key = self.host_keys[0]
         if key is None:
-            return Outcome(None, hresult.SL_E_VL_KEY_MANAGEMENT_SERVICE_ID_MISMATCH, opened=opened,
-                           reason=f"KMS id {request.kms_id} is not activated by this host's key(s)")
+            return self.refused(Outcome(None, hresult.SL_E_VL_KEY_MANAGEMENT_SERVICE_ID_MISMATCH, opened=opened,
+                                        reason=f"KMS id {request.kms_id} is not activated by this host's key(s)"))
         now = self.clock()
         request_unix = (request.request_time - FILETIME_UNIX_EPOCH) / 1e7
-        if abs(request_unix - now) > self.config.time_tolerance and Quirk.IGNORE_TIME not in quirks:
-            return Outcome(None, hresult.SL_E_VL_INVALID_TIMESTAMP, opened=opened,
-                           reason=f"request time is {request_unix - now:+.0f} s from the host clock")
-        table_key = request.kms_id if Quirk.COUNT_PER_KMS_ID in quirks else request.app_id
-        count = self._count(table_key, request.cmid, request.n_policy, now)
+        if abs(request_unix - now) > self.config.time_tolerance and not (quirks and Quirk.IGNORE_TIME in quirks):
+            return self.refused(Outcome(None, hresult.SL_E_VL_INVALID_TIMESTAMP, opened=opened,
+                                        reason=f"request time is {request_unix - now:+.0f} s from the host clock"))
+        return Admitted(opened, key, now)
+
+    def count_all(self, admitted: list[Admitted]) -> list[int]:
+        """Record every admitted request in the client table, in order, and commit them in one transaction."""
+        store = self.store
+        store.begin(self.table)  # with host workers: the cross-process lock, and the others' records
+        try:
+            counts = [self._count(a.opened.request, a.now) for a in admitted]
+            for a, count in zip(admitted, counts):
+                store.note_event(self.event(a.opened, hresult.S_OK, count))
+            store.commit()
+        except BaseException:
+            store.rollback(self.table)  # the table again as committed
+            raise
+        return counts
+
+    def answer(self, admitted: Admitted, count: int) -> Outcome:
+        opened = admitted.opened
+        request = opened.request
+        quirks = self.config.quirks
+        if not quirks:
+            response = KmsResponse(self.epids[admitted.key.slug], request.cmid, request.request_time, count,
+                                   self.config.activation_interval, self.config.renewal_interval,
+                                   request.major, request.minor)
+            return Outcome(framing.seal_response(response, opened, hwid=self.hwid), hresult.S_OK, count, opened)
         response = KmsResponse(
-            epid=self._epid_for(key),
+            epid=self._epid_for(admitted.key),
             cmid=uuid.uuid4() if Quirk.WRONG_CMID in quirks else request.cmid,
             request_time=request.request_time + (10**7 if Quirk.WRONG_TIME in quirks else 0),
             count=count,
@@ -190,20 +267,23 @@ class KmsService:
             return self.epids[key.slug].replace(f"-{self.config.lcid}-", "-9999-")
         return self.epids[key.slug]
 
-    def _count(self, app_id: uuid.UUID, cmid: uuid.UUID, n_policy: int, now: float) -> int:
+    def _count(self, request: KmsRequest, now: float) -> int:
         quirks = self.config.quirks
-        if Quirk.FIXED_COUNT in quirks:
-            return self.config.fixed_count if self.config.fixed_count is not None else 2 * n_policy
-        if Quirk.COUNT_REPEATS in quirks:
-            cmid = uuid.uuid4()
-        if Quirk.SHRINK_CACHE in quirks and app_id in self.table.apps:
-            self.table.apps[app_id].capacity = 2 * n_policy
-        if Quirk.CACHE_SIZE_50 in quirks:
-            n_policy = 25  # the table sizes itself from 2 x N
-        if Quirk.NO_CACHE_GROWTH in quirks and app_id in self.table.apps:
-            n_policy = self.table.apps[app_id].capacity // 2  # the first N seen, for good
+        cmid, n_policy = request.cmid, request.n_policy
+        app_id = request.kms_id if quirks and Quirk.COUNT_PER_KMS_ID in quirks else request.app_id
+        if quirks:
+            if Quirk.FIXED_COUNT in quirks:
+                return self.config.fixed_count if self.config.fixed_count is not None else 2 * n_policy
+            if Quirk.COUNT_REPEATS in quirks:
+                cmid = uuid.uuid4()
+            if Quirk.SHRINK_CACHE in quirks and app_id in self.table.apps:
+                self.table.apps[app_id].capacity = 2 * n_policy
+            if Quirk.CACHE_SIZE_50 in quirks:
+                n_policy = 25  # the table sizes itself from 2 x N
+            if Quirk.NO_CACHE_GROWTH in quirks and app_id in self.table.apps:
+                n_policy = self.table.apps[app_id].capacity // 2  # the first N seen, for good
         recorded = self.table.record(app_id, cmid, n_policy, now)
-        self.store.save_record(app_id, cmid, now, self.table.capacity(app_id), recorded)
+        self.store.note(app_id, cmid, now, self.table.capacity(app_id), recorded, n_policy)
         return recorded.count
 
     def _corrupt(self, sealed: bytes, major: int) -> bytes:
@@ -245,3 +325,17 @@ class KmsService:
     def reset(self) -> None:
         self.table.reset()
         self.store.reset_clients()
+
+
+class _KeyCache(dict):
+    """KMS id -> the first host key that activates it (or None), filled on first use."""
+
+    def __init__(self, host_keys: tuple[catalog_mod.HostKey, ...]):
+        super().__init__()
+        self.host_keys = host_keys
+
+    def __missing__(self, kms_id: uuid.UUID) -> catalog_mod.HostKey | None:
+        key = next((k for k in self.host_keys if kms_id in k.activates), None)
+        if len(self) < 4096:  # KMS ids come from the catalog; a flood of made-up ones must not grow this
+            self[kms_id] = key
+        return key

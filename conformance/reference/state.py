@@ -2,8 +2,9 @@
 
 One table per ApplicationID (Windows and Office count separately). The count is
 the number of live distinct CMIDs; capacity is twice the highest N policy seen
-and never shrinks; an entry lives 30 days and a renewal restarts it; beyond
-capacity the oldest entry goes.
+and never shrinks, up to 50 (no product's N is above 25: a request claiming more
+does not grow the cache past it); an entry lives 30 days and a renewal restarts it;
+beyond capacity the oldest entry goes.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 
 ENTRY_LIFETIME_SECONDS = 30 * 86400
+MAX_CAPACITY = 2 * 25  # twice the highest N of any product (PROTOCOL.md 10.1, 16)
 
 
 @dataclass
@@ -28,21 +30,24 @@ class AppTable:
     entries: "OrderedDict[uuid.UUID, Entry]" = field(default_factory=OrderedDict)
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # built on every request: no frozen-dataclass __setattr__ detour
 class Recorded:
     count: int
     new_client: bool
     evicted: tuple[uuid.UUID, ...]
     expired: tuple[uuid.UUID, ...]
+    renewed: bool = False  # a known CMID whose entry restarted (moved to the young end)
 
 
 class ClientTable:
     """Pure rules, no I/O; `store.py` persists what `record` changes."""
 
-    def __init__(self, lifetime: float = ENTRY_LIFETIME_SECONDS, *, expire: bool = True, renew_replaces: bool = True):
+    def __init__(self, lifetime: float = ENTRY_LIFETIME_SECONDS, *, expire: bool = True, renew_replaces: bool = True,
+                 max_capacity: int = MAX_CAPACITY):
         self.lifetime = lifetime
         self.expire = expire
         self.renew_replaces = renew_replaces
+        self.max_capacity = max_capacity
         self.apps: dict[uuid.UUID, AppTable] = {}
 
     def _purge(self, table: AppTable, now: float) -> list[uuid.UUID]:
@@ -58,8 +63,11 @@ class ClientTable:
         return gone
 
     def record(self, app_id: uuid.UUID, cmid: uuid.UUID, n_policy: int, now: float) -> Recorded:
-        table = self.apps.setdefault(app_id, AppTable())
-        table.capacity = max(table.capacity, 2 * n_policy)
+        table = self.apps.get(app_id)
+        if table is None:
+            table = self.apps[app_id] = AppTable()
+        if 2 * n_policy > table.capacity:
+            table.capacity = min(2 * n_policy, self.max_capacity)
         expired = self._purge(table, now)
         new_client = cmid not in table.entries
         if not new_client and self.renew_replaces:
@@ -69,7 +77,8 @@ class ClientTable:
         evicted = []
         while len(table.entries) > max(table.capacity, 1):
             evicted.append(table.entries.popitem(last=False)[0])
-        return Recorded(len(table.entries), new_client, tuple(evicted), tuple(expired))
+        return Recorded(len(table.entries), new_client, tuple(evicted), tuple(expired),
+                        not new_client and self.renew_replaces)
 
     def count(self, app_id: uuid.UUID, now: float) -> int:
         table = self.apps.get(app_id)

@@ -23,7 +23,10 @@ def open_readonly(path: str | Path) -> sqlite3.Connection:
     path = Path(path)
     if not path.is_file():
         raise NotAHostDatabase(f"{path}: no host database there (start `kmsconf host --db {path}` first)")
-    db = sqlite3.connect(f"file:{urllib.parse.quote(str(path.resolve()))}?mode=ro", uri=True)
+    try:
+        db = sqlite3.connect(f"file:{urllib.parse.quote(str(path.resolve()))}?mode=ro", uri=True)
+    except sqlite3.Error as exc:
+        raise NotAHostDatabase(f"{path}: cannot open it read-only ({exc})") from None
     try:
         tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     except sqlite3.DatabaseError:
@@ -56,12 +59,16 @@ def read_status(path: str | Path, now: float | None = None) -> dict:
         db.close()
     host = settings.get("settings", {})
     windows = apps.get(str(catalog_mod.WINDOWS_APP_ID), {"count": 0, "cache_size": 0})
-    epids = {key.removeprefix("epid:"): value for key, value in settings.items() if key.startswith("epid:")}
+    epids = {key.removeprefix("epid:"): value for key, value in settings.items()
+             if key.startswith("epid:") and key != "epid:other-key"}
+    catalog = catalog_mod.load()
+    names = {k.slug: k.name for k in catalog.host_keys}
     return {
         "count": windows["count"],
         "cache_size": windows["cache_size"],
         "applications": apps,
         "key_group": host.get("key_group") or "default",
+        "host_keys": [names.get(slug, slug) for slug in epids],
         "epids": epids,
         "epid": next(iter(epids.values()), None),
         "hwid": str(settings.get("hwid", "")).upper(),

@@ -17,8 +17,9 @@ from pathlib import Path
 from conformance.harness import clauses as clause_registry
 
 SUITE = Path(__file__).resolve().parents[1] / "suite"
-COLOURS = {"pass": "#2e7d32", "fail": "#c62828", "xfail": "#ef6c00", "xpass": "#6a1b9a",
-           "inconclusive": "#f9a825", "skip": "#9e9e9e", "none": "#e0e0e0"}
+# one colour per verdict of harness.verdicts.VERDICT_ORDER, and "none" for a clause a target did not run
+COLOURS = {"fail": "#c62828", "xpass": "#6a1b9a", "warn": "#d84315", "inconclusive": "#f9a825",
+           "xfail": "#ef6c00", "pass": "#2e7d32", "skip": "#9e9e9e", "none": "#e0e0e0"}
 
 
 @dataclass

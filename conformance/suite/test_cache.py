@@ -119,4 +119,5 @@ def test_no_visible_shrink(kms_target, request):
     after, r2 = count_for(kms_target, server, fresh=False)
     expect(after >= grown - rule["drift"], f"about {grown} again for an N = 5 request right after (the cache never "
            f"shrinks)", after, r1.transcript + r2.transcript,
-           detail=f"{client.name} saw {grown}, then {server.name} saw {after}")
+           detail=f"{client.name} saw {grown}, then {server.name} saw {after}; a genuine host's cache holds 2 x the "
+                  f"highest N it has seen and never shrinks, so an N = 5 request seconds later sees the same count")

@@ -33,8 +33,11 @@ def activated(target, protocol: int | None = None, request=None):
 def test_each_version_answered_in_kind(kms_target, protocol):
     served = kms_target.serves
     if not served.served:  # a KMS host answers at least one generation of the catalog
-        raise ClauseFailure(["Response"], "; ".join(served.unserved.values()),
+        raise ClauseFailure(["Response"], "; ".join({**served.unserved, **served.broken}.values()),
                             detail="no protocol version was answered with an activation")
+    if protocol in served.broken:  # a version is served (a response) or refused as one (0x8007000D): not this
+        raise ClauseFailure(["Response", "Refusal(0x8007000D)"], served.broken[protocol],
+                            detail=f"a V{protocol} request of each edition the probes tried")
     result = kms_target.activate(protocol=protocol)
     expect_outcome(result.outcome, ["Response"], result.transcript)
     clear = result.outcome.clear_version

@@ -101,6 +101,6 @@ def test_zz_host_still_serves_after_the_negative_checks(kms_target, protocol):
         raw(kms_target, unknown_ptype_pdu(16))
         for case in FRAG_CASES:
             raw(kms_target, lying_frag_pdu(case))
-    result = kms_target.activate(protocol=protocol)
-    expect_outcome(result.outcome, ["Response", "Refusal"], result.transcript,
-                   detail=f"a V{protocol} request after {negative_inputs_sent} malformed inputs")
+    result = kms_target.activate(protocol=protocol)  # an edition the host activated before any bad input
+    expect_outcome(result.outcome, ["Response"], result.transcript,
+                   detail=f"a V{protocol} activation after {negative_inputs_sent} malformed inputs")

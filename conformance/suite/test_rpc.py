@@ -103,6 +103,7 @@ def test_call_id_echo(kms_target):
         conn.call_id = 0x1234
         ack = bind_ack(conn.bind(BindOptions()), conn.transcript)
         expect(ack.header.call_id == 0x1234, "bind_ack call_id 0x1234", hex(ack.header.call_id), conn.transcript)
+        expect(bool(conn.contexts), "a context accepted for the request", results_of(ack), conn.transcript)
         cont_id, ndr64 = next(iter(conn.contexts.items()))
         conn.call_id = 0x5678
         request = kms_target.request()

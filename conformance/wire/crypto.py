@@ -6,9 +6,11 @@ variants (PROTOCOL.md 4.2 and 6.2) are hand-written, in `rijndael.py`.
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import hmac
 from typing import Protocol
 
-from cryptography.hazmat.primitives import hashes, hmac
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from .rijndael import Rijndael, expand_key
@@ -38,15 +40,11 @@ V6_CIPHER = Rijndael(_v6_round_keys())
 
 
 def sha256(data: bytes) -> bytes:
-    digest = hashes.Hash(hashes.SHA256())
-    digest.update(data)
-    return digest.finalize()
+    return hashlib.sha256(data).digest()  # the standard library's one call: a quarter of an object API's cost
 
 
 def hmac_sha256(key: bytes, data: bytes) -> bytes:
-    mac = hmac.HMAC(key, hashes.SHA256())
-    mac.update(data)
-    return mac.finalize()
+    return hmac.digest(key, data, "sha256")
 
 
 def xor(a: bytes, b: bytes) -> bytes:
@@ -113,5 +111,11 @@ V6_AES: BlockCipher = V6_CIPHER
 
 def v6_hmac_key(request_time: int, slot_offset: int = 0) -> bytes:
     """HMAC key from the echoed request time; slot_offset mirrors vlmcs's +-C1 tolerance on the seed."""
-    seed = ((request_time // HMAC_TIME_SLOT) * HMAC_SEED_MUL + HMAC_SEED_ADD + slot_offset * HMAC_TIME_SLOT) % 2**64
+    return _slot_key(request_time // HMAC_TIME_SLOT, slot_offset)
+
+
+@functools.lru_cache(maxsize=64)
+def _slot_key(slot: int, slot_offset: int) -> bytes:
+    """The key of one time slot: it changes every few hours, not per request."""
+    seed = (slot * HMAC_SEED_MUL + HMAC_SEED_ADD + slot_offset * HMAC_TIME_SLOT) % 2**64
     return sha256(seed.to_bytes(8, "little"))[16:]
