@@ -277,7 +277,7 @@ def vlmcs_loads(vlmcs: str, targets: dict[str, tuple[tuple[str, int], int | None
 def vlmcsd_process(vlmcsd: str) -> Iterator[tuple[tuple[str, int], int]]:
     """vlmcsd on a free loopback port: (address, pid)."""
     port = free_port()
-    proc = subprocess.Popen([vlmcsd, "-D", "-N1", "-B1", "-L", f"127.0.0.1:{port}"],
+    proc = subprocess.Popen([vlmcsd, "-D", "-N1", "-B1", "-L", f"127.0.0.1:{port}"], stdin=subprocess.DEVNULL,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 10

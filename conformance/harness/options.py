@@ -150,7 +150,7 @@ def settings(config: pytest.Config) -> Settings:
                              f"patterns like 'KMS-MSG-00*'; `kmsconf clauses` lists them)")
     return Settings(target, control, protocols, get("--profile"), key_group, timeout, get("--activation-interval"),
                     get("--renewal-interval"), expectations, expect, _strict(config), client_cmd, dns, patterns,
-                    audit)
+                    audit, config.getoption("--target-cmd"))
 
 
 def _strict(config: pytest.Config) -> bool:

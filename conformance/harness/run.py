@@ -37,6 +37,7 @@ class Settings:
     dns: tuple[str, tuple[str, int], int] | None  # domain, server, advertised port
     clause_patterns: tuple[str, ...]
     audit_cmid: uuid.UUID | None = None  # --audit-cmid: the safe clauses' one CMID, pinned
+    target_cmd: str | None = None  # --target-cmd: the fuzz campaign starts its target itself
 
     @property
     def client_only(self) -> bool:
@@ -45,6 +46,8 @@ class Settings:
 
     @property
     def host_name(self) -> str:
+        if self.target_cmd:
+            return f"`{self.target_cmd}` (started by the fuzz campaign)"
         return format_address(*self.target) if self.target else "embedded reference host"
 
     @property
