@@ -60,3 +60,12 @@ def count_for(target, edition: catalog_mod.Edition, cmid: uuid.UUID | None = Non
         raise ClauseFailure(["Response"], result.outcome, result.transcript,
                             f"an activation of {edition.name} (N = {edition.n_policy})")
     return result.response.response.count, result
+
+
+def as_a_live_host(target, request, edition: catalog_mod.Edition, clients: int) -> None:
+    """On a test host (one with a control channel): an empty table, then `clients` fresh clients of `edition`, the
+    clients a live host would have; a host without a control channel is taken as it is."""
+    if target.control is not None:
+        request.getfixturevalue("control").reset()
+        for _ in range(clients):
+            count_for(target, edition)
