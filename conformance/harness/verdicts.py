@@ -244,20 +244,22 @@ def _one_line(message: str) -> str:
 
 def _footprint_lines(tr, run: KmsRun) -> None:
     """How many client entries (one CMID in one application's count) the run can have added to the host, and
-    which clauses added them."""
-    owners: dict[str, set[str]] = defaultdict(set)
-    for clause, entries in run.footprint.items():
-        for entry in entries:
-            owners[entry].add(clause)
-    shared = [e for e, who in owners.items() if len(who) > 1]  # the audit's CMID: every safe clause's
-    fresh = {clause: sum(1 for e in entries if len(owners[e]) == 1) for clause, entries in run.footprint.items()}
+    which clauses added them: the audit's CMID is the one several clauses share; the rest are fresh clients."""
+    entries: set[str] = set().union(*run.footprint.values()) if run.footprint else set()
+    users: dict[str, set[str]] = defaultdict(set)  # CMID -> clauses that sent it
+    for clause, sent in run.footprint.items():
+        for entry in sent:
+            users[entry.split("/")[1]].add(clause)
+    audit = {cmid for cmid, who in users.items() if len(who) > 1}
+    fresh = {clause: sum(1 for e in sent if e.split("/")[1] not in audit) for clause, sent in run.footprint.items()}
     adders = ", ".join(f"{cid} {n}" for cid, n in sorted(fresh.items(), key=lambda kv: -kv[1]) if n)
-    apps = len({e.split("/")[0] for e in owners})
-    clauses = len({w for e in shared for w in owners[e]})
-    tr.write_line(f"footprint: {len(owners)} client entr{'y' if len(owners) == 1 else 'ies'} sent to "
+    apps = len({e.split("/")[0] for e in entries})
+    audited = sum(1 for e in entries if e.split("/")[1] in audit)
+    tr.write_line(f"footprint: {len(entries)} client entr{'y' if len(entries) == 1 else 'ies'} sent to "
                   f"{run.host_name} (in {apps} application count{'s' if apps != 1 else ''})"
-                  + (f"; {len(shared)} shared by {clauses} clauses (the audit's CMID)" if shared else "")
-                  + (f"; fresh ones from {adders}" if adders else ""))
+                  + (f"; {audited} with the audit's CMID, shared by "
+                     f"{len(set().union(*(users[c] for c in audit)))} clauses" if audit else "")
+                  + (f"; fresh clients from {adders}" if adders else ""))
     if run.left_out:
         kinds = sorted(set(run.left_out.values()))
         tr.write_line(f"left out on a host that may be production: {len(run.left_out)} clauses "
