@@ -423,8 +423,8 @@ def register(add) -> None:
             "child's too; it restarts the target after a crash or a hang. Each finding is pinned on the input\n"
             "that does it alone, minimised (fewest PDUs, fewest changed bytes, KMS fields through the\n"
             "encryption) and counted once per (outcome, kind, top frames).\n"
-            "exit status: 0 no finding, 1 a finding (or the target could not be reached or started), 2 a wrong\n"
-            "option")
+            "exit status: 0 no finding, 1 a finding (or --target-cmd's target did not start), 2 a wrong option,\n"
+            "3 --target could not be reached")
     p.add_argument("--target", metavar="HOST:PORT", help="a host already running")
     p.add_argument("--target-cmd", metavar="CMD", help="start this command as the target, with {port} where it "
                    "takes its port, and watch it (a process monitor)")
