@@ -1,5 +1,6 @@
 // Render an Allure report in headless Chromium (playwright-core, Debian's chromium) and print what a reader sees:
-// node report_page.mjs REPORT.html [TEXT_TO_CLICK ...] -> the page's text after each click, as JSON lines.
+// node report_page.mjs REPORT.html [TEXT_TO_CLICK ...] -> the page's text after each click, as JSON lines,
+// then the requests that left the file.
 import { chromium } from "playwright-core";
 
 const [report, ...clicks] = process.argv.slice(2);
@@ -10,6 +11,10 @@ const browser = await chromium.launch({
 });
 try {
   const page = await browser.newPage();
+  const outside = [];  // requests that leave the file: a report must open offline and call nobody
+  page.on("request", (request) => {
+    if (!/^(file|data|blob):/.test(request.url())) outside.push(request.url());
+  });
   await page.goto(`file://${report}`);
   await page.waitForSelector("text=Total", { timeout: 30000 });
   console.log(JSON.stringify({ step: "home", text: await page.innerText("body") }));
@@ -18,6 +23,7 @@ try {
     await page.waitForTimeout(800);
     console.log(JSON.stringify({ step: text, text: await page.innerText("body") }));
   }
+  console.log(JSON.stringify({ step: "outside requests", text: outside.join("\n") }));
 } finally {
   await browser.close();
 }

@@ -59,6 +59,16 @@ def test_report_names_the_target_and_shows_the_failure_decoded(report):
     failure = text["test_response_integrity[v6]"]
     assert "KMS-MSG-002" in failure and "actual: failed: hmac" in failure
     assert '"hmac": false' in text["decoded fields"]
+    assert text["outside requests"] == "", "the report called out: " + text["outside requests"]
+
+
+def test_report_data_exists_before_the_app_that_reads_it(report):
+    """Allure's own page creates its data table after the app, which then, now and again, fetches its data as files
+    (refused under file://) and stays empty: kmsconf report puts the table first."""
+    html = report[0].read_text(encoding="utf-8")
+    app = html.index('<script   src="data:text/javascript;base64,')
+    assert -1 < html.find("window.allureReportData = window.allureReportData || {};") < app
+    assert "googletagmanager" not in html
 
 
 def test_report_shows_an_inconclusive_verdict_as_such(report):
