@@ -36,7 +36,7 @@ def test_bench_loads_the_host_and_vlmcsd_with_vlmcs(tmp_path):
     """With VLMCS and VLMCSD (binaries built outside this project) in the environment, as `make bench` takes them."""
     vlmcs, vlmcsd = os.environ.get("VLMCS"), os.environ.get("VLMCSD")
     if not (vlmcs and vlmcsd and os.access(vlmcs, os.X_OK) and os.access(vlmcsd, os.X_OK)):
-        pytest.skip("set VLMCS and VLMCSD to a vlmcs and a vlmcsd you built")
+        pytest.skip(reason="set VLMCS and VLMCSD to a vlmcs and a vlmcsd you built")
     out = tmp_path / "bench.json"
     done = subprocess.run([sys.executable, "-m", "conformance.bench", "--seconds", "0.2", "--out", str(out),
                            "--vlmcs", vlmcs, "--vlmcsd", vlmcsd], capture_output=True, text=True, timeout=600)

@@ -20,7 +20,7 @@ def many_files():
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     need = HELD + 1024
     if hard != resource.RLIM_INFINITY and hard < need:
-        pytest.skip(f"the open-file hard limit ({hard}) is below the {need} this test needs")
+        pytest.skip(reason=f"the open-file hard limit ({hard}) is below the {need} this test needs")
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, need), hard))
     yield
     resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
