@@ -12,11 +12,9 @@ import sys
 import uuid
 from pathlib import Path
 
-EXIT_USAGE = 2
-EXIT_UNREACHABLE = 3
 
 
-from conformance.errors import Unreachable, UsageError  # one class each, however this module is run
+from conformance.errors import EXIT_UNREACHABLE, EXIT_USAGE, Unreachable, UsageError  # one class each, however this module is run
 from conformance.net.address import format_address, parse_address
 
 
@@ -70,7 +68,7 @@ def cmd_host(args: argparse.Namespace) -> int:
         for domain, ok, detail in reference.publish_results:
             print(f"DNS: {'published in' if ok else 'FAILED to publish in'} {domain} ({detail})", flush=True)
         if reference.control_address:
-            print(f"test control on {reference.control_address[0]}:{reference.control_address[1]}", flush=True)
+            print(f"test control on {format_address(*reference.control_address[:2])}", flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -84,7 +82,7 @@ def cmd_host(args: argparse.Namespace) -> int:
         with asyncio.Runner(loop_factory=loop_factory) as runner:
             runner.run(serve())
     except OSError as exc:
-        raise UsageError(f"cannot listen on {config.host}:{config.port}: {exc.strerror or exc}") from None
+        raise UsageError(f"cannot listen on {format_address(config.host, config.port)}: {exc.strerror or exc}") from None
     return 0
 
 
@@ -101,7 +99,7 @@ def _host_workers(config, workers: int, loop: str) -> int:
     except (LookupError, ValueError) as exc:
         raise UsageError(str(exc)) from None
     except OSError as exc:
-        raise UsageError(f"cannot listen on {config.host}:{config.port}: {exc.strerror or exc}") from None
+        raise UsageError(f"cannot listen on {format_address(config.host, config.port)}: {exc.strerror or exc}") from None
     except RuntimeError as exc:
         print(f"kmsconf host: {exc}", file=sys.stderr)
         return 1

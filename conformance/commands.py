@@ -10,7 +10,6 @@ import socket
 import sys
 from pathlib import Path
 
-EXIT_UNREACHABLE = 3  # as the suite's: the target could not be reached at all
 
 
 def clauses_markdown() -> str:
@@ -253,7 +252,7 @@ def cmd_dns_lab(args: argparse.Namespace) -> int:
 
 
 def cmd_matrix(args: argparse.Namespace) -> int:
-    from conformance.errors import UsageError
+    from conformance.errors import EXIT_UNREACHABLE, UsageError
     from conformance.net.address import parse_address
     from conformance.report.matrix import MatrixTarget, build, run_target
 

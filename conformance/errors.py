@@ -1,4 +1,7 @@
-"""Errors shared by the command line and its subcommands."""
+"""Errors shared by the command line and its subcommands, and the exit statuses they end in (as the suite's)."""
+
+EXIT_USAGE = 2
+EXIT_UNREACHABLE = 3
 
 
 class UsageError(Exception):

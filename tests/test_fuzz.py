@@ -41,7 +41,7 @@ def test_short_campaign_against_reference_host_finds_nothing(tmp_path):
         seed = Seed.default()
         result = campaign(Runner(host, port, 2), lambda: seed.request, runs=150, findings_dir=tmp_path, seed=seed)
         assert thread.host.stats.malformed > 0, "the campaign never reached the host's error paths"
-    assert result.runs == 150 and not result.findings, [(f.mutation, f.detail) for f in result.findings]
+    assert result.runs == 150 and not result.findings, [(f.input.describe(), f.detail) for f in result.findings]
     assert {"response", "error"} <= set(result.outcomes)
 
 
@@ -65,7 +65,7 @@ def test_long_campaign(fuzz_shard, pytestconfig):
     with HostThread(HostConfig(port=0)) as thread:
         host, port = thread.host.address
         result = fuzz_shard.run(Target(host, port), runs, name="long", campaign_dir="long", timeout=2)
-    assert not result.findings, [(f.mutation, f.detail) for f in result.findings]
+    assert not result.findings, [(f.input.describe(), f.detail) for f in result.findings]
 
 
 # (the faulty host's quirk, the clause the fuzz campaign must fail against it)

@@ -53,7 +53,10 @@ def test_campaign_reports_each_planted_bug_once_restarts_the_target_and_shrinks_
     assert "SIGABRT" in asan["detail"], "the report and the process's end are one event"
     assert hang["outcome"] == "hang"
     # one finding per bug, however often it fired; every crash and hang was followed by a restart
-    assert sum(out["finding_counts"].values()) == sum(f["count"] for f in found.values())
+    # (how often each fired varies with timing, 3 to 5 times here: the counts are not pinned, their keys are)
+    assert out["finding_counts"] == {f"crash: {SEGV} in string_at < planted < serve": segv["count"],
+                                     f"crash: {ASAN} in check_vm < handle_request < serve_connection": asan["count"],
+                                     f"hang: {HANG}": hang["count"]}, out["finding_counts"]
     assert max(segv["count"], asan["count"]) >= 2
     assert out["restarts"] >= segv["count"] + asan["count"] + hang["count"]
     assert all(f["reproduced"] and f["pdus"] == 1 for f in found.values())

@@ -3,7 +3,6 @@
 import sqlite3
 import uuid
 
-import pytest
 
 from conformance.reference.state import ENTRY_LIFETIME_SECONDS, ClientTable, Entry
 from conformance.reference.status import read_status
@@ -138,7 +137,7 @@ def test_store_reopen_gives_the_same_counts(tmp_path):
         record(table, store, OFFICE, uuid.uuid4(), 5, float(i))
     store.close()
 
-    reopened, restored = Store.open_existing(path), ClientTable()
+    reopened, restored = Store(path), ClientTable()
     reopened.load_into(restored)
     for app in (WINDOWS, OFFICE):
         assert restored.count(app, 20.0) == table.count(app, 20.0)
@@ -183,11 +182,6 @@ def test_store_settings_and_reset_survive_reopen(tmp_path):
     assert reopened.get("missing", 7) == 7
     assert restored.count(WINDOWS, 0.0) == 0 and restored.capacity(WINDOWS) == 0
     reopened.close()
-
-
-def test_open_existing_refuses_a_missing_database(tmp_path):
-    with pytest.raises(FileNotFoundError, match="no host database"):
-        Store.open_existing(tmp_path / "absent.sqlite")
 
 
 def test_a_request_claiming_a_higher_n_does_not_grow_the_cache_past_50():

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from conformance.net.address import free_port
 from conformance.reference.config import HostConfig
 from conformance.reference.host import HostThread
 
@@ -20,14 +21,6 @@ def run(*args, timeout=120):
     proc = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout)
     assert "Traceback" not in proc.stdout + proc.stderr, proc.stderr
     return proc
-
-
-def closed_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def one_line(proc, code: int, says: str) -> None:
@@ -51,18 +44,18 @@ def one_line(proc, code: int, says: str) -> None:
 def test_suite_option_mistakes(args, code, says):
     with HostThread(HostConfig(port=0)) as thread:
         host = "{}:{}".format(*thread.host.address)
-        args = [a.format(closed=closed_port(), host=host) for a in args]
+        args = [a.format(closed=free_port(), host=host) for a in args]
         proc = run("-m", "pytest", "conformance/suite", "-p", "no:cacheprovider", *args)
     one_line(proc, code, says)
     assert "_pytest" not in proc.stderr
 
 
 def test_kmsconf_check_closed_port_is_one_line():
-    one_line(run("-m", "conformance.cli", "check", "--target", f"127.0.0.1:{closed_port()}"), 3, "cannot connect")
+    one_line(run("-m", "conformance.cli", "check", "--target", f"127.0.0.1:{free_port()}"), 3, "cannot connect")
 
 
 def test_matrix_with_an_unreachable_target_fails(tmp_path):
-    proc = run("-m", "conformance.cli", "matrix", "--target", f"ref=127.0.0.1:{closed_port()}", "--out", str(tmp_path))
+    proc = run("-m", "conformance.cli", "matrix", "--target", f"ref=127.0.0.1:{free_port()}", "--out", str(tmp_path))
     assert proc.returncode == 3 and "cannot connect" in proc.stderr, proc.stdout + proc.stderr
 
 

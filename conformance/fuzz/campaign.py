@@ -61,8 +61,7 @@ STARTUP = Program((), "no input: the target reports it as it starts")
 class CampaignResult:
     runs: int = 0
     outcomes: Counter = field(default_factory=Counter)
-    findings: list[Finding] = field(default_factory=list)
-    signatures: Counter = field(default_factory=Counter)  # (outcome, kind, frames) -> occurrences
+    findings: list[Finding] = field(default_factory=list)  # each counts its occurrences (Finding.count)
     seconds: float = 0.0
     harness_seconds: float = 0.0  # all the rest: drawing, mutating, classifying, saving findings
     target_seconds: float = 0.0  # on the network: exchanges and the liveness probes after a close
@@ -91,7 +90,7 @@ def alive(runner: Runner, probe: Callable[[], KmsRequest]) -> bool:
 
 
 def _probed(run: Run, alive: bool, waited: float) -> None:
-    run.alive, run.waited = alive, run.waited + waited
+    run.waited += waited
     if not alive:
         run.outcome, run.detail = "dead", f"host stopped answering after: {run.detail}"
 
@@ -108,7 +107,6 @@ class Campaign:
         self.timeout = runner.timeout
         self.runner = self._runner()
         self.replay_target = replay_target or f"--target {format_address(runner.host, runner.port)}"
-        self.standard = seed.standard()
         self.inflight = InFlight(connections)
         self.result = CampaignResult()
         self.by_signature: dict[Signature, Finding] = {}
@@ -131,13 +129,15 @@ class Campaign:
     def program_of(self, item: Mutation | Sequence) -> Program:
         if isinstance(item, Mutation):
             bind, request = apply(self.seed, item)
-            return Program.pair(bind, request, self.standard, item.describe())
+            # the seed reseals every few minutes: compare with its standard PDUs as they are now
+            return Program.pair(bind, request, self.seed.standard(), item.describe())
         return render(self.seed, item)
 
     def probe_program(self) -> Program:
         payload = framing.seal_request(self.probe())
         request = rpc.Request(ndr.encode_request_stub(payload), rpc.Header(rpc.PType.REQUEST, rpc.FIRST_LAST, 2))
-        return Program.pair(self.standard[0], request.encode(), self.standard, "liveness probe")
+        standard = self.seed.standard()
+        return Program.pair(standard[0], request.encode(), standard, "liveness probe")
 
     def needs_probe(self, run: Run) -> bool:
         """Without a monitor, a close or a silence is fine only while the host still activates afterwards."""
@@ -194,9 +194,11 @@ class Campaign:
         finding = self.by_signature.get(signature)
         return finding is not None and (finding.reproduced or self.tries[signature] >= CONFIRM_TRIES)
 
-    def check(self) -> None:
-        """Monitor events, silences and findings of the inputs accounted since the last check."""
-        events = self.monitor.poll() if self.monitor is not None else []
+    def check(self, events: list | None = None) -> None:
+        """Monitor events, silences and findings of the inputs accounted since the last check; `events` are
+        those already read from the monitor (else it is polled)."""
+        if events is None:
+            events = self.monitor.poll() if self.monitor is not None else []
         if not (events or self.suspects or self.queued):
             return
         urgent = bool(self.suspects) or (self.monitor is not None and not self.monitor.alive()) or not all(
@@ -261,7 +263,6 @@ class Campaign:
 
     def record(self, signature: Signature, detail: str, candidates: list[Program], *, run: Run | None = None,
                report: str = "", output: list[str] | None = None) -> None:
-        self.result.signatures[signature] += 1
         finding = self.by_signature.get(signature)
         if finding is not None:
             finding.count += 1
@@ -352,8 +353,7 @@ class Campaign:
             self.quiesce()
             self.check()
             if self.monitor is not None:  # a report the last inputs caused, written after they ended
-                self.monitor.settle()
-                self.check()
+                self.check(self.monitor.settle())  # settle() reads the events: a poll after it sees none
         finally:
             self.inflight.close()
         for finding in result.findings:
@@ -444,7 +444,7 @@ def findings_json(result: CampaignResult) -> list[dict]:
 
 def finding_counts(result: CampaignResult) -> dict[str, int]:
     """Occurrences per finding signature ("outcome: kind in top < frames")."""
-    return {found.signature_text(sig): n for sig, n in result.signatures.items()}
+    return {found.signature_text(f.signature): f.count for f in result.findings}
 
 
 def shard_record(result: CampaignResult, *, campaign: str, index: int, count: int, seed: int,

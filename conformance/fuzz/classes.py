@@ -58,7 +58,6 @@ class Run:
     waited: float = 0.0  # seconds on the network: connecting, sending, waiting for answers
     connections: list[Transcript] | None = None  # one transcript per connection, when there were several
     answer: Outcome | None = None  # the outcome the class was taken from
-    alive: bool | None = None  # after a close or a silence: did the host still activate (None: not asked)
 
     @property
     def transcripts(self) -> list[Transcript]:

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from hypothesis import strategies as st
 
 from conformance import catalog
-from conformance.reference.client import BindOptions, build_request
+from conformance.loadgen import BIND as STANDARD_BIND  # the NDR32-only bind the load generator sends too
+from conformance.reference.client import build_request
 from conformance.wire import crypto, framing, ndr, rpc
 from conformance.wire.layout import IV
 from conformance.wire.messages import KmsRequest, filetime_now
@@ -154,10 +155,6 @@ def _kms_changed(request: KmsRequest, mutation: Mutation) -> KmsRequest:
 
 def _request_pdu(payload: bytes) -> bytes:
     return rpc.Request(ndr.encode_request_stub(payload), rpc.Header(rpc.PType.REQUEST, rpc.FIRST_LAST, 2)).encode()
-
-
-_BIND_OPTIONS = BindOptions(ndr64=False, btfn=False)
-STANDARD_BIND = rpc.Bind(_BIND_OPTIONS.contexts(), rpc.Header(rpc.PType.BIND, _BIND_OPTIONS.flags, 2)).encode()
 
 
 def apply(seed: Seed, mutation: Mutation) -> tuple[bytes, bytes]:

@@ -11,7 +11,7 @@ from conformance.reference.config import HostConfig
 from conformance.reference.host import HostThread
 from conformance.reference.rpc_session import Reply
 from conformance.wire import ndr, rpc
-from conformance.wire.messages import DecodeError
+from conformance.wire.messages import DecodeError, peek_version
 
 
 @dataclass
@@ -33,7 +33,7 @@ class RecordedPdu:
             except DecodeError:
                 continue
             if len(payload) >= 4:
-                return int.from_bytes(payload[2:4], "little"), int.from_bytes(payload[0:2], "little")
+                return peek_version(payload)
         return None
 
 

@@ -51,14 +51,12 @@ def _shown(value: Any) -> str:
 class ClauseFailure(AssertionError):
     """A clause is broken: what it expects, what came back (both as data), and the bytes that show it."""
 
-    def __init__(self, expected: Any, actual: Any, transcript: Transcript = (), detail: str = "",
-                 fields: dict | None = None):
+    def __init__(self, expected: Any, actual: Any, transcript: Transcript = (), detail: str = ""):
         self.expected = jsonable(expected)
         self.actual = jsonable(actual)
         self.actual_outcome = actual if isinstance(actual, Outcome) else None
         self.transcript = list(transcript)
         self.detail = detail
-        self.fields = fields or (actual.to_json() if isinstance(actual, Outcome) else None)
         message = f"expected: {_shown(expected)}\n  actual: {_shown(actual)}"
         if detail:
             message += f"\n  {detail}"

@@ -16,15 +16,13 @@ from pathlib import Path
 
 import pytest
 
-from conformance.errors import UsageError
+from conformance.errors import EXIT_UNREACHABLE, EXIT_USAGE, UsageError
 from conformance.net.address import format_address, is_loopback, parse_address
 
 from . import clauses as clause_registry
 from .expectations import load_expectations
 from .run import RUN_KEY, KmsRun, Settings
 
-EXIT_USAGE = 2
-EXIT_UNREACHABLE = 3
 SUITE = Path(__file__).resolve().parents[1] / "suite"
 SUMMARY_DEFAULT = "reports/summary.json"
 FUZZ_REPORT_DEFAULT = "reports/fuzz-campaign.json"
@@ -253,12 +251,16 @@ def control_belongs(control: tuple[str, int], target: tuple[str, int], timeout: 
     except (OSError, ValueError, KeyError) as exc:
         return f"no control channel answers there ({getattr(exc, 'strerror', None) or exc})"
     edition = catalog.load().edition("Windows 10/11 Enterprise")
-    Runner(*target, timeout).activate(build_request(edition, workstation=AUDIT_WORKSTATION, cmid=audit_cmid(target)))
+    request = build_request(edition, workstation=AUDIT_WORKSTATION, cmid=cmid or audit_cmid(target))
+    Runner(*target, timeout).activate(request)
     after = channel.requests_answered()
     if after <= before:
         return (f"its host did not see a request sent to --target {format_address(*target)}: it controls "
                 f"another host")
     return None
+
+
+SETTINGS_KEY = pytest.StashKey[Settings]()  # validated once, in pytest_cmdline_main, and kept for pytest_configure
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -267,7 +269,7 @@ def pytest_cmdline_main(config: pytest.Config) -> int | None:
     if config.option.help or config.option.version or getattr(config.option, "markers", False):
         return None
     try:
-        run = settings(config)
+        run = config.stash[SETTINGS_KEY] = settings(config)
     except UsageError as exc:
         sys.stderr.write(f"kms-conformance: {exc}\n")
         return EXIT_USAGE
@@ -297,7 +299,7 @@ def _collect_only(config: pytest.Config) -> bool:
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
     try:
-        run_settings = settings(config)
+        run_settings = config.stash.get(SETTINGS_KEY, None) or settings(config)
     except UsageError as exc:  # reached only where pytest_cmdline_main did not run first (an xdist worker)
         raise pytest.UsageError(str(exc)) from None
     asked = is_conformance_run(config)

@@ -48,7 +48,6 @@ class HostProfile:
     unserved: dict[int, str] = field(default_factory=dict)  # protocol -> refused as a version (0x8007000D)
     broken: dict[int, str] = field(default_factory=dict)  # protocol -> answered otherwise (a close, a fault...)
     epids: dict[int, str] = field(default_factory=dict)  # protocol -> the ePID of that activation
-    probes: int = 0
     attempt: Callable[[catalog_mod.Edition, int], Activation] | None = None
     _found: dict[str, catalog_mod.Edition | None] = field(default_factory=dict)
 
@@ -60,7 +59,6 @@ class HostProfile:
             refused = []
             for edition in candidates(catalog, protocol):
                 result = attempt(edition, protocol)
-                profile.probes += 1
                 outcome = result.outcome
                 if isinstance(outcome, Response):  # it tried to activate: whether the answer is right is the checks'
                     profile.served[protocol] = edition
@@ -117,7 +115,6 @@ class HostProfile:
                 for edition in candidates(self.catalog, protocol):
                     if not wanted(edition):
                         continue
-                    self.probes += 1
                     if self.attempt(edition, protocol).response is not None:
                         self._found[what] = edition
                         break

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import socket
 import uuid
@@ -24,6 +25,7 @@ LEARNING = "(learning the host)"  # the footprint of the probes that run before 
 AUDIT_WORKSTATION = "kmsconf-conformance-audit"  # what the host's event log shows for the suite's requests
 
 
+@functools.cache  # asked for every request the suite builds
 def audit_cmid(address: tuple[str, int]) -> uuid.UUID:
     """One stable CMID per auditing machine and target: reruns renew the same client entry, never add one.
     (A machine without /etc/machine-id falls back to its host name; --audit-cmid pins it where either changes.)"""

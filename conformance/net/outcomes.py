@@ -18,7 +18,7 @@ from conformance.wire import framing, hresult, ndr, rpc
 from conformance.wire.epid import Epid
 from conformance.wire.exchange import request_fields, response_fields
 from conformance.wire.layout import IV
-from conformance.wire.messages import DecodeError, KmsRequest
+from conformance.wire.messages import DecodeError, KmsRequest, peek_version
 
 
 class Outcome:
@@ -37,9 +37,6 @@ class Outcome:
     def describe(self) -> str:
         """One readable line for a console."""
         return self.label
-
-    def to_json(self) -> dict[str, Any]:
-        return {"outcome": self.kind, "label": self.label, "description": self.describe()}
 
     def matches(self, pattern: str) -> bool:
         kind, argument = parse_pattern(pattern)
@@ -92,9 +89,7 @@ class Response(Outcome):
 
     @property
     def clear_version(self) -> tuple[int, int] | None:
-        if len(self.payload) < 4:
-            return None
-        return int.from_bytes(self.payload[2:4], "little"), int.from_bytes(self.payload[0:2], "little")
+        return peek_version(self.payload) if len(self.payload) >= 4 else None
 
     @property
     def verified(self) -> bool:
@@ -110,12 +105,6 @@ class Response(Outcome):
         r = self.opened.response
         state = "verified" if self.verified else f"NOT verified: {'; '.join(self.problems)}"
         return f"a V{r.major}.{r.minor} response, count {r.count} ({state})"
-
-    def to_json(self) -> dict[str, Any]:
-        out = super().to_json() | {"verified": self.verified, "problems": list(self.problems)}
-        if self.opened is not None:
-            out["fields"] = response_fields(self.opened)
-        return out
 
 
 @dataclass(frozen=True)
@@ -256,7 +245,7 @@ class SentRequest:
 
     @property
     def iv(self) -> bytes:
-        major = self.request.major if self.request is not None else int.from_bytes(self.payload[2:4], "little")
+        major = self.request.major if self.request is not None else (peek_version(self.payload)[0] if len(self.payload) >= 4 else None)
         return bytes(self.payload[IV]) if major in (5, 6) and len(self.payload) >= IV.stop else b""
 
 
@@ -350,10 +339,6 @@ class Activation:
     @property
     def hresult(self) -> int | None:
         return self.outcome.hresult if isinstance(self.outcome, Refusal) else None
-
-    @property
-    def fault(self) -> int | None:
-        return self.outcome.status if isinstance(self.outcome, Fault) else None
 
     @property
     def count(self) -> int | None:

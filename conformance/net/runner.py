@@ -155,9 +155,8 @@ class Session:
         return classify(data, sent=sent)
 
     def exchange(self, data: bytes, sent: SentRequest | None = None) -> Outcome:
-        if not self.send(data):
-            return Closed(self.closed or "the host closed the connection before we sent")
-        return self.receive(sent)
+        self.send(data)
+        return self.receive(sent)  # a Closed saying why, when the send found the connection gone
 
     # --- DCE/RPC ---
     def bind(self, options: BindOptions = BindOptions(), *, alter: bool = False,
@@ -259,11 +258,10 @@ class Runner:
         except OSError as exc:
             return Unreachable(str(exc)), []
         with session:
-            sent = session.send(data)
+            session.send(data)
             if half_close:
                 session.half_close()
-            outcome = session.receive() if sent else Closed("the host closed the connection before we sent")
-            return outcome, list(session.transcript)
+            return session.receive(), list(session.transcript)
 
     def bind_then(self, first: bytes, second: bytes, sent: SentRequest | None = None) -> tuple[Outcome, Transcript]:
         """A (possibly malformed) bind, then a (possibly malformed) request on the same connection: the

@@ -221,8 +221,9 @@ class KmsService:
         store.begin(self.table)  # with host workers: the cross-process lock, and the others' records
         try:
             counts = [self._count(a.opened.request, a.now) for a in admitted]
-            for a, count in zip(admitted, counts):
-                store.note_event(self.event(a.opened, hresult.S_OK, count))
+            if store.keeps_clients:  # only a database keeps events: building one is ~8 us of a ~46 us request
+                for a, count in zip(admitted, counts):
+                    store.note_event(self.event(a.opened, hresult.S_OK, count))
             store.commit()
         except BaseException:
             store.rollback(self.table)  # the table again as committed

@@ -208,7 +208,7 @@ class RingStore(Store):
             table.record(self._uuid(app), self._uuid(cmid), n_policy, now)
         self._position = head
 
-    def note(self, app_id: uuid.UUID, cmid: uuid.UUID, now: float, capacity: int, rec, n_policy: int = 0) -> None:
+    def note(self, app_id: uuid.UUID, cmid: uuid.UUID, now: float, capacity: int, rec, n_policy: int) -> None:
         self._pending.append((app_id.bytes_le, cmid.bytes_le, now, n_policy))
 
     def commit(self) -> None:

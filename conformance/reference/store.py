@@ -59,12 +59,6 @@ class Store:
         self._events = 0  # written since the last pruning
         self._apps: dict[uuid.UUID, str] = {}  # application ids as text: a handful, written on every request
 
-    @classmethod
-    def open_existing(cls, path: str | Path) -> "Store":
-        if not Path(path).is_file():
-            raise FileNotFoundError(f"{path}: no host database there (start `kmsconf host --db {path}` first)")
-        return cls(path)
-
     def close(self) -> None:
         self.db.close()
 
@@ -81,7 +75,7 @@ class Store:
         """Before a batch's first change; one process alone has nothing to catch up with."""
 
     def note(self, app_id: uuid.UUID, cmid: uuid.UUID, now: float, capacity: int, rec: Recorded,
-             n_policy: int = 0) -> None:
+             n_policy: int) -> None:
         """What `ClientTable.record` changed, as the statements that will write it."""
         if not self.keeps_clients:
             return
@@ -134,9 +128,7 @@ class Store:
     def rollback(self, table: ClientTable) -> None:
         """A batch failed: drop its changes, and put the table back as the database has it (an in-memory
         database has no rows to go back to: the table stays as it is)."""
-        self._ops = []
-        if self.db.in_transaction:
-            self.db.execute("ROLLBACK")
+        self._ops = []  # every transaction ran in `with self.db`, which rolled it back
         if self.keeps_clients:
             self._capacities = dict(self.db.execute("SELECT app_id, capacity FROM capacity"))
             table.reset()

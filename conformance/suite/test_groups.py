@@ -81,10 +81,6 @@ def claimed_keys(target, answers) -> tuple[str, list[catalog_mod.HostKey]]:
     return " / ".join(k.name for k in keys.values()) + " (named by the ePID)", list(keys.values())
 
 
-def hex_or(code: int | None, otherwise: str) -> str:
-    return f"0x{code:08X}" if code is not None else otherwise
-
-
 @pytest.mark.clause("KMS-GRP-001")
 def test_table_2_matrix(kms_target, table1_answers):
     want = clause("KMS-GRP-001").expect["hresult"]

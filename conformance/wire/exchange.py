@@ -12,7 +12,7 @@ from typing import Any
 
 from . import framing, hresult, ndr, rpc
 from .layout import IV
-from .messages import DecodeError, datetime_from_filetime
+from .messages import DecodeError, datetime_from_filetime, peek_version
 
 
 def iso_time(filetime: int) -> str:
@@ -66,7 +66,7 @@ def unread_fields(payload: bytes | None, errors: list[str], side: str) -> dict[s
         return None
     out: dict[str, Any] = {"payload_length": len(payload)}
     if len(payload) >= 4:
-        minor, major = int.from_bytes(payload[0:2], "little"), int.from_bytes(payload[2:4], "little")
+        major, minor = peek_version(payload)
         out["version"] = f"{major}.{minor}"
         if major in (5, 6) or major not in framing.SUPPORTED_MAJORS:
             out["iv_if_encrypted"] = payload[IV].hex() if len(payload) >= IV.stop else None
