@@ -100,7 +100,7 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
     from conformance.errors import Unreachable, UsageError
     from conformance.net.address import format_address
     from conformance.fuzz.campaign import campaign, finding_counts, findings_json, print_progress
-    from conformance.fuzz.monitor import TargetCommand, TargetStartError
+    from conformance.process.monitor import TargetCommand, TargetStartError
     from conformance.fuzz.mutators import Seed
     from conformance.net.address import parse_address
     from conformance.net.runner import Runner
@@ -182,7 +182,7 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
 @contextlib.contextmanager
 def _fuzz_target(command, address: tuple[str, int] | None):
     """(address, monitor): --target's address, or the command's, started now and stopped after (--target-cmd)."""
-    from conformance.fuzz.monitor import TargetProcess
+    from conformance.process.monitor import TargetProcess
 
     if command is None:
         yield address, None
@@ -195,7 +195,7 @@ def _fuzz_replay(args: argparse.Namespace, command, address) -> int:
     """Send a finding's input again (under the monitor with --target-cmd) and say what it does."""
     from conformance.errors import UsageError
     from conformance.fuzz.campaign import replay_finding
-    from conformance.fuzz.monitor import TargetStartError
+    from conformance.process.monitor import TargetStartError
     from conformance.fuzz.program import load
     from conformance.net.runner import Runner
     from conformance.pcap.reader import CaptureError

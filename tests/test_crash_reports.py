@@ -3,7 +3,7 @@ they end. The samples are those tools' own output (addresses kept, paths shorten
 
 import pytest
 
-from conformance.fuzz import crashes
+from conformance.process import crashes
 
 ASAN_HEAP = """=================================================================
 ==30673==ERROR: AddressSanitizer: heap-buffer-overflow on address 0x602000000018 at pc 0x7f7a8be48061 bp 0x7ffcde5010f0 sp 0x7ffcde5008a0

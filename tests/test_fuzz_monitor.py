@@ -16,7 +16,7 @@ import pytest
 from conformance.cli import main
 from conformance.fuzz.campaign import Campaign, replay_finding
 from conformance.fuzz.findings import Finding
-from conformance.fuzz.monitor import TargetCommand, TargetProcess
+from conformance.process.monitor import TargetCommand, TargetProcess
 from conformance.fuzz.mutators import Mutation, Seed, apply
 from conformance.fuzz.program import Program, Step
 from conformance.net.runner import Runner

@@ -42,7 +42,7 @@ from . import findings as found
 from .classes import FINDING_CLASSES, Run, fuzz_class
 from .findings import Finding, Signature
 from .inflight import InFlight
-from .monitor import TargetProcess
+from conformance.process.monitor import TargetProcess
 from .mutators import Mutation, Seed, apply, mutations
 from .program import Program, pdu_kind, run_program
 from .sequences import Sequence, render, sequences as sequence_strategy

@@ -17,7 +17,7 @@ from pathlib import Path
 from conformance.pcap.writer import write_pcap
 
 from .classes import Run, Transcript
-from .monitor import TargetEvent
+from conformance.process.monitor import TargetEvent
 from .program import Program
 
 Signature = tuple[str, str, tuple[str, ...]]  # (outcome, kind, top frames)

@@ -16,7 +16,7 @@ from pathlib import Path
 from conformance.net.runner import Runner
 
 from .campaign import campaign
-from .monitor import TargetCommand, TargetProcess
+from conformance.process.monitor import TargetCommand, TargetProcess
 from .mutators import Seed
 
 PRODUCT = "Windows Server 2019 Datacenter"  # the campaign's seed request (Seed.default(6)), so both send V6 alike

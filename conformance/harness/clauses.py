@@ -40,6 +40,14 @@ FOOTPRINTS = {
     "malformed": "sends malformed PDUs and payloads",
     "fuzz": "a fuzz campaign of mutated exchanges",
 }
+# what can contradict a counting or timing rule (harness.host_life): any host's answers; a known, empty client table
+# (the control channel's reset, or a fresh start of a host the suite runs); a clock moved on the host; a restart
+MEANS = {
+    "answers": "the answers alone, on any host",
+    "fresh": "a known, empty client table: --control's reset or a fresh start (--target-cmd)",
+    "clock": "the host's clock moved: --control, or libfaketime in a host the suite starts",
+    "restart": "a restart of the host the suite started (--target-cmd)",
+}
 ID_PATTERN = re.compile(r"^KMS-(?P<area>[A-Z]+)-\d{3}$")
 
 
@@ -53,6 +61,7 @@ class Clause:
     footprint: str = "safe"
     accept: tuple[str, ...] = ()  # outcome patterns the clause accepts, where it judges one outcome
     expect: dict[str, Any] = field(default_factory=dict)  # expectations as data, read by the check
+    means: tuple[str, ...] = ()  # what can contradict the rule (MEANS); none given: the answers alone
 
     @property
     def area(self) -> str:
@@ -85,8 +94,11 @@ def load(path: Path = CLAUSES_FILE) -> dict[str, Clause]:
         accept = tuple(row.get("accept", ()))
         for pattern in accept:
             parse_pattern(pattern)  # ValueError names the pattern
+        means = tuple(row.get("means", ()))
+        if set(means) - set(MEANS):
+            raise ValueError(f"{path}: {cid} means {means} are not among {', '.join(MEANS)}")
         clauses[cid] = Clause(cid, row["title"], row["ref"], row["level"], profiles, footprint, accept,
-                              dict(row.get("expect", {})))
+                              dict(row.get("expect", {})), means)
     return clauses
 
 

@@ -19,6 +19,15 @@ class Inconclusive(Exception):
     """The target's state makes the rule unobservable (e.g. its count is already at the cap)."""
 
 
+class HostWentDown(Exception):
+    """The host died, or stopped accepting connections, during a check: the check could not be judged; `record`
+    is the failure of the robustness clause that says so."""
+
+    def __init__(self, record: dict):
+        super().__init__(record["message"])
+        self.record = record
+
+
 def jsonable(value: Any) -> Any:
     """`value` as JSON data: outcomes by their label, bytes as text or hex, GUIDs as text."""
     if isinstance(value, Outcome):

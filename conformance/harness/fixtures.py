@@ -23,31 +23,65 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 @pytest.fixture(scope="session")
 def kms_target(pytestconfig: pytest.Config):
-    """The host under test; starts and stops the embedded reference host when no --target is given."""
+    """The host under test: --target as it is, --target-cmd started (and restarted) by the suite, or the
+    embedded reference host."""
     from conformance.reference.config import HostConfig
     from conformance.reference.host import HostThread
 
     from conformance.net.control import ControlChannel
 
+    from .host_life import ControlledLife
     from .target import Target
 
     settings = run_of(pytestconfig).settings
     common = dict(timeout=settings.timeout, profile=settings.profile, protocols=settings.protocols,
                   key_group=settings.key_group, activation_interval=settings.activation_interval,
                   renewal_interval=settings.renewal_interval, pinned_cmid=settings.audit_cmid)
+    if settings.target_cmd:
+        yield from _started_target(settings, common)
+        return
     if settings.target is not None:
-        channel = ControlChannel.tcp(*settings.control) if settings.control else None
-        yield Target(*settings.target, control=channel, **common)
+        target = Target(*settings.target, **common)
+        if settings.control:
+            target.life = ControlledLife(ControlChannel.tcp(*settings.control), target)
+        yield target
         return
     group = settings.key_group
     # the embedded host carries the declared key group, so `--host-key-group server-b` checks Table 2 for it
     thread = HostThread(HostConfig(port=0, control=False, key_group=None if group == "auto" else group))
     host, port = thread.start()
-    channel = ControlChannel(lambda command: thread.call(thread.host.control, command))
     try:
-        yield Target(host, port, embedded=True, control=channel, **common)
+        target = Target(host, port, embedded=True, **common)
+        target.life = ControlledLife(ControlChannel(lambda command: thread.call(thread.host.control, command)), target)
+        yield target
     finally:
         thread.stop()
+
+
+def _started_target(settings, common: dict):
+    from conformance.process.managed import ManagedHost
+    from conformance.process.monitor import TargetCommand, TargetStartError
+
+    from .host_life import StartedLife
+    from .target import Target, audit_cmid
+
+    managed = ManagedHost(TargetCommand.parse(settings.target_cmd))
+    try:
+        try:
+            managed.start()
+        except TargetStartError as exc:
+            pytest.exit(f"kms-conformance: --target-cmd: {exc}", returncode=3)
+        target = Target(*managed.address, **common)
+        target.pinned_cmid = target.pinned_cmid or audit_cmid(managed.address)  # one audit CMID over restarts
+
+        def follow(host: str, port: int) -> None:
+            target.host, target.port = host, port
+
+        managed.on_address = follow
+        target.life = StartedLife(managed, target)
+        yield target
+    finally:
+        managed.close()
 
 
 @pytest.fixture(autouse=True)
@@ -60,6 +94,7 @@ def _clause_context(request: pytest.FixtureRequest):
     target = request.getfixturevalue("kms_target")
     target.current_clause = clause.id
     target.recorded.clear()
+    target.connect_errors.clear()
     yield
     # the CMIDs sent so far (this check's, and any learning probes'), on the teardown report: they reach
     # the xdist controller with it
@@ -68,24 +103,12 @@ def _clause_context(request: pytest.FixtureRequest):
         request.node.user_properties.append((FOOTPRINT_PROPERTY, json.dumps(sent)))
 
 
-@pytest.fixture
-def control(kms_target):
-    """The control channel; checks that need it skip on targets without one, saying so."""
-    if kms_target.control is None:
-        pytest.skip(reason="needs control over the host's clock and client table: only the reference host started "
-                    "with `kmsconf host --control` (and --control HOST:PORT here) offers that")
-    channel = kms_target.control
-    channel.on_clock = lambda offset: setattr(kms_target, "clock_offset", offset)
-    yield channel
-    channel.reset()  # later checks meet a fresh host on real time
-
-
 @pytest.fixture(scope="session")
 def client_run(pytestconfig: pytest.Config):
     """What the client under test sent; client checks skip without --client-cmd, saying so."""
     settings = run_of(pytestconfig).settings
     command = settings.client_cmd
-    if not command and settings.target is None:
+    if not command and settings.target is None and not settings.target_cmd:
         # the embedded run checks the reference client too
         command = (f"{shlex.quote(sys.executable)} -m conformance.cli activate {{host}}:{{port}} "
                    f"--product '{REFERENCE_CLIENT_PRODUCT}'")

@@ -27,7 +27,7 @@ SUITE = Path(__file__).resolve().parents[1] / "suite"
 SUMMARY_DEFAULT = "reports/summary.json"
 FUZZ_REPORT_DEFAULT = "reports/fuzz-campaign.json"
 # options whose presence means "this is a conformance run": the plugin then takes over collection and reports
-KMS_OPTIONS = ("target", "client_cmd", "control", "expect", "clause", "dns_domain")
+KMS_OPTIONS = ("target", "target_cmd", "client_cmd", "control", "expect", "clause", "dns_domain")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -35,6 +35,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--target", default=None, metavar="HOST:PORT",
                     help="KMS host under test, e.g. 10.0.0.5:1688 or [fd00::5]:1688 (default: start the embedded "
                          "reference host)")
+    group.addoption("--target-cmd", default=None, metavar="COMMAND",
+                    help='start the host under test on a free loopback port and be in charge of its life: fresh '
+                         'starts, a clock moved by libfaketime, crashes watched and restarted; {port} where it takes '
+                         'its port, {dir} an empty state directory per fresh start, e.g. '
+                         '"/opt/vlmcsd -D -e -M1 -E1 -L 127.0.0.1:{port}"')
     group.addoption("--protocol", default="all", metavar="4|5|6|all", help="KMS versions to check")
     group.addoption("--profile", default="microsoft", metavar="|".join(clause_registry.PROFILES),
                     help="microsoft: what a genuine host must do; emulator: tolerate what emulators skip")
@@ -77,9 +82,6 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                         "draw the same mutations")
     fuzz.addoption("--fuzz-report", default=FUZZ_REPORT_DEFAULT, metavar="PATH",
                    help="the merged campaign report; findings go to findings/shard-K/ beside it")
-    fuzz.addoption("--target-cmd", default=None, metavar="COMMAND",
-                   help='fuzz a target each shard starts itself on a free loopback port and watches (crashes, '
-                        'sanitizer reports, hangs; restarted after each), e.g. "/opt/vlmcsd -D -e -L 127.0.0.1:{port}"')
 
 
 def is_conformance_run(config: pytest.Config) -> bool:
@@ -187,13 +189,29 @@ def _check_target_cmd(config: pytest.Config, target: tuple[str, int] | None) -> 
     command = config.getoption("--target-cmd")
     if not command:
         return
-    from conformance.fuzz.monitor import TargetCommand
+    from conformance.process.monitor import TargetCommand
 
     TargetCommand.parse(command)
     if target is not None:
-        raise UsageError("--target-cmd starts the fuzz campaign's target itself: leave out --target")
-    if "fuzz" not in (config.getoption("-m") or ""):
-        raise UsageError("--target-cmd is the target of the fuzz campaign: run it with -m fuzz")
+        raise UsageError("--target and --target-cmd name two hosts: give one (--target-cmd starts its host itself)")
+    if config.getoption("--control"):
+        raise UsageError("--control is the reference host's channel for a host already running: with --target-cmd "
+                         "the suite starts, empties and moves the host itself")
+
+
+def try_start(command: str) -> str | None:
+    """None when the command starts and serves on the port it is given, else what happened (one line)."""
+    from conformance.process.managed import ManagedHost
+    from conformance.process.monitor import TargetCommand, TargetStartError
+
+    host = ManagedHost(TargetCommand.parse(command))
+    try:
+        host.start()
+    except TargetStartError as exc:
+        return str(exc)
+    finally:
+        host.close()
+    return None
 
 
 def _dns(config: pytest.Config, target: tuple[str, int] | None) -> tuple[str, tuple[str, int], int] | None:
@@ -273,6 +291,11 @@ def pytest_cmdline_main(config: pytest.Config) -> int | None:
     except UsageError as exc:
         sys.stderr.write(f"kms-conformance: {exc}\n")
         return EXIT_USAGE
+    if run.target_cmd and not _collect_only(config):
+        why = try_start(run.target_cmd)
+        if why is not None:
+            sys.stderr.write(f"kms-conformance: --target-cmd {run.target_cmd!r}: {why}\n")
+            return EXIT_UNREACHABLE
     if run.target is not None and not _collect_only(config):
         why = reachable(run.target, run.timeout)
         if why is not None:
@@ -280,7 +303,12 @@ def pytest_cmdline_main(config: pytest.Config) -> int | None:
                              f"is the KMS host running there?\n")
             return EXIT_UNREACHABLE
         why = speaks_rpc(run.target, run.timeout)
-        if why is not None:
+        gone = reachable(run.target, run.timeout) if why is not None else None
+        if gone is not None:  # it listened, then nothing did: it died of the probe's empty connection
+            from .host_life import probe_death
+
+            probe_death(config, run.target, gone)
+        elif why is not None:
             sys.stderr.write(f"kms-conformance: --target {format_address(*run.target)}: something listens there, "
                              f"but a DCE/RPC bind got {why}; is it a KMS host (the port)?\n")
             return EXIT_UNREACHABLE

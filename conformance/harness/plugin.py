@@ -14,6 +14,7 @@ pytest_plugins = [
     "conformance.harness.selection",
     "conformance.harness.sharding",
     "conformance.harness.fixtures",
+    "conformance.harness.host_life",
     "conformance.harness.verdicts",
     "conformance.harness.recording",
 ]

@@ -37,7 +37,7 @@ class Settings:
     dns: tuple[str, tuple[str, int], int] | None  # domain, server, advertised port
     clause_patterns: tuple[str, ...]
     audit_cmid: uuid.UUID | None = None  # --audit-cmid: the safe clauses' one CMID, pinned
-    target_cmd: str | None = None  # --target-cmd: the fuzz campaign starts its target itself
+    target_cmd: str | None = None  # --target-cmd: the suite (and each fuzz shard) starts the host itself
 
     @property
     def client_only(self) -> bool:
@@ -47,7 +47,7 @@ class Settings:
     @property
     def host_name(self) -> str:
         if self.target_cmd:
-            return f"`{self.target_cmd}` (started by the fuzz campaign)"
+            return f"`{self.target_cmd}` (started by the suite)"
         return format_address(*self.target) if self.target else "embedded reference host"
 
     @property
@@ -75,6 +75,7 @@ class KmsRun:
     footprint: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))  # clause -> "app/CMID" sent
     fuzz_shards: list[dict] = field(default_factory=list)
     left_out: dict[str, str] = field(default_factory=dict)  # clause -> why the footprint rules left it out
+    host_deaths: list[dict] = field(default_factory=list)  # KMS-ROB-006 records of this process
 
     @property
     def target_name(self) -> str:

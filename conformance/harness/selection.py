@@ -19,7 +19,7 @@ from .run import run_of
 
 FIRST = ("KMS-THR-001", "KMS-THR-002")  # count deltas, before the run's own traffic moves the count
 AFTER_WELL_FORMED = ("KMS-THR-005",)  # judges every count the well-formed checks were answered
-LAST = ("KMS-ROB-001",)  # the host after every negative check
+LAST = ("KMS-ROB-001", "KMS-ROB-006")  # the host after every negative check, then whether it stayed up
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -128,5 +128,5 @@ def _order(item: pytest.Item) -> int:
     if clause.id in AFTER_WELL_FORMED:
         return 2
     if clause.id in LAST:
-        return 4
+        return 4 + LAST.index(clause.id)
     return 3 if clause.footprint in ("malformed", "fuzz") else 1

@@ -97,7 +97,7 @@ class FuzzShard:
             pytest.skip(reason=f"shard {self.index} of {self.count} has no runs: the campaign has only {total_runs}")
         findings = self.findings_dir(campaign_dir)
         started = time.time()
-        from conformance.fuzz.monitor import TargetCommand, TargetProcess, TargetStartError
+        from conformance.process.monitor import TargetCommand, TargetProcess, TargetStartError
         from conformance.fuzz.mutators import Seed
         from conformance.net.runner import Runner
 

@@ -13,7 +13,6 @@ from typing import Any
 
 from conformance import catalog as catalog_mod
 from conformance.net.address import format_address
-from conformance.net.control import ControlChannel
 from conformance.net.outcomes import Activation, Outcome, Response
 from conformance.net.runner import BindOptions, Runner, Session, Transcript
 from conformance.reference.client import build_request
@@ -49,7 +48,6 @@ class Target:
     activation_interval: int = 120
     renewal_interval: int = 10080
     embedded: bool = False
-    control: ControlChannel | None = None
     catalog: catalog_mod.Catalog = field(default_factory=catalog_mod.load)
     # transcripts of every connection the current check made: its evidence (pcap, decoded exchanges)
     recorded: list[Transcript] = field(default_factory=list)
@@ -59,6 +57,9 @@ class Target:
     current_clause: str = LEARNING
     pinned_cmid: uuid.UUID | None = None  # --audit-cmid
     counts_seen: list[tuple[int, str]] = field(default_factory=list)  # (count, clause) of every response
+    # what can put the host in a known state or move its clock: host_life's ControlledLife or StartedLife
+    life: Any = None
+    connect_errors: list[str] = field(default_factory=list)  # connections that could not open, this check
     _profile: HostProfile | None = None
 
     @property
@@ -68,10 +69,16 @@ class Target:
     @property
     def runner(self) -> Runner:
         return Runner(self.host, self.port, self.timeout, on_session=self.recorded.append,
-                      on_request=self._note_request, on_answer=self._note_answer)
+                      on_request=self._note_request, on_answer=self._note_answer,
+                      on_connect_error=self._note_connect_error)
+
+    def _note_connect_error(self, exc: OSError) -> None:
+        self.connect_errors.append(exc.strerror or str(exc))
 
     def _note_request(self, request: KmsRequest) -> None:
         self.sent_entries[self.current_clause].add(f"{request.app_id}/{request.cmid}")
+        if self.life is not None:
+            self.life.touched()  # the client table is no longer the empty one it started with
 
     def _note_answer(self, outcome: Outcome) -> None:
         if isinstance(outcome, Response) and outcome.opened is not None:
@@ -94,7 +101,7 @@ class Target:
         if self._profile is None:
             clause, self.current_clause = self.current_clause, LEARNING
             quiet = Runner(self.host, self.port, self.timeout, on_request=self._note_request,
-                           on_answer=self._note_answer)  # not a check's evidence
+                           on_answer=self._note_answer, on_connect_error=self._note_connect_error)  # no evidence
             try:
                 self._profile = HostProfile.learn(self.catalog, self.protocols,
                                                   lambda e, p: quiet.activate(self.request(p, edition=e)))

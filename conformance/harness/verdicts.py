@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from . import clauses as clause_registry
-from .evidence import ClauseFailure, Inconclusive, transcript_text
+from .evidence import ClauseFailure, HostWentDown, Inconclusive, transcript_text
 from .profile import NotServed
 from .run import EVIDENCE_PROPERTY, FOOTPRINT_PROPERTY, FUZZ_SHARD_PROPERTY, VERDICT_PROPERTY, KmsRun, run_of
 from .selection import clause_of
@@ -85,6 +85,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
         record = _judge(report, call, clause, run)
     if record is not None:
         report.user_properties.append((VERDICT_PROPERTY, json.dumps(record)))
+        error = call.excinfo.value if call.excinfo is not None else None
+        if isinstance(error, HostWentDown):  # the death is KMS-ROB-006's failure, not this clause's
+            report.user_properties.append((VERDICT_PROPERTY, json.dumps(error.record)))
         item.stash[VERDICT_KEY] = record
         item.user_properties.append(("verdict", record["verdict"]))  # with the clause: a CI system's view
     if report.when == "teardown" and item.config.getoption("allure_report_dir", default=None):
@@ -100,6 +103,11 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
 def _judge(report: pytest.TestReport, call: pytest.CallInfo, clause: clause_registry.Clause, run: KmsRun) -> dict:
     record = {"clause": clause.id, "check": report.nodeid, "verdict": "pass", "message": ""}
     error = call.excinfo.value if call.excinfo is not None else None
+    if isinstance(error, HostWentDown):
+        why = f"not judged: {error} (see {error.record['clause']})"
+        report.outcome = "skipped"
+        report.longrepr = (str(report.fspath), report.location[1] or 0, why)
+        return record | {"verdict": "skip", "message": why}
     if isinstance(error, NotServed):
         report.outcome = "skipped"
         report.longrepr = (str(report.fspath), report.location[1] or 0, f"Skipped: {error}")

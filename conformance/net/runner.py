@@ -224,15 +224,22 @@ class Runner:
     def __init__(self, host: str, port: int, timeout: float = 10.0,
                  on_session: Callable[[Transcript], None] | None = None,
                  on_request: Callable[[KmsRequest], None] | None = None,
-                 on_answer: Callable[[Outcome], None] | None = None):
+                 on_answer: Callable[[Outcome], None] | None = None,
+                 on_connect_error: Callable[[OSError], None] | None = None):
         self.host, self.port, self.timeout = host, port, timeout
         self.on_session, self.on_request, self.on_answer = on_session, on_request, on_answer
+        self.on_connect_error = on_connect_error  # told when a connection cannot be opened: is the host down?
 
     def session(self) -> Session:
         transcript: Transcript = []
         if self.on_session is not None:
             self.on_session(transcript)  # the same list: it fills as the check runs
-        return Session(self.host, self.port, self.timeout, transcript, self.on_request, self.on_answer)
+        try:
+            return Session(self.host, self.port, self.timeout, transcript, self.on_request, self.on_answer)
+        except OSError as exc:
+            if self.on_connect_error is not None:
+                self.on_connect_error(exc)
+            raise
 
     def activate(self, request: KmsRequest, options: BindOptions = BindOptions(),
                  payload: bytes | None = None) -> Activation:

@@ -63,9 +63,11 @@ def count_for(target, edition: catalog_mod.Edition, cmid: uuid.UUID | None = Non
 
 
 def as_a_live_host(target, request, edition: catalog_mod.Edition, clients: int) -> None:
-    """On a test host (one with a control channel): an empty table, then `clients` fresh clients of `edition`, the
-    clients a live host would have; a host without a control channel is taken as it is."""
-    if target.control is not None:
-        request.getfixturevalue("control").reset()
-        for _ in range(clients):
-            count_for(target, edition)
+    """On a test host, the clients a live host would have: `clients` fresh clients of `edition` (after emptying
+    the table where the control channel does that in one command); any other host is taken as it is."""
+    if target.life is None:
+        return
+    if target.life.means == "control":
+        request.getfixturevalue("fresh_host").reset()
+    for _ in range(clients):
+        count_for(target, edition)

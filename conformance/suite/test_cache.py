@@ -1,8 +1,10 @@
 """The CMID cache: 2 x the highest N seen, never shrinking, 30-day expiry, renewal restarts it (guide 10.2).
 
 CACHE-001..005 need a known client table and (004/005) the host's clock, so each requests
-`control` and resets first: counts left by other modules mean nothing there. CACHE-006 judges
-from answers alone, on any host, with the audit's one CMID.
+`fresh_host` (or `host_clock`) and resets first: counts left by other checks mean nothing there.
+Either means serves: the reference host's control channel, or a host the suite started itself
+(--target-cmd: a fresh start empties it, libfaketime moves its clock). CACHE-006 judges from
+answers alone, on any host, with the audit's one CMID.
 """
 
 from __future__ import annotations
@@ -36,18 +38,18 @@ def saturating(start: int, cap: int, extra: int) -> list[int]:
 
 
 @pytest.mark.clause("KMS-CACHE-001")
-def test_server_only_saturates_at_10(kms_target, control):
+def test_server_only_saturates_at_10(kms_target, fresh_host):
     windows_edition(kms_target, 5)  # learned before the reset: probes must not be the table's first entries
-    control.reset()
+    fresh_host.reset()
     cap = clause("KMS-CACHE-001").expect["cap"]
     seen = counts(kms_target, 5, cap + 2)
     expect(seen == saturating(0, cap, 2), f"1..{cap}, then {cap} (only N = 5 clients seen)", seen)
 
 
 @pytest.mark.clause("KMS-CACHE-002")
-def test_first_client_request_grows_cache_to_50(kms_target, control):
+def test_first_client_request_grows_cache_to_50(kms_target, fresh_host):
     windows_edition(kms_target, 5), windows_edition(kms_target, 25)
-    control.reset()
+    fresh_host.reset()
     cap = clause("KMS-CACHE-002").expect["cap"]
     start = counts(kms_target, 5, 12)[-1]  # KMS-CACHE-001's business whether that is 10
     if start >= cap:
@@ -57,9 +59,9 @@ def test_first_client_request_grows_cache_to_50(kms_target, control):
 
 
 @pytest.mark.clause("KMS-CACHE-003")
-def test_cache_never_shrinks(kms_target, control):
+def test_cache_never_shrinks(kms_target, fresh_host):
     windows_edition(kms_target, 5), windows_edition(kms_target, 25)
-    control.reset()
+    fresh_host.reset()
     cap = clause("KMS-CACHE-003").expect["cap"]
     grown = counts(kms_target, 25, cap)[-1]
     if grown != cap:
@@ -70,32 +72,32 @@ def test_cache_never_shrinks(kms_target, control):
 
 
 @pytest.mark.clause("KMS-CACHE-004")
-def test_entries_expire_after_30_days(kms_target, control):
+def test_entries_expire_after_30_days(kms_target, fresh_host, host_clock):
     windows_edition(kms_target, 5)
-    control.reset()
+    fresh_host.reset()
     days = clause("KMS-CACHE-004").expect["days"]
     counts(kms_target, 5, 3)
-    control.advance(days * DAY - MARGIN)
+    host_clock.advance(days * DAY - MARGIN)
     just_before = one(kms_target, 5)
     expect(just_before == 4, f"all 3 entries still counted just before {days} days (a 4th client: count 4)",
            just_before)
-    control.advance(2 * MARGIN)  # the 3 are now just over 30 days old, the 4th 2 minutes
+    host_clock.advance(2 * MARGIN)  # the 3 are now just over 30 days old, the 4th 2 minutes
     after = one(kms_target, 5)
     expect(after == 2, f"the first 3 entries gone after {days} days (the 4th and a 5th client: count 2)", after)
 
 
 @pytest.mark.clause("KMS-CACHE-005")
-def test_renewal_restarts_30_days(kms_target, control):
+def test_renewal_restarts_30_days(kms_target, fresh_host, host_clock):
     windows_edition(kms_target, 5)
-    control.reset()
+    fresh_host.reset()
     days = clause("KMS-CACHE-005").expect["days"]
     renewed, other = uuid.uuid4(), uuid.uuid4()
     one(kms_target, 5, renewed)
     one(kms_target, 5, other)
-    control.advance(20 * DAY)
+    host_clock.advance(20 * DAY)
     at_renewal = one(kms_target, 5, renewed)
     expect(at_renewal == 2, "count 2 at the day-20 renewal (two clients, neither expired)", at_renewal)
-    control.advance((days - 20) * DAY + MARGIN)  # just past day 30: only the renewal is younger than 30 days
+    host_clock.advance((days - 20) * DAY + MARGIN)  # just past day 30: only the renewal is younger than 30 days
     newcomer = one(kms_target, 5)
     expect(newcomer == 2, "the renewed client and a newcomer (count 2); the unrenewed one expired", newcomer)
     # the same, client by client: the renewed CMID is still known, the other one comes back as new

@@ -6,15 +6,19 @@ Each check judges two things apart: the shape of the answer to the bad input (th
 
 from __future__ import annotations
 
+import signal
 import struct
+import uuid
 
 import pytest
 
 from conformance.harness.clauses import get as clause
-from conformance.harness.evidence import expect_outcome
+from conformance.harness.evidence import ClauseFailure, expect, expect_outcome
+from conformance.harness.host_life import DOWN_KEY
+from conformance.harness.profile import NotServed
 from conformance.wire import framing, rpc
 
-from .helpers import negotiate, still_serves
+from .helpers import count_for, counting_edition, negotiate, still_serves, windows_edition
 
 UNKNOWN_PTYPES = [9, 16, 18, 19, 20, 99]  # 16 = auth3, 18 co_cancel, 19 orphaned, 20 shutdown: none is KMS's
 FRAG_CASES = ["frag-longer-than-sent", "frag-below-header", "frag-65535", "header-cut"]
@@ -104,3 +108,39 @@ def test_zz_host_still_serves_after_the_negative_checks(kms_target, protocol):
     result = kms_target.activate(protocol=protocol)  # an edition the host activated before any bad input
     expect_outcome(result.outcome, ["Response"], result.transcript,
                    detail=f"a V{protocol} activation after {negative_inputs_sent} malformed inputs")
+
+
+@pytest.mark.clause("KMS-ROB-006")
+def test_zz_host_stayed_up(kms_target, pytestconfig):
+    # ordered after ROB-001; a death during any check is this clause's failure too (harness.host_life)
+    down = pytestconfig.stash.get(DOWN_KEY, None)
+    if down is not None:
+        raise ClauseFailure(down["expected"], down["actual"], detail=down["detail"])
+    result = kms_target.alive()
+    expect(result.outcome.is_kms_answer, "the host still answers at the end of the run", result.outcome,
+           result.transcript)
+
+
+@pytest.mark.clause("KMS-ROB-007")
+def test_restart_keeps_clients(kms_target, fresh_host):
+    if fresh_host.means != "start":
+        pytest.skip(reason="restarts only a host the suite started itself: --target-cmd \"COMMAND {port}\" "
+                    "({dir} where it keeps its state)")
+    edition = counting_edition(kms_target)  # N = 25 where served: the cache grows to 50
+    try:
+        server = windows_edition(kms_target, 5)  # after the restart: does the cache remember its size?
+    except NotServed:
+        server = edition
+    clients = [uuid.uuid4() for _ in range(clause("KMS-ROB-007").expect["clients"])]
+    fresh_host.reset()
+    before = [count_for(kms_target, edition, cmid)[0] for cmid in clients][-1]
+    seen, transcripts = {}, []
+    for sig, known in ((signal.SIGTERM, clients[0]), (signal.SIGKILL, clients[1])):
+        fresh_host.managed.restart(sig)
+        seen[f"after {sig.name}"], result = count_for(kms_target, server, known)
+        transcripts += result.transcript
+    kept = fresh_host.managed.command.has_dir
+    expect(set(seen.values()) == {before}, f"count {before} again for a known client after each restart "
+           f"({len(clients)} clients of {edition.name}, then {server.name})", {"before": before, **seen}, transcripts,
+           detail=("its state directory {dir} was kept across the restarts" if kept else
+                   "the command has no {dir}: the host keeps whatever it saves on its own path"))

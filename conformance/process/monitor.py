@@ -51,7 +51,9 @@ READINESS_BIND = rpc.Bind(BindOptions(ndr64=False, btfn=False).contexts(),
 
 @dataclass(frozen=True)
 class TargetCommand:
-    """The --target-cmd template: a command line with {port} (and optionally {host}) where its address goes."""
+    """The --target-cmd template: a command line with {port} (and optionally {host}) where its address goes, and
+    optionally {dir}: a scratch directory of its own, empty at each fresh start, for a host that keeps its state
+    in files."""
 
     template: str
     argv: tuple[str, ...]
@@ -73,8 +75,13 @@ class TargetCommand:
                              f"(it listens on 127.0.0.1), e.g. {example}")
         return cls(text, argv)
 
-    def argv_for(self, host: str, port: int) -> list[str]:
-        return [arg.replace("{port}", str(port)).replace("{host}", host) for arg in self.argv]
+    @property
+    def has_dir(self) -> bool:
+        return "{dir}" in self.template
+
+    def argv_for(self, host: str, port: int, scratch: Path | None = None) -> list[str]:
+        argv = [arg.replace("{port}", str(port)).replace("{host}", host) for arg in self.argv]
+        return [arg.replace("{dir}", str(scratch)) for arg in argv] if scratch is not None else argv
 
 
 class TargetStartError(RuntimeError):
@@ -110,6 +117,58 @@ def _running(pid: int | None) -> bool:
     return True
 
 
+def _group_members(pgid: int) -> list[int]:
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone meanwhile
+        if int(fields[2]) == pgid:  # after the command name: state, ppid, pgrp
+            members.append(int(entry.name))
+    return members
+
+
+def listening_ports(pids: list[int]) -> list[str]:
+    """The TCP addresses these processes listen on (from /proc): where a host went that ignored {port}."""
+    inodes = set()
+    for pid in pids:
+        try:
+            for fd in Path(f"/proc/{pid}/fd").iterdir():
+                link = os.readlink(fd) if fd.is_symlink() else ""
+                if link.startswith("socket:["):
+                    inodes.add(link[8:-1])
+        except OSError:
+            continue
+    found = []
+    for table, width in (("/proc/net/tcp", 8), ("/proc/net/tcp6", 32)):
+        try:
+            rows = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()
+            if fields[3] != "0A" or fields[9] not in inodes:  # 0A: LISTEN
+                continue
+            address, port = fields[1].split(":")
+            host = (socket.inet_ntop(socket.AF_INET, bytes.fromhex(address)[::-1]) if width == 8 else
+                    socket.inet_ntop(socket.AF_INET6, b"".join(bytes.fromhex(address[i:i + 8])[::-1]
+                                                               for i in range(0, 32, 8))))
+            found.append(format_address(host, int(port, 16)))
+    return sorted(set(found))
+
+
+def _port_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
 def _no_core_files() -> None:
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # 300 crashes must not write 300 core files
 
@@ -126,8 +185,11 @@ def describe_status(returncode: int) -> str:
 class TargetProcess:
     """The started target; `poll()` after each execution, `settle()` to let a late report arrive."""
 
-    def __init__(self, command: TargetCommand, host: str = "127.0.0.1", startup_timeout: float = 15.0):
+    def __init__(self, command: TargetCommand, host: str = "127.0.0.1", startup_timeout: float = 15.0,
+                 environment: dict[str, str] | None = None):
         self.command, self.host, self.startup_timeout = command, host, startup_timeout
+        self.environment = dict(environment or {})  # added to this process's own (libfaketime's, for one)
+        self.scratch: Path | None = None  # what {dir} stands for: set by whoever owns the host's state
         self.port = 0
         self.proc: subprocess.Popen | None = None
         self.starts = 0
@@ -150,14 +212,16 @@ class TargetProcess:
 
     @property
     def argv(self) -> list[str]:
-        return self.command.argv_for(self.host, self.port)
+        return self.command.argv_for(self.host, self.port, self.scratch)
 
     # --- life ---
-    def start(self) -> "TargetProcess":
-        self.port = free_port(self.host)
+    def start(self, port: int | None = None) -> "TargetProcess":
+        """Start the command on `port` (a restart keeps its port) or a free one, and wait until it serves."""
+        self.port = port or free_port(self.host)
+        environment = sanitizer_environment(dict(os.environ, **self.environment), self.report_dir)
         self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_no_core_files,
-                                     env=sanitizer_environment(dict(os.environ), self.report_dir))
+                                     env=environment)
         self.starts += 1
         self._death_seen = False
         self._reader = threading.Thread(target=self._read, args=(self.proc.stdout,), daemon=True)
@@ -171,9 +235,13 @@ class TargetProcess:
                                        f"listening on {format_address(*self.address)}; its last output: {last}")
             if not self._serving():
                 if time.monotonic() > deadline:
+                    elsewhere = listening_ports(self.group_pids())
                     self.stop()
+                    last = " | ".join(line for line in self.lines()[-4:] if line.strip()) or "no output"
+                    where = (f"it listens on {', '.join(elsewhere)} instead: put {{port}} where it takes its port"
+                             if elsewhere else "does it take the port from {port}?")
                     raise TargetStartError(f"the target did not listen on {format_address(*self.address)} within "
-                                           f"{self.startup_timeout:g} s: does it take the port from {{port}}?")
+                                           f"{self.startup_timeout:g} s: {where}; its last output: {last}")
                 time.sleep(0.02)
                 continue
             # what it reports before any input (a sanitizer report at start) is no input's doing
@@ -195,11 +263,19 @@ class TargetProcess:
             return False
         return True
 
-    def stop(self) -> None:
-        """Stop the whole process group (children of a forking target too) and read what it wrote last."""
+    def group_pids(self) -> list[int]:
+        """The started process and every process of its group (a forking host's children)."""
+        if self.proc is None:
+            return []
+        return [self.proc.pid] + [pid for pid in _group_members(self.proc.pid) if pid != self.proc.pid]
+
+    def stop(self, first: signal.Signals = signal.SIGTERM) -> None:
+        """Stop the whole process group (children of a forking target too) and read what it wrote last; `first`
+        SIGKILL gives it no chance to save anything (a power cut, an OOM kill)."""
         if self.proc is None:
             return
-        for sig, grace in ((signal.SIGTERM, 3.0), (signal.SIGKILL, 5.0)):
+        signals = ((signal.SIGTERM, 3.0), (signal.SIGKILL, 5.0)) if first == signal.SIGTERM else ((first, 5.0),)
+        for sig, grace in signals:
             try:
                 os.killpg(self.proc.pid, sig)
             except ProcessLookupError:
@@ -224,10 +300,17 @@ class TargetProcess:
         self.stop()
         shutil.rmtree(self.report_dir, ignore_errors=True)
 
-    def restart(self) -> None:
-        self.stop()
+    def restart(self, first: signal.Signals = signal.SIGTERM) -> None:
+        """Stop it and start it again on the same port (a fresh one if that is taken meanwhile)."""
+        port = self.port
+        self.stop(first)
         self.poll()  # reports still unread belong to the old process: read them before the new one writes
-        self.start()
+        try:
+            self.start(port)
+        except TargetStartError:
+            if _port_free(self.host, port):
+                raise
+            self.start()
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
