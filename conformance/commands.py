@@ -54,7 +54,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     # -q and -rfE: the verdicts by area and the failures, not a line per skipped check
     argv = [str(suite), "-p", "no:cacheprovider", "-q", "-rfE", "--profile", args.profile, "--protocol",
             args.protocol, "--summary", args.summary, "--rootdir", str(Path.cwd())]
-    for option in ("target", "expect", "control", "clause", "evidence_dir", "alluredir"):
+    for option in ("target", "target_cmd", "expect", "control", "clause", "evidence_dir", "alluredir"):
         if getattr(args, option):
             argv += [f"--{option.replace('_', '-')}", getattr(args, option)]
     if args.intrusive:
@@ -254,6 +254,7 @@ def cmd_dns_lab(args: argparse.Namespace) -> int:
 def cmd_matrix(args: argparse.Namespace) -> int:
     from conformance.errors import EXIT_UNREACHABLE, UsageError
     from conformance.net.address import parse_address
+    from conformance.process.monitor import TargetCommand
     from conformance.report.matrix import MatrixTarget, build, run_target
 
     from conformance.harness.expectations import resolve
@@ -273,10 +274,20 @@ def cmd_matrix(args: argparse.Namespace) -> int:
             raise UsageError(f"--target {item!r}: the name {name!r} is taken by another --target (one name each)")
         parse_address(address)
         targets.append(MatrixTarget(name, address, expects.get(name)))
+    for item in args.target_cmd:
+        name, sep, command = item.partition("=")
+        if not sep or not name or not command:
+            raise UsageError(f"--target-cmd {item!r}: write NAME=COMMAND, with {{port}} in the command")
+        if any(t.name == name for t in targets):
+            raise UsageError(f"--target-cmd {item!r}: the name {name!r} is taken by another target (one name each)")
+        TargetCommand.parse(command, f"--target-cmd {name}=")
+        targets.append(MatrixTarget(name, "", expects.get(name), command))
+    if not targets:
+        raise UsageError("give the targets: --target NAME=HOST:PORT or --target-cmd NAME=COMMAND (repeatable)")
     unknown = set(expects) - {t.name for t in targets}
     if unknown:
         raise UsageError(f"--expect names no --target: {', '.join(sorted(unknown))}")
-    for target in targets:
+    for target in (t for t in targets if t.address):
         try:
             socket.create_connection(parse_address(target.address), timeout=args.timeout).close()
         except OSError as exc:
@@ -286,7 +297,7 @@ def cmd_matrix(args: argparse.Namespace) -> int:
     out = Path(args.out)
     results = {}
     for n, target in enumerate(targets, 1):
-        print(f"[{n}/{len(targets)}] {target.name} ({target.address}) ...", end=" ", flush=True)
+        print(f"[{n}/{len(targets)}] {target.name} ({target.address or target.command}) ...", end=" ", flush=True)
         try:
             results[target.name] = run_target(target, out, args.profile)
         except RuntimeError as exc:
@@ -369,9 +380,9 @@ def cmd_report(args: argparse.Namespace) -> int:
         raise UsageError("the Allure 3 command line is not installed: run `make setup` (npm install)")
     argv = [str(Path(__file__).with_name("suite")), "-q", "-p", "no:cacheprovider", "--alluredir", args.results,
             "--clean-alluredir", "--profile", args.profile, "--summary", str(Path(args.results).parent / "summary.json")]
-    for option in ("target", "expect", "control", "clause"):
+    for option in ("target", "target_cmd", "expect", "control", "clause"):
         if getattr(args, option):
-            argv += [f"--{option}", getattr(args, option)]
+            argv += [f"--{option.replace('_', '-')}", getattr(args, option)]
     verdict = int(pytest.main(argv))
     if verdict in (2, 3, 4):
         return verdict  # a mistake or an unreachable target: pytest has said so in one line
@@ -401,7 +412,9 @@ def register(add) -> None:
     p = add("matrix", "run the suite against several implementations and write a side-by-side report",
             "  kmsconf matrix --target reference=127.0.0.1:1688 --target vlmcsd=127.0.0.1:1689 \\\n"
             "                 --expect vlmcsd=vlmcsd")
-    p.add_argument("--target", action="append", required=True, metavar="NAME=HOST:PORT")
+    p.add_argument("--target", action="append", default=[], metavar="NAME=HOST:PORT")
+    p.add_argument("--target-cmd", action="append", default=[], metavar="NAME=COMMAND",
+                   help="a host the suite starts itself ({port}, {dir}), e.g. 'vlmcsd=vlmcsd -D -M1 -E1 -L 127.0.0.1:{port}'")
     p.add_argument("--expect", action="append", default=[], metavar="NAME=PROFILE|FILE.toml")
     p.add_argument("--profile", default="microsoft", choices=("microsoft", "emulator"))
     p.add_argument("--out", default="reports/matrix")
@@ -483,6 +496,8 @@ def register(add) -> None:
     p.add_argument("--expect", metavar="NAME|FILE.toml", help="declared deviations (vlmcsd, pykms or a file)")
     p.add_argument("--profile", default="microsoft", choices=("microsoft", "emulator"))
     p.add_argument("--control", metavar="HOST:PORT", help="test-control channel of a reference host")
+    p.add_argument("--target-cmd", metavar="COMMAND", help="start the host itself: {port} where it takes its port, "
+                   "{dir} an empty state directory")
     p.add_argument("--clause", metavar="ID|AREA|PATTERN", help="only these clauses")
     p.add_argument("--results", default="reports/allure-results")
     p.add_argument("--out", default="reports/allure-report")
@@ -495,6 +510,8 @@ def register(add) -> None:
     p.add_argument("--protocol", default="all", choices=("4", "5", "6", "all"))
     p.add_argument("--expect", metavar="NAME|FILE.toml", help="declared deviations: vlmcsd, pykms or a file")
     p.add_argument("--control", metavar="HOST:PORT", help="control channel of a `kmsconf host --control`")
+    p.add_argument("--target-cmd", metavar="COMMAND", help="start the host itself and be in charge of its life: "
+                   "{port} where it takes its port, {dir} an empty state directory per fresh start")
     p.add_argument("--clause", metavar="ID|AREA|PATTERN", help="only these clauses, e.g. KMS-RPC or 'KMS-MSG-00*'")
     p.add_argument("--intrusive", action="store_true",
                    help="on a host outside loopback, also the clauses that add clients or send bad input")

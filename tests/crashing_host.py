@@ -8,6 +8,9 @@
   on stderr, as libasan writes it, then abort() (only a fuzzer that seals requests gets there);
 - a bind whose assoc_group has its top bit set (byte 23 >= 0x80): no answer, ever (the connection stays open).
 
+Two more, only when named in --bugs: `empty`, abort() when a connection closes without a byte (what a port
+scan, or a reachability probe, does); `auth3`, abort() on a PDU of type 16 (auth3, which no KMS client sends).
+
 Everything else is the reference host's RpcSession and KmsService, a thread per connection (as py-kms): a
 crash takes the whole process, a hang one thread. With --fork a child serves each connection, as vlmcsd
 does: a crash or a hang takes the child, the parent goes on accepting.
@@ -52,7 +55,8 @@ def vm_of(pdu: bytes) -> int | None:
         return None
 
 
-BUGS = {"segv", "asan", "hang"}  # those planted (--bugs takes some out)
+BUGS = {"segv", "asan", "hang"}  # those planted by default (--bugs names the ones to plant)
+OPT_IN = {"empty", "auth3"}
 
 
 def planted(pdu: bytes) -> None:
@@ -64,6 +68,8 @@ def planted(pdu: bytes) -> None:
         sys.stderr.flush()
         faulthandler.disable()  # a sanitized C program writes one report, not two
         os.abort()
+    if "auth3" in BUGS and pdu[2] == 16:
+        os.abort()
     if "hang" in BUGS and pdu[2] == rpc.PType.BIND and top_bit:
         while True:
             time.sleep(3600)
@@ -74,6 +80,13 @@ SERVICE = threading.Lock()  # one KmsService (one SQLite connection) for all the
 
 def serve(conn: socket.socket, session: RpcSession) -> None:
     with conn:
+        if "empty" in BUGS:
+            try:
+                first = conn.recv(1, socket.MSG_PEEK)
+            except OSError:
+                first = b"?"  # reset: not the empty close this bug is about
+            if not first:
+                os.abort()
         while True:
             try:
                 pdu = read_pdu(conn)
@@ -91,7 +104,9 @@ def serve(conn: socket.socket, session: RpcSession) -> None:
 def main() -> None:
     port, fork = int(sys.argv[1]), "--fork" in sys.argv[2:]
     if "--bugs" in sys.argv:
-        BUGS.intersection_update(sys.argv[sys.argv.index("--bugs") + 1].split(","))
+        named = set(sys.argv[sys.argv.index("--bugs") + 1].split(","))
+        BUGS.intersection_update(named)
+        BUGS.update(named & OPT_IN)
     faulthandler.enable()
     config = HostConfig(port=port)
     service = KmsService(config)

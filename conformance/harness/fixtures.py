@@ -38,7 +38,7 @@ def kms_target(pytestconfig: pytest.Config):
                   key_group=settings.key_group, activation_interval=settings.activation_interval,
                   renewal_interval=settings.renewal_interval, pinned_cmid=settings.audit_cmid)
     if settings.target_cmd:
-        yield from _started_target(settings, common)
+        yield from _started_target(settings, common, pytestconfig)
         return
     if settings.target is not None:
         target = Target(*settings.target, **common)
@@ -58,14 +58,14 @@ def kms_target(pytestconfig: pytest.Config):
         thread.stop()
 
 
-def _started_target(settings, common: dict):
+def _started_target(settings, common: dict, config: pytest.Config):
     from conformance.process.managed import ManagedHost
     from conformance.process.monitor import TargetCommand, TargetStartError
 
     from .host_life import StartedLife
     from .target import Target, audit_cmid
 
-    managed = ManagedHost(TargetCommand.parse(settings.target_cmd))
+    managed = ManagedHost(TargetCommand.parse(settings.target_cmd), startup_timeout=max(settings.timeout, 5.0))
     try:
         try:
             managed.start()
@@ -78,7 +78,7 @@ def _started_target(settings, common: dict):
             target.host, target.port = host, port
 
         managed.on_address = follow
-        target.life = StartedLife(managed, target)
+        target.life = StartedLife(managed, target, config)
         yield target
     finally:
         managed.close()

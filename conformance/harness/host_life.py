@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import shlex
 import socket
+import time
 from pathlib import Path
 
 import pytest
@@ -22,11 +23,13 @@ from conformance.net.address import format_address
 
 from .evidence import HostWentDown, Inconclusive
 from .run import VERDICT_PROPERTY, run_of
-from .selection import clause_of
+from .selection import clause_of, is_clock_check
 
 DEATH_CLAUSE = "KMS-ROB-006"
 DOWN_KEY = pytest.StashKey[dict]()  # the host went down in this process: the ROB-006 record that says so
 RERUN_KEY = pytest.StashKey[bool]()  # this check's first run was cut off by a death: run it once more
+_LIFE_KEY = pytest.StashKey[object]()  # the run's StartedLife, for the hooks that run before fixtures
+DYING = 0.2  # seconds a host whose connection was reset may take to stop accepting, if it is dying
 
 
 class ControlledLife:
@@ -65,9 +68,11 @@ class StartedLife:
 
     means = "start"
 
-    def __init__(self, managed, target):
+    def __init__(self, managed, target, config: pytest.Config | None = None):
         self.managed, self.target = managed, target
         self._forgets: str | None | bool = False  # not yet measured
+        if config is not None:
+            config.stash[_LIFE_KEY] = self  # for the setup hook, which runs before any fixture
 
     def touched(self) -> None:
         self.managed.dirty = True
@@ -102,7 +107,13 @@ class StartedLife:
         return None
 
     def clock_problem(self) -> str | None:
-        return self.managed.clock_unavailable()
+        why = self.managed.clock_unavailable()
+        if why is None:  # under libfaketime now: does it still serve as it did?
+            result = self.target.alive()
+            if not result.outcome.is_kms_answer:
+                why = (f"the host does not answer under libfaketime ({result.outcome.describe()}): no clause can be "
+                       f"judged on its moved clock")
+        return why
 
     def advance(self, seconds: float) -> None:
         self.target.clock_offset = self.managed.advance(seconds)
@@ -168,6 +179,9 @@ class _DeathWatch:
         clause = clause_of(item)
         if down is not None and clause is not None and clause.id != DEATH_CLAUSE:
             pytest.skip(reason=f"not run: the host is down ({down['message']}; see {DEATH_CLAUSE})")
+        managed = getattr(item.config.stash.get(_LIFE_KEY, None), "managed", None)
+        if managed is not None and managed.clocked and not is_clock_check(item):
+            managed.use_clock(False)  # libfaketime only where a clock is needed: its own bugs stay there
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_call(self, item: pytest.Item):
@@ -177,7 +191,10 @@ class _DeathWatch:
         except BaseException as exc:  # judged below: was it the host's death, not the clause?
             error = exc
         target = getattr(item, "funcargs", {}).get("kms_target")
-        record = None if target is None or clause_of(item) is None else died_during(item, target)
+        if item.config.stash.get(DOWN_KEY, None) is not None:
+            target = None  # already known to be down, and said so: nothing more to find out
+        failed = error is not None and not isinstance(error, (pytest.skip.Exception, Inconclusive))
+        record = None if target is None or clause_of(item) is None else died_during(item, target, failed)
         if record is not None:
             raise HostWentDown(record) from error
         if error is not None:
@@ -202,8 +219,8 @@ class _DeathWatch:
             item._initrequest()  # the check's own fixtures are set up again
             reports = runtestprotocol(item, nextitem=nextitem, log=False)
             for report in reports:
-                if report.when == "call":
-                    report.user_properties += [p for p in deaths if p not in report.user_properties]
+                if report.when == "call":  # the first death first: it is the one the clause names
+                    report.user_properties[:0] = [p for p in deaths if p not in report.user_properties]
         for report in reports:
             item.ihook.pytest_runtest_logreport(report=report)
         item.ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
@@ -213,8 +230,9 @@ class _DeathWatch:
 _RERUN_DONE = pytest.StashKey[bool]()
 
 
-def died_during(item: pytest.Item, target) -> dict | None:
-    """The ROB-006 record when the host died or went down during this check, else None."""
+def died_during(item: pytest.Item, target, failed: bool = False) -> dict | None:
+    """The ROB-006 record when the host died or went down during this check, else None. A host the suite does
+    not run is asked whether it still accepts connections after a check that failed or could not connect."""
     life = life_of(target)
     managed = getattr(life, "managed", None)
     if managed is not None:
@@ -222,18 +240,24 @@ def died_during(item: pytest.Item, target) -> dict | None:
         if deaths:
             return _record_death(item, target, "; ".join(d.what for d in deaths),
                                  [line for d in deaths for line in d.excerpt], restart=True)
-    if not target.connect_errors or _accepts(target):
+    if not (target.connect_errors or failed):
         return None
-    return _record_death(item, target, f"the host stopped accepting connections ({target.connect_errors[0]})", [],
+    if not target.connect_errors:
+        time.sleep(DYING)  # a failure by a reset can be a host in the middle of dying
+    refused = _refused(target)
+    if refused is None:
+        return None
+    return _record_death(item, target, f"the host stopped accepting connections ({refused})", [],
                          restart=managed is not None)
 
 
-def _accepts(target) -> bool:
+def _refused(target) -> str | None:
+    """None when a connection to the host opens, else why not."""
     try:
         socket.create_connection((target.host, target.port), timeout=target.timeout).close()
-        return True
-    except OSError:
-        return False
+        return None
+    except OSError as exc:
+        return exc.strerror or str(exc)
 
 
 def _record_death(item: pytest.Item, target, what: str, excerpt: list[str], restart: bool) -> dict:

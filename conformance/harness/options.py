@@ -199,12 +199,13 @@ def _check_target_cmd(config: pytest.Config, target: tuple[str, int] | None) -> 
                          "the suite starts, empties and moves the host itself")
 
 
-def try_start(command: str) -> str | None:
-    """None when the command starts and serves on the port it is given, else what happened (one line)."""
+def try_start(command: str, timeout: float) -> str | None:
+    """None when the command starts and serves on the port it is given within `timeout` seconds, else what
+    happened (one line)."""
     from conformance.process.managed import ManagedHost
     from conformance.process.monitor import TargetCommand, TargetStartError
 
-    host = ManagedHost(TargetCommand.parse(command))
+    host = ManagedHost(TargetCommand.parse(command), startup_timeout=max(timeout, 5.0))
     try:
         host.start()
     except TargetStartError as exc:
@@ -292,7 +293,7 @@ def pytest_cmdline_main(config: pytest.Config) -> int | None:
         sys.stderr.write(f"kms-conformance: {exc}\n")
         return EXIT_USAGE
     if run.target_cmd and not _collect_only(config):
-        why = try_start(run.target_cmd)
+        why = try_start(run.target_cmd, run.timeout)
         if why is not None:
             sys.stderr.write(f"kms-conformance: --target-cmd {run.target_cmd!r}: {why}\n")
             return EXIT_UNREACHABLE

@@ -48,6 +48,12 @@ def clause_of(item: pytest.Item) -> clause_registry.Clause | None:
     return clause_registry.get(marker.args[0]) if marker else None
 
 
+def is_clock_check(item: pytest.Item) -> bool:
+    """Does this check move the host's clock (the host_clock fixture, or a "moved" variant)?"""
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    return "host_clock" in getattr(item, "fixturenames", ()) or params.get("clock") == "moved"
+
+
 def target_is_remote(config: pytest.Config) -> bool:
     """A host that may be production: outside loopback, or said to be (--safe-only)."""
     target = run_of(config).settings.target
@@ -117,7 +123,7 @@ class _Order:
         items.sort(key=_order)
 
 
-def _order(item: pytest.Item) -> int:
+def _order(item: pytest.Item) -> float:
     """Counting deltas first; malformed input and fuzzing after every well-formed check, so a fragile host
     that falls over has given its other verdicts first; ROB-001 last of all."""
     clause = clause_of(item)
@@ -127,6 +133,8 @@ def _order(item: pytest.Item) -> int:
         return 0
     if clause.id in AFTER_WELL_FORMED:
         return 2
+    if is_clock_check(item):  # side by side: a host the suite runs is started with libfaketime once for them all
+        return 1.5
     if clause.id in LAST:
         return 4 + LAST.index(clause.id)
     return 3 if clause.footprint in ("malformed", "fuzz") else 1
