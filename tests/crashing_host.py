@@ -8,8 +8,10 @@
   on stderr, as libasan writes it, then abort() (only a fuzzer that seals requests gets there);
 - a bind whose assoc_group has its top bit set (byte 23 >= 0x80): no answer, ever (the connection stays open).
 
-Two more, only when named in --bugs: `empty`, abort() when a connection closes without a byte (what a port
-scan, or a reachability probe, does); `auth3`, abort() on a PDU of type 16 (auth3, which no KMS client sends).
+Three more, only when named in --bugs: `empty`, abort() when a connection closes without a byte (what a port
+scan, or a reachability probe, does); `auth3`, abort() on a PDU of type 16 (auth3, which no KMS client sends);
+`degrade-v4`, no crash: after the first PDU of a type no KMS client sends, every V4 request is dropped with a
+close (a host that malformed input leaves serving only in part).
 
 Everything else is the reference host's RpcSession and KmsService, a thread per connection (as py-kms): a
 crash takes the whole process, a hang one thread. With --fork a child serves each connection, as vlmcsd
@@ -56,7 +58,8 @@ def vm_of(pdu: bytes) -> int | None:
 
 
 BUGS = {"segv", "asan", "hang"}  # those planted by default (--bugs names the ones to plant)
-OPT_IN = {"empty", "auth3"}
+OPT_IN = {"empty", "auth3", "degrade-v4"}
+DEGRADED = threading.Event()  # degrade-v4: a malformed PDU was seen
 
 
 def planted(pdu: bytes) -> None:
@@ -73,6 +76,21 @@ def planted(pdu: bytes) -> None:
     if "hang" in BUGS and pdu[2] == rpc.PType.BIND and top_bit:
         while True:
             time.sleep(3600)
+
+
+def degraded(pdu: bytes) -> bool:
+    """degrade-v4: note a PDU of a type no KMS client sends; once one was seen, True for a V4 request."""
+    if pdu[2] not in (rpc.PType.BIND, rpc.PType.ALTER_CONTEXT, rpc.PType.REQUEST):
+        DEGRADED.set()
+    if not DEGRADED.is_set() or pdu[2] != rpc.PType.REQUEST:
+        return False
+    for ndr64 in (False, True):  # whichever transfer syntax the stub decodes under
+        try:
+            payload = ndr.decode_request_stub(rpc.decode_pdu(pdu).stub, ndr64)
+        except (DecodeError, AttributeError):
+            continue
+        return payload[2:4] == b"\x04\x00"  # the clear version: minor, then major 4
+    return False
 
 
 SERVICE = threading.Lock()  # one KmsService (one SQLite connection) for all the threads
@@ -93,6 +111,8 @@ def serve(conn: socket.socket, session: RpcSession) -> None:
             except OSError:  # closed, reset, or a frag_length no PDU has
                 return
             planted(pdu)
+            if "degrade-v4" in BUGS and degraded(pdu):
+                return
             with SERVICE:
                 reply = session.handle(pdu)
             if reply.data:

@@ -43,6 +43,27 @@ def run_suite(tmp_path: Path, *, clauses: list[str] = (), extra: list[str] = (),
     return records
 
 
+def run_started_suite(tmp_path: Path, fault: str, *, db: bool = True, clauses: list[str] = (),
+                      extra: list[str] = ()) -> dict[str, dict]:
+    """Verdict records by clause id of a run whose host the suite starts itself (--target-cmd, no control
+    channel): the faulty host of `fault` ("none", or "baseline:NAME" for that fault's host without the fault),
+    its clients in {dir}/host.sqlite unless not `db`."""
+    command = f"{sys.executable} {ROOT / 'tests' / 'faulty_host_process.py'} {{port}} {fault}" + \
+        (" {dir}/host.sqlite" if db else "")
+    return suite_records(tmp_path, ["--target-cmd", command], clauses, extra)
+
+
+def suite_records(tmp_path: Path, target: list[str], clauses: list[str] = (), extra: list[str] = ()) -> dict[str, dict]:
+    summary = tmp_path / "summary.json"
+    selection = ["--clause", ",".join(clauses)] if clauses else []
+    argv = [sys.executable, "-m", "pytest", str(SUITE), "-q", "-p", "no:cacheprovider", "-p", "no:randomly", *target,
+            "--summary", str(summary), *selection, *extra]
+    proc = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    if not summary.exists():
+        raise AssertionError(f"suite run wrote no summary (exit {proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return {r["clause"]: r for r in json.loads(summary.read_text())}
+
+
 def broken_verdict(clause_id: str) -> str:
     """The verdict a broken clause gets: a broken MUST fails, a broken SHOULD warns (the one place this rule lives)."""
     return "warn" if clause_table.get(clause_id).level == "SHOULD" else "fail"

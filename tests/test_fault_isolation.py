@@ -13,7 +13,9 @@ from pathlib import Path
 import pytest
 
 from faults import FAULTS, HIDES, PINS
-from faulty import broken_verdict, run_suite
+from conformance.harness.clauses import load as load_clauses
+from conformance.process.faketime import find_library
+from faulty import broken_verdict, run_started_suite, run_suite
 
 _baselines: dict[str, dict[str, str]] = {}
 
@@ -61,3 +63,42 @@ def test_every_pinned_or_hidden_fault_exists():
     names = {quirk.value for quirk in Quirk}
     assert set(PINS) <= names, sorted(set(PINS) - names)
     assert set(HIDES) <= names, sorted(set(HIDES) - names)
+
+
+# --- the same proofs through the other means: a host the suite starts itself (--target-cmd), no control channel ---
+# a fresh start empties it, libfaketime moves its clock; every fault of a rule those means judge must fail exactly
+# its own clauses there too, the rest ending as on the same host without the fault
+
+_started_baselines: dict[str, dict[str, str]] = {}
+JUDGED_BY_A_START = {c.id for c in load_clauses().values() if {"fresh", "clock", "restart"} & set(c.means)}
+STARTED_FAULTS = [f for f in FAULTS if f.breaks & JUDGED_BY_A_START]
+
+
+def started_baseline(fault, tmp_path: Path) -> dict[str, str]:
+    key = json.dumps(fault.baseline, sort_keys=True, default=str)
+    if key not in _started_baselines:
+        records = run_started_suite(tmp_path / "baseline", f"baseline:{fault.name}")
+        _started_baselines[key] = {cid: r["verdict"] for cid, r in records.items()}
+    return _started_baselines[key]
+
+
+@pytest.mark.skipif(find_library() is None, reason="needs libfaketime (Debian faketime; `make setup` installs it)")
+@pytest.mark.parametrize("fault", STARTED_FAULTS, ids=[f.name for f in STARTED_FAULTS])
+def test_fault_fails_exactly_its_own_clauses_on_a_started_host(tmp_path, fault):
+    records = run_started_suite(tmp_path, fault.name)
+    broken = {cid for cid, r in records.items() if r["verdict"] in ("fail", "warn")}
+    assert broken == fault.breaks, {cid: (records[cid]["verdict"], records[cid].get("actual"))
+                                    for cid in broken ^ fault.breaks if cid in records}
+    before = started_baseline(fault, tmp_path)
+    changed = {cid for cid, r in records.items() if r["verdict"] != before.get(cid)} - fault.breaks
+    assert changed == fault.hides, {cid: (before.get(cid), records[cid]["verdict"]) for cid in changed ^ fault.hides}
+    for cid, (field, text) in fault.pins.items():
+        assert text in json.dumps(records[cid].get(field)), (cid, field, records[cid])
+
+
+def test_a_host_that_forgets_its_clients_at_restart_fails_only_rob_007(tmp_path):
+    forgets = run_started_suite(tmp_path / "memory", "none", db=False)
+    keeps = run_started_suite(tmp_path / "file", "none")
+    assert {cid for cid, r in forgets.items() if r["verdict"] in ("fail", "warn")} == {"KMS-ROB-007"}
+    assert {cid: r["verdict"] for cid, r in forgets.items() if cid != "KMS-ROB-007"} == \
+        {cid: r["verdict"] for cid, r in keeps.items() if cid != "KMS-ROB-007"}

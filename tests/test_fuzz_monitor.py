@@ -162,7 +162,7 @@ def test_the_suite_s_fuzz_clause_fuzzes_a_target_that_forks_per_connection_and_s
 
 @pytest.mark.parametrize("args,says", [
     (["-m", "fuzz", "--target-cmd", "/bin/true"], "put {port}"),
-    (["--target-cmd", command()], "run it with -m fuzz"),
+    (["--target", "127.0.0.1:1688", "--target-cmd", command()], "name two hosts"),
 ])
 def test_a_mistake_in_the_suite_s_target_cmd_is_one_line_and_exit_2(tmp_path, args, says):
     proc = suite(tmp_path, *args)

@@ -262,8 +262,8 @@ def _refused(target) -> str | None:
 
 def _record_death(item: pytest.Item, target, what: str, excerpt: list[str], restart: bool) -> dict:
     clause = clause_of(item)
-    culprit = last_exchange(target.recorded)
-    evidence = _write_culprit(item, target, culprit)
+    connections = culprit(target.recorded)
+    evidence = _write_culprit(item, target, connections)
     replay = replay_command(item.config, evidence) if evidence else None
     record = {"clause": DEATH_CLAUSE, "check": item.nodeid, "verdict": "fail",
               "message": f"{what} during {clause.id} ({item.name})",
@@ -271,7 +271,7 @@ def _record_death(item: pytest.Item, target, what: str, excerpt: list[str], rest
               "actual": what,
               "detail": "; ".join(filter(None, [
                   f"during {item.nodeid}",
-                  f"the last exchange: {_describe(culprit)}",
+                  f"the last exchange: {_describe(connections[-1] if connections else [])}",
                   f"pcap: {evidence}" if evidence else None,
                   f"replay: {replay}" if replay else None,
                   ("the host's output: " + " | ".join(line for line in excerpt if line.strip())[-1500:])
@@ -290,11 +290,15 @@ def _record_death(item: pytest.Item, target, what: str, excerpt: list[str], rest
     return record
 
 
-def last_exchange(transcripts: list) -> list:
-    """The connection that most likely killed the host: the last one that carried bytes (a connection that
-    could not open leaves an empty transcript)."""
+def culprit(transcripts: list) -> list:
+    """The check's connections up to the one that most likely killed the host: the first the host never
+    answered (it died reading it), else the last that carried bytes. A connection that could not open leaves
+    an empty transcript. Replayed in order, they take the host the way the check did."""
     sent = [t for t in transcripts if t]
-    return sent[-1] if sent else []
+    for n, transcript in enumerate(sent):
+        if not any(side == "host" for side, _ in transcript):
+            return sent[: n + 1]
+    return sent
 
 
 def _describe(transcript: list) -> str:
@@ -306,8 +310,8 @@ def _describe(transcript: list) -> str:
     return " / ".join(decoded[:3]) if decoded else f"{len(transcript)} PDUs"
 
 
-def _write_culprit(item: pytest.Item, target, transcript: list) -> str | None:
-    if not transcript:
+def _write_culprit(item: pytest.Item, target, connections: list) -> str | None:
+    if not connections:
         return None
     from conformance.pcap.writer import write_pcap
 
@@ -317,7 +321,7 @@ def _write_culprit(item: pytest.Item, target, transcript: list) -> str | None:
     folder = Path(directory) if directory else summary_path(item.config).parent / "host-deaths"
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{DEATH_CLAUSE}-{clause_of(item).id}-{item.name}.pcap".replace("/", "_")
-    write_pcap(path, [transcript], host=(target.host, target.port))
+    write_pcap(path, connections, host=(target.host, target.port))
     return str(path)
 
 

@@ -70,6 +70,7 @@ def read_connections(path: Path, port: int | None = None) -> list[TcpConnection]
         raise CaptureError(f"{path}: not a pcap or pcapng file ({exc})") from None
     halves: dict[tuple, _Half] = {}
     first: dict[frozenset, float] = {}
+    opener: dict[frozenset, tuple] = {}  # who sent the SYN: the client, whatever its first PDU is
     for pkt in packets:
         if TCP not in pkt:
             continue
@@ -82,6 +83,8 @@ def read_connections(path: Path, port: int | None = None) -> list[TcpConnection]
         key = (ip.src, tcp.sport, ip.dst, tcp.dport)
         halves.setdefault(key, _Half()).add(tcp.seq, bytes(tcp.payload), bool(tcp.flags & 0x02))
         first.setdefault(frozenset([(ip.src, tcp.sport), (ip.dst, tcp.dport)]), float(pkt.time))
+        if tcp.flags & 0x12 == 0x02:  # SYN without ACK: this side opened the connection
+            opener.setdefault(frozenset([(ip.src, tcp.sport), (ip.dst, tcp.dport)]), (ip.src, tcp.sport))
     connections = []
     seen = set()
     for (src, sport, dst, dport), half in halves.items():
@@ -95,6 +98,10 @@ def read_connections(path: Path, port: int | None = None) -> list[TcpConnection]
         if _looks_like_client(forward):
             connections.append(TcpConnection((src, sport), (dst, dport), forward, backward, first[pair]))
         elif _looks_like_client(backward):
+            connections.append(TcpConnection((dst, dport), (src, sport), backward, forward, first[pair]))
+        elif opener.get(pair) == (src, sport) and forward:  # a client that opens with a PDU no client sends
+            connections.append(TcpConnection((src, sport), (dst, dport), forward, backward, first[pair]))
+        elif opener.get(pair) == (dst, dport) and backward:
             connections.append(TcpConnection((dst, dport), (src, sport), backward, forward, first[pair]))
     connections.sort(key=lambda c: c.first_seen)
     return connections

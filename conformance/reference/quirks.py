@@ -78,7 +78,7 @@ class Quirk(enum.Enum):
     REQUIRE_MPX = ("require-mpx", "close binds that do not set PFC_CONC_MPX", ("KMS-RPC-012",))
     # robustness
     CRASH_ON_MALFORMED = ("crash-on-malformed", "stop serving after the first malformed input",
-                          ("KMS-ROB-001", "KMS-ROB-002", "KMS-ROB-003", "KMS-ROB-004"))
+                          ("KMS-ROB-006",))
     ANSWER_SHORT_PAYLOAD = ("answer-short-payload", "answer a payload too short to read with the last answer",
                             ("KMS-ROB-002",))
     ANSWER_UNKNOWN_PTYPE = ("answer-unknown-ptype", "answer a PDU of an unknown type with an empty response PDU",
