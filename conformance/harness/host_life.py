@@ -29,6 +29,7 @@ DEATH_CLAUSE = "KMS-ROB-006"
 DOWN_KEY = pytest.StashKey[dict]()  # the host went down in this process: the ROB-006 record that says so
 RERUN_KEY = pytest.StashKey[bool]()  # this check's first run was cut off by a death: run it once more
 _LIFE_KEY = pytest.StashKey[object]()  # the run's StartedLife, for the hooks that run before fixtures
+_RERUN_DONE = pytest.StashKey[bool]()  # ... and it has been: a second death on it is not run a third time
 DYING = 0.2  # seconds a host whose connection was reset may take to stop accepting, if it is dying
 
 
@@ -166,12 +167,11 @@ def host_clock(kms_target):
 # --- a host that dies ---
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.pluginmanager.register(_DeathWatch(config), "kms-host-deaths")
+    config.pluginmanager.register(_DeathWatch(), "kms-host-deaths")
 
 
 class _DeathWatch:
-    def __init__(self, config: pytest.Config):
-        self.config = config
+    """The hooks that watch the host over each check: skip when it is down, libfaketime off, deaths, reruns."""
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_setup(self, item: pytest.Item) -> None:
@@ -225,9 +225,6 @@ class _DeathWatch:
             item.ihook.pytest_runtest_logreport(report=report)
         item.ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
         return True
-
-
-_RERUN_DONE = pytest.StashKey[bool]()
 
 
 def died_during(item: pytest.Item, target, failed: bool = False) -> dict | None:
