@@ -76,3 +76,30 @@ def test_readme_catalogue_is_generated_from_the_registry():
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     block = readme.split("<!-- clauses:start -->\n", 1)[1].split("<!-- clauses:end -->", 1)[0]
     assert block == clauses_markdown(), "README's clause catalogue is stale: paste `kmsconf clauses --markdown`"
+
+
+def test_every_check_uses_the_means_its_clause_names():
+    """A clause judged by a fresh start or a moved clock (`means` in clauses.toml) asks for that means in each
+    of its checks (the fixtures fresh_host, host_clock; the timing checks' "moved" variant), and a check asks
+    for no means its clause does not name."""
+    import importlib
+    import inspect
+    import pkgutil
+
+    import conformance.suite
+
+    uses: dict[str, set[str]] = {}
+    for module_info in pkgutil.iter_modules(conformance.suite.__path__):
+        module = importlib.import_module(f"conformance.suite.{module_info.name}")
+        for name, function in inspect.getmembers(module, inspect.isfunction):
+            marks = [m for m in getattr(function, "pytestmark", []) if m.name == "clause"]
+            if not name.startswith("test_") or not marks:
+                continue
+            params = set(inspect.signature(function).parameters)
+            means = {"fresh"} if params & {"fresh_host", "known_state_if_possible"} else set()
+            means |= {"clock"} if params & {"host_clock", "clock"} else set()
+            means |= {"restart"} if ".managed.restart(" in inspect.getsource(function) else set()
+            uses.setdefault(marks[0].args[0], set()).update(means)
+    for cid, clause in clauses.load().items():
+        named = set(clause.means) - {"answers"}
+        assert uses.get(cid, set()) == named, (cid, sorted(uses.get(cid, set())), sorted(named))

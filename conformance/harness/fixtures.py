@@ -82,6 +82,18 @@ def _started_target(settings, common: dict, config: pytest.Config):
         yield target
     finally:
         managed.close()
+        _keep_output(managed, config)
+
+
+def _keep_output(managed, config: pytest.Config) -> None:
+    """The host's output over the run (as far as the monitor keeps it), beside the summary: reports/host-output.log
+    (one per xdist worker, each of which starts its own host)."""
+    from .verdicts import summary_path
+
+    worker = getattr(config, "workerinput", {}).get("workerid")
+    path = summary_path(config).with_name(f"host-output{'-' + worker if worker else ''}.log")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(managed.process.lines()) + "\n", encoding="utf-8")
 
 
 @pytest.fixture(autouse=True)

@@ -218,6 +218,9 @@ class TargetProcess:
     def start(self, port: int | None = None) -> "TargetProcess":
         """Start the command on `port` (a restart keeps its port) or a free one, and wait until it serves."""
         self.port = port or free_port(self.host)
+        if self.command.has_dir and self.scratch is None:  # a campaign's host: one state directory for its life
+            self.scratch = self.report_dir / "state"
+            self.scratch.mkdir(exist_ok=True)
         environment = sanitizer_environment(dict(os.environ, **self.environment), self.report_dir)
         self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_no_core_files,
