@@ -84,11 +84,8 @@ def test_a_crash_under_target_cmd_is_one_finding_and_the_run_goes_on(tmp_path):
     assert sound["KMS-ROB-006"]["verdict"] == "pass"
     assert {c: r["verdict"] for c, r in crashed.items() if c != "KMS-ROB-006"} == \
         {c: r["verdict"] for c, r in sound.items() if c != "KMS-ROB-006"}
-
-
-def test_the_replay_of_a_death_crashes_the_host_again(tmp_path):
-    crashed = suite_records(tmp_path, ["--target-cmd", f"{CRASHING} --bugs auth3"], ["KMS-ROB-003"])
-    replay = crashed["KMS-ROB-006"]["detail"].split("replay: ")[1].split("; the host's output")[0]
+    # the replay the finding names takes the host down the same way
+    replay = death["detail"].split("replay: ")[1].split("; the host's output")[0]
     proc = subprocess.run(replay.replace("kmsconf ", f"{sys.executable} -m conformance.cli ", 1), shell=True,
                           cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert "SIGABRT" in proc.stdout + proc.stderr, proc.stdout + proc.stderr
