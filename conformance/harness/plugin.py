@@ -14,6 +14,7 @@ pytest_plugins = [
     "conformance.harness.selection",
     "conformance.harness.sharding",
     "conformance.harness.fixtures",
+    "conformance.harness.client_fixtures",
     "conformance.harness.verdicts",
     "conformance.harness.recording",
 ]
