@@ -51,14 +51,19 @@ def test_registry_rejects_bad_rows(tmp_path):
 
 def test_every_clause_is_proven_able_to_fail():
     """Each clause is broken by an entry of a proof table: the faulty host's faults (whole-suite isolation),
-    the faulty clients, the broken DNS deployments, the fuzz campaign's faulty hosts."""
+    the faulty clients (their requests, discovery and what they make of answers), the broken DNS deployments, the
+    fuzz campaign's faulty hosts."""
+    import test_answer_clauses_fail
     import test_client_clauses_fail
+    import test_discovery_clauses_fail
     import test_dns_clauses_fail
     import test_fuzz
     from faults import FAULTS
 
     proven = {cid for fault in FAULTS for cid in fault.breaks}
     proven |= {cid for _, cid in test_client_clauses_fail.FAULTS}
+    proven |= {cid for _, cid in test_discovery_clauses_fail.FAULTS}
+    proven |= {cid for _, cid in test_answer_clauses_fail.FAULTS}
     proven |= {cid for _, cid in test_dns_clauses_fail.FAULTS}
     proven |= {cid for _, cid in test_fuzz.FAULTS}
     missing = sorted(set(clauses.load()) - proven)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from conformance.dns.namespace import unavailable as namespace_unavailable
-from conformance.harness import clauses
+from conformance.harness import clauses, multinomial
 
 from .client_process import placeholders
 from .discovery_lab import ANSWERS, REFUSES, SILENT, DiscoveryLab, DiscoveryRun, HostSpec, Scenario
@@ -23,6 +23,17 @@ from .evidence import Inconclusive
 
 def weight_hosts() -> dict[str, int]:
     return dict(clauses.get("KMS-DISC-003").expect["weights"])
+
+
+def weight_test(first_contacts: list[str | None]) -> tuple[dict[str, int], dict[str, float], float]:
+    """KMS-DISC-003's test of the runs' first contacts: (counts, the shares the weights give, exact p-value)."""
+    weights = weight_hosts()
+    shares = {name: w / sum(weights.values()) for name, w in weights.items()}
+    counts = dict.fromkeys(weights, 0)
+    for first in first_contacts:
+        if first in counts:
+            counts[first] += 1
+    return counts, shares, multinomial.p_value(counts, shares) if sum(counts.values()) else 1.0
 
 
 def scenarios() -> tuple[Scenario, ...]:
@@ -80,7 +91,7 @@ class DiscoveryRuns:
         return "dns" not in placeholders(self.command or "")
 
     def lab(self, system_resolver: bool) -> DiscoveryLab:
-        why = namespace_unavailable() if self.use_namespace else "the namespace is turned off"
+        why = namespace_unavailable() if self.use_namespace else "is turned off (--disc-no-namespace)"
         if system_resolver and why:
             pytest.skip(reason=f"the client uses the system resolver (no {{dns}} in --client-cmd): its lab runs in "
                                f"a private network namespace, which {why}")
@@ -109,6 +120,8 @@ class DiscoveryRuns:
             raise NotRun(f"not run: the client hung in the {self.hung.scenario.name!r} scenario and was killed "
                          f"after {self.hung.process.timeout:g} s")
         lab = self.lab(system_resolver)
+        if "state" in placeholders(command) and "state" not in where:
+            where["state"] = lab.state_dir()  # a stateful client starts afresh in every scenario but the cache one
         run = lab.run(self._scenarios[scenario], command, self.timeout, **where)
         if run.process.hung:
             self.hung = run
@@ -157,12 +170,12 @@ class DiscoveryRuns:
 
     def _cache_rounds(self) -> CacheRuns:
         command = self._discovering()
+        lab = self.lab(self._namespace_needed())
         if "state" not in placeholders(command):
             pytest.skip(reason="a one-shot client: every run starts afresh, so a cached host cannot be observed "
                                "(a client that keeps its KMS host between runs names its state directory with "
                                "{state} in --client-cmd)")
         scenario = self._scenarios["cache"]
-        lab = self.lab(self._namespace_needed())
         state = lab.state_dir()
         first = self._run("cache", command, self._namespace_needed(), state=state)
         rounds = CacheRuns(first, first.activated[0] if first.activated else None)

@@ -9,9 +9,9 @@ from __future__ import annotations
 import pytest
 
 from conformance.dns.querylog import describe
-from conformance.harness import multinomial
 from conformance.harness.clauses import get as clause
 from conformance.harness.discovery_lab import ANSWERS, REFUSES, DiscoveryRun
+from conformance.harness.discovery_mode import weight_test
 from conformance.harness.evidence import ClauseFailure, Inconclusive, expect
 from conformance.reference.discovery import SRV_LABEL
 
@@ -84,22 +84,16 @@ def test_lowest_priority_first(discovery):
 def test_weights_share_first_contacts(discovery):
     rule = clause("KMS-DISC-003").expect
     runs = discovering(discovery.weight(), "weights")
-    weights = {name: w for name, w in rule["weights"].items()}
-    shares = {name: w / sum(weights.values()) for name, w in weights.items()}
-    counts = dict.fromkeys(weights, 0)
-    for run in runs:
-        if run.first_contact in counts:
-            counts[run.first_contact] += 1
+    counts, shares, p = weight_test([run.first_contact for run in runs])
     trials = sum(counts.values())
     if not trials:
         raise Inconclusive(f"the client tried none of the weighted hosts in {len(runs)} runs; "
                            f"{what_happened(runs[0])}")
-    p = multinomial.p_value(counts, shares)
     expected = {name: f"{share:.0%} of {trials}" for name, share in shares.items()}
     expect(p >= rule["alpha"], {"shares of first contacts": expected, "test": "exact multinomial",
                                 "fails below p": rule["alpha"]},
            {"first contacts": counts, "p": round(p, 6)},
-           detail=f"weights {weights} in one priority; a client that follows them fails this test in at most "
+           detail=f"weights {rule['weights']} in one priority; a client that follows them fails this test in at most "
                   f"{rule['alpha']:.1%} of sessions; {describe(runs[-1].queries)} (last run)")
 
 
@@ -109,7 +103,9 @@ def test_fails_over_to_another_host(discovery):
     run = runs[-1]
     scenario = run.scenario
     first = run.first_contact
-    if first is None or scenario.spec(first).kind == ANSWERS:
+    if first is None:
+        raise Inconclusive(f"the client tried no host; {what_happened(run)}")
+    if scenario.spec(first).kind == ANSWERS:
         raise Inconclusive(f"in {len(runs)} runs the client's first choice answered ({first}): no failover to see; "
                            f"{what_happened(run)}")
     failing = [h.name for h in scenario.hosts if h.kind != ANSWERS and (run.sees_refused or h.kind != REFUSES)]
@@ -155,6 +151,5 @@ def test_host_given_by_hand_asks_no_dns(discovery):
     asked = [q for q in run.queries if q.name.startswith(f"{SRV_LABEL}.") or q.type == "SRV"]
     expect(not asked, f"no {SRV_LABEL} query (discovery is off while a host is set by hand)",
            [str(q) for q in asked], detail=what_happened(run))
-    others = [h for h in run.lab_contacts if h != "given"]
-    expect(not others and run.activated == ["given"], "an activation at the given host, and no other contacted",
-           f"it tried {' -> '.join(run.lab_contacts) or 'nobody'}", detail=what_happened(run))
+    expect({c.host for c in run.contacts} == {"given"}, "a connection to the given host, and to no other",
+           f"it tried {' -> '.join(map(str, run.contacts)) or 'nobody'}", detail=what_happened(run))
