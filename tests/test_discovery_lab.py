@@ -5,6 +5,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -79,3 +80,26 @@ def test_a_run_records_queries_contacts_and_activations_and_the_lab_goes_away(na
     assert sorted(run.lab_contacts[:-1]) == sorted(tried[:-1]) and run.lab_contacts[-1] == "up", run.contacts
     assert len(run.pdus) >= 2 and run.client_run().requests, run.pdus  # bind and request, on the host that answered
     assert not os.path.exists(f"/proc/{named_pid}")
+
+
+KEEPER = """
+import sys, time
+from conformance.harness.discovery_lab import ANSWERS, DiscoveryLab, HostSpec, Scenario
+lab = DiscoveryLab((Scenario("k", (HostSpec("a", ANSWERS),)),), namespace=True).start()
+print(lab._named._proc.pid, lab._ns.pid, flush=True)
+time.sleep(600)
+"""
+
+
+@needs_namespace
+@needs_named
+def test_a_killed_run_leaves_neither_named_nor_the_namespace_behind():
+    keeper = subprocess.Popen([sys.executable, "-c", KEEPER], stdout=subprocess.PIPE, text=True)
+    pids = [int(p) for p in keeper.stdout.readline().split()]
+    assert len(pids) == 2 and all(os.path.exists(f"/proc/{pid}") for pid in pids)
+    keeper.kill()  # as a SIGKILLed pytest would go: no teardown of its own
+    keeper.wait()
+    deadline = time.monotonic() + 10
+    while any(os.path.exists(f"/proc/{pid}") for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(os.path.exists(f"/proc/{pid}") for pid in pids), pids

@@ -3,8 +3,9 @@
 A holder process (`unshare --net --mount`) keeps the namespace alive; it brings `lo` up,
 bind-mounts a resolv.conf of ours over /etc/resolv.conf inside its mount namespace only
 (propagation private: the machine's file is never touched) and waits on its stdin, so it
-ends with us even if we are killed. Commands enter it with `nsenter`; sockets of this
-process are made inside it by a short-lived thread that joins its network namespace.
+ends with us even if we are killed, as do the commands run in it (`nsenter`, then a parent-death
+signal): nothing keeps the namespace alive after us. Sockets of this process are made inside it
+by a short-lived thread that joins its network namespace.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import Callable, TypeVar
 
 CLONE_NEWNET = 0x40000000
-TOOLS = ("unshare", "nsenter", "ip", "mount")
+TOOLS = ("unshare", "nsenter", "setpriv", "ip", "mount")
 T = TypeVar("T")
 
 # sh inside the new namespaces: loopback up, our resolv.conf over the machine's, then wait for our end
@@ -70,8 +71,10 @@ class Namespace:
         return self._holder.pid
 
     def command(self, argv: list[str]) -> list[str]:
-        """argv run inside both namespaces, in this process's working directory."""
-        return ["nsenter", f"--target={self.pid}", "--net", "--mount", f"--wd={os.getcwd()}", "--", *argv]
+        """argv run inside both namespaces, in this process's working directory; killed if we die (so that
+        nothing keeps the namespace alive)."""
+        return ["nsenter", f"--target={self.pid}", "--net", "--mount", f"--wd={os.getcwd()}", "--",
+                "setpriv", "--pdeathsig", "KILL", "--", *argv]
 
     def run_inside(self, fn: Callable[[], T]) -> T:
         """fn() on a thread that has joined the namespace's network (sockets it makes stay there)."""
