@@ -39,8 +39,9 @@ def faulty(fault: str) -> str:
 
 def test_reference_client_passes_every_discovery_clause(tmp_path):
     # its discovering command runs KMS-DISC-001..006 (and the request clauses, on what its host received), its
-    # command with a host given by hand KMS-DISC-007
-    proc, records = run_client_suite(tmp_path, reference_client_command(REFERENCE_DISCOVERY), timeout=600)
+    # command with a host given by hand KMS-DISC-007; the embedded run checks it with the weight clause's own runs
+    proc, records = run_client_suite(tmp_path, reference_client_command(REFERENCE_DISCOVERY), "--disc-weight-runs",
+                                     "12", timeout=600)
     verdicts = {c: r["verdict"] for c, r in records.items()}
     assert all(verdicts[f"KMS-DISC-00{i}"] == "pass" for i in range(1, 7)), verdicts
     assert all(verdicts[f"KMS-CLI-00{i}"] == "pass" for i in range(1, 10)), verdicts
@@ -51,7 +52,8 @@ def test_reference_client_passes_every_discovery_clause(tmp_path):
 
 @pytest.mark.parametrize("fault,clause", FAULTS, ids=[f for f, _ in FAULTS])
 def test_discovery_clause_fails_for_faulty_client(tmp_path, fault, clause):
-    extra = QUICK if fault != "ignore-weight" else ("--clause", "KMS-DISC")
+    # 40 runs fail a uniform choice in all but about one session in a thousand
+    extra = QUICK if fault != "ignore-weight" else ("--clause", "KMS-DISC", "--disc-weight-runs", "40")
     proc, records = run_client_suite(tmp_path, faulty(fault), *extra, timeout=600)
     verdicts = {c: r["verdict"] for c, r in records.items()}
     assert verdicts[clause] == broken_verdict(clause), (verdicts, records[clause])
@@ -81,10 +83,10 @@ def test_a_client_that_never_asks_or_hangs(tmp_path, command, says):
 
 
 def test_without_the_namespace_a_client_told_the_dns_server_is_judged(tmp_path):
-    proc, records = run_client_suite(tmp_path, reference_client_command(REFERENCE_DISCOVERY), *QUICK,
-                                     "--disc-no-namespace", timeout=600)
-    verdicts = {c: r["verdict"] for c, r in records.items()}
-    assert all(verdicts[f"KMS-DISC-00{i}"] == "pass" for i in range(1, 7)), verdicts
+    judged = [f"KMS-DISC-00{i}" for i in (1, 2, 4, 5, 6)]  # the weight clause counts the same contacts either way
+    proc, records = run_client_suite(tmp_path, reference_client_command(REFERENCE_DISCOVERY), "--clause",
+                                     ",".join(judged), "--disc-no-namespace", timeout=600)
+    assert {c: r["verdict"] for c, r in records.items()} == dict.fromkeys(judged, "pass"), records
     proc, records = run_client_suite(tmp_path, "/bin/true .{domain}", "--clause", "KMS-DISC", "--disc-no-namespace")
     assert all(r["verdict"] == "skip" and "system resolver" in r["message"] for c, r in records.items()
                if c != "KMS-DISC-007"), records
