@@ -18,11 +18,14 @@ $(VENV)/.installed: pyproject.toml setup.py conformance/wire/_rijndael.c
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $@
 
-# tshark (Wireshark cross-checks), BIND's named (DNS tests), Chromium (report check) and libfaketime (a host's clock
-# moved by the suite), from Debian, when missing.
+# tshark (Wireshark cross-checks), BIND's named (DNS tests), unshare/nsenter/ip/mount (the discovery lab's
+# namespace), Chromium (report check) and libfaketime (a host's clock moved by the suite), from Debian, when missing.
 setup-system:
 	@missing=""; command -v tshark >/dev/null || missing="$$missing tshark"; \
 	command -v named >/dev/null || [ -x /usr/sbin/named ] || missing="$$missing bind9 bind9-utils"; \
+	command -v unshare >/dev/null && command -v nsenter >/dev/null || missing="$$missing util-linux"; \
+	command -v ip >/dev/null || [ -x /usr/sbin/ip ] || missing="$$missing iproute2"; \
+	command -v mount >/dev/null || missing="$$missing mount"; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	ls /usr/lib/*/faketime/libfaketime.so.1 >/dev/null 2>&1 || missing="$$missing faketime"; \
 	if [ -n "$$missing" ]; then \

@@ -162,6 +162,8 @@ def cmd_activate(args: argparse.Namespace) -> int:
 
     if not args.target and not args.discover:
         raise UsageError("give HOST[:PORT] (like /skms) or --discover DOMAIN with --dns-server")
+    if args.state and not args.discover:
+        raise UsageError("--state keeps the host discovery found: give it with --discover DOMAIN")
     if bool(args.product) == bool(args.gvlk):
         raise UsageError("name the product with --product NAME-or-SKU, or give its setup key with --gvlk KEY")
     try:
@@ -182,11 +184,14 @@ def cmd_activate(args: argparse.Namespace) -> int:
         except OSError as exc:
             raise Unreachable(format_address(host, port), exc) from None
     else:
-        from conformance.reference.discovery import DiscoveringClient, DiscoveryError
+        from conformance.reference.discovery import CACHED_HOST_FILE, DiscoveringClient, DiscoveryError
 
         if not args.dns_server:
             raise UsageError("--discover needs --dns-server HOST[:PORT]")
         client = DiscoveringClient(args.discover, parse_address(args.dns_server, 53))
+        cache = Path(args.state) / CACHED_HOST_FILE if args.state else None
+        if cache is not None:
+            client.load_cache(cache)
         outcome = {}
 
         def attempt(h: str, p: int) -> bool:
@@ -201,6 +206,9 @@ def cmd_activate(args: argparse.Namespace) -> int:
         except DiscoveryError as exc:
             print(f"kmsconf activate: {exc} (0x{exc.code:08X})", file=sys.stderr)
             return 1
+        finally:
+            if cache is not None:
+                client.save_cache(cache)
         result = outcome["result"]
         if not args.json:
             print(f"discovered  : {host}:{port}")
@@ -310,6 +318,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--discover", action="append", default=[], metavar="DOMAIN",
                    help="find the host through _vlmcs._tcp SRV records in DOMAIN (repeatable: suffix list)")
     p.add_argument("--dns-server", metavar="HOST[:PORT]", help="DNS server for --discover")
+    p.add_argument("--state", metavar="DIR", help="with --discover: keep the host that answered in DIR and use it "
+                   "first next time, asking DNS again once it fails (as a Windows client caches its KMS host)")
     p.add_argument("--product", help="edition name or SKU GUID from the catalog")
     p.add_argument("--gvlk", metavar="KEY", help="the edition's KMS client setup key (Table 6), instead of --product")
     p.add_argument("--protocol", type=int, choices=(4, 5, 6), help="KMS version (default: the edition's)")

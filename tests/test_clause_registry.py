@@ -51,9 +51,11 @@ def test_registry_rejects_bad_rows(tmp_path):
 
 def test_every_clause_is_proven_able_to_fail():
     """Each clause is broken by an entry of a proof table: the faulty host's faults (whole-suite isolation),
-    the faulty clients, the broken DNS deployments, the fuzz campaign's faulty hosts, the hosts that crash or
-    forget at a restart."""
+    the faulty clients (their requests, discovery and what they make of answers), the broken DNS deployments, the
+    fuzz campaign's faulty hosts, the hosts that crash or forget at a restart."""
+    import test_answer_clauses_fail
     import test_client_clauses_fail
+    import test_discovery_clauses_fail
     import test_dns_clauses_fail
     import test_fuzz
     import test_host_life
@@ -61,6 +63,8 @@ def test_every_clause_is_proven_able_to_fail():
 
     proven = {cid for fault in FAULTS for cid in fault.breaks}
     proven |= {cid for _, cid in test_client_clauses_fail.FAULTS}
+    proven |= {cid for _, cid in test_discovery_clauses_fail.FAULTS}
+    proven |= {cid for _, cid in test_answer_clauses_fail.FAULTS}
     proven |= {cid for _, cid in test_dns_clauses_fail.FAULTS}
     proven |= {cid for _, cid in test_fuzz.FAULTS}
     proven |= {cid for _, cid in test_host_life.FAULTS}

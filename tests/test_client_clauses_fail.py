@@ -25,13 +25,17 @@ FAULTS = [
 ]
 
 
-def run_client_suite(tmp_path, command: str, *extra: str) -> tuple[subprocess.CompletedProcess, dict[str, dict]]:
+REQUEST_CLAUSES = {f"KMS-CLI-00{i}" for i in range(1, 10)}  # judged on the requests the client sent
+
+
+def run_client_suite(tmp_path, command: str, *extra: str, timeout: float = 120) -> tuple[subprocess.CompletedProcess,
+                                                                                        dict[str, dict]]:
     """`pytest --client-cmd command` (with `extra` options), as a user runs it: client mode picks the client
     clauses from the whole suite. The process and its records by clause."""
     summary = tmp_path / "summary.json"
     proc = subprocess.run([sys.executable, "-m", "pytest", "-q",
                            "-p", "no:cacheprovider", "--client-cmd", command, "--summary", str(summary), *extra],
-                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+                          cwd=ROOT, capture_output=True, text=True, timeout=timeout)
     return proc, {r["clause"]: r for r in json.loads(summary.read_text())}
 
 
@@ -46,18 +50,20 @@ def test_reference_client_passes_names_the_client_and_keeps_evidence(tmp_path):
     command = f"{sys.executable} -m conformance.cli activate {{host}}:{{port}} --product 'Windows 7 Enterprise'"
     proc, records = run_client_suite(tmp_path, command, "--evidence-dir", str(evidence))
     verdicts = {cid: r["verdict"] for cid, r in records.items()}
-    assert len(verdicts) == 9 and set(verdicts.values()) == {"pass"}, verdicts
+    assert {c for c, v in verdicts.items() if v == "pass"} >= REQUEST_CLAUSES, verdicts
+    assert set(verdicts.values()) <= {"pass", "skip"}, verdicts  # the answer and discovery clauses say what they need
     assert {r["target"] for r in records.values()} == {f"client: {command}"}, records
     assert f"KMS conformance: client: {command}" in proc.stdout
-    assert len(list(evidence.glob("KMS-CLI-*.pcap"))) == 9 and all(r["evidence"] for r in records.values())
+    assert len(list(evidence.glob("KMS-CLI-*.pcap"))) == 9 and all(records[c]["evidence"] for c in REQUEST_CLAUSES)
 
 
 @pytest.mark.parametrize("fault,clause", FAULTS, ids=[f for f, _ in FAULTS])
 def test_client_clause_fails_for_faulty_client(tmp_path, fault, clause):
     verdicts = client_verdicts(tmp_path, f"{sys.executable} {FAULTY} {fault} {{host}} {{port}}")
     assert verdicts[clause] == broken_verdict(clause), verdicts
-    # the fault breaks its own clause; every other client clause still judges the requests and passes
-    assert {c for c, v in verdicts.items() if v != "pass"} == {clause}, verdicts
+    # the fault breaks its own clause; every other client clause still judges the requests and passes (or skips,
+    # saying what it needs)
+    assert {c for c, v in verdicts.items() if v not in ("pass", "skip")} == {clause}, verdicts
 
 
 @pytest.mark.parametrize("command,clause,says", [
@@ -68,6 +74,6 @@ def test_a_client_that_sends_nothing_or_an_unknown_version(tmp_path, command, cl
     proc, records = run_client_suite(tmp_path, command)
     assert proc.returncode == 1 and "Traceback" not in proc.stdout and "def client_run" not in proc.stdout
     if clause is None:
-        assert all(r["verdict"] == "fail" and says in r["message"] for r in records.values()), records
+        assert all(records[c]["verdict"] == "fail" and says in records[c]["message"] for c in REQUEST_CLAUSES), records
     else:
         assert records[clause]["verdict"] == "fail" and says in str(records[clause]["actual"]), records[clause]

@@ -7,17 +7,21 @@ directory; nothing of the system's BIND configuration is touched.
 from __future__ import annotations
 
 import shutil
+import socket
 import subprocess
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import dns.message
 import dns.query
 import dns.rdatatype
 
 from conformance.net.address import free_port
+
+from .querylog import QueryLog
 
 NAMED_CANDIDATES = ("named", "/usr/sbin/named")
 
@@ -37,6 +41,10 @@ class DnsLab:
     port: int = 0
     allow_update: bool = True
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="kmsconf-named-")))
+    log_queries: bool = False  # BIND's querylog, for reading what a client asked
+    # named started through this (a namespace's nsenter), and our sockets to reach it made by new_socket
+    command_prefix: tuple[str, ...] = ()
+    new_socket: Callable[[int, int], socket.socket] | None = None
     _proc: subprocess.Popen | None = None
 
     def config(self) -> str:
@@ -52,10 +60,16 @@ class DnsLab:
             "  listen-on-v6 { none; };\n"
             "  recursion no;\n  allow-query { any; };\n  dnssec-validation no;\n"
             "  notify no;\n"
-            "};\n"
+            + ("  querylog yes;\n" if self.log_queries else "")
+            + "};\n"
             'controls { };\n'
             + zones
         )
+
+    @property
+    def query_log(self) -> QueryLog:
+        """The queries named logs (with -g, to the log it writes to stderr)."""
+        return QueryLog(self.workdir / "named.log")
 
     def zone_file(self, zone: str) -> str:
         return (
@@ -77,7 +91,8 @@ class DnsLab:
         conf = self.workdir / "named.conf"
         conf.write_text(self.config())
         log = open(self.workdir / "named.log", "w")
-        self._proc = subprocess.Popen([named, "-g", "-c", str(conf)], stdout=log, stderr=subprocess.STDOUT)
+        self._proc = subprocess.Popen([*self.command_prefix, named, "-g", "-c", str(conf)], stdout=log,
+                                      stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
@@ -92,11 +107,37 @@ class DnsLab:
         """Ready when both transports answer (updates travel over TCP)."""
         query = dns.message.make_query(self.zones[0], dns.rdatatype.SOA)
         try:
-            dns.query.udp(query, self.host, port=self.port, timeout=0.3)
-            dns.query.tcp(query, self.host, port=self.port, timeout=0.3)
+            self.ask(query, socket.SOCK_DGRAM)
+            self.ask(query, socket.SOCK_STREAM)
             return True
         except (OSError, dns.exception.Timeout, EOFError):
             return False
+
+    def ask(self, message: dns.message.Message, kind: int = socket.SOCK_STREAM, timeout: float = 0.3):
+        """Send a query or an update to this named over UDP or TCP; its answer."""
+        sock = self.socket(kind)
+        try:
+            send = dns.query.udp if kind == socket.SOCK_DGRAM else dns.query.tcp
+            return send(message, self.host, port=self.port, timeout=timeout, sock=sock)
+        finally:
+            if sock is not None:
+                sock.close()
+
+    def socket(self, kind: int) -> socket.socket | None:
+        """A non-blocking socket that reaches named (connected, for TCP), as dnspython takes one; None: it makes
+        its own."""
+        if self.new_socket is None:
+            return None
+        sock = self.new_socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET, kind)
+        try:
+            if kind == socket.SOCK_STREAM:
+                sock.settimeout(0.3)
+                sock.connect((self.host, self.port))
+            sock.setblocking(False)
+        except OSError:
+            sock.close()
+            raise
+        return sock
 
     def stop(self) -> None:
         if self._proc is not None and self._proc.poll() is None:

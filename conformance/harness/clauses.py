@@ -29,6 +29,7 @@ AREAS = {
     "ROB": "Robustness against malformed input",
     "CLI": "Client conformance",
     "DNS": "DNS SRV publication and discovery",
+    "DISC": "Client discovery",
 }
 PROFILES = ("microsoft", "emulator")
 LEVELS = ("MUST", "SHOULD")

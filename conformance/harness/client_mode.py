@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-import shlex
-import subprocess
 import time
 from dataclasses import dataclass, field
 
 from conformance.reference.config import HostConfig
 from conformance.reference.host import HostThread
 from conformance.reference.rpc_session import Reply
+from conformance.reference.service import KmsService
 from conformance.wire import ndr, rpc
 from conformance.wire.messages import DecodeError, peek_version
+
+from .client_process import fill, run_process
 
 
 @dataclass
@@ -45,6 +46,7 @@ class ClientRun:
     stderr: str
     pdus: list[RecordedPdu] = field(default_factory=list)
     address: tuple[str, int] = ("127.0.0.1", 1688)  # the instrumented host the client talked to
+    hung: bool = False  # killed after its time limit
 
     @property
     def request_pdus(self) -> list[RecordedPdu]:
@@ -71,10 +73,8 @@ class ClientRun:
         return out
 
 
-def run_client(command: str, timeout: float = 60.0, config: HostConfig | None = None) -> ClientRun:
-    """Start a reference host on loopback, run `command` with {host} and {port} filled in, record every PDU."""
-    thread = HostThread(config or HostConfig(port=0))
-    host, port = thread.start()
+def recording(thread: HostThread) -> list[RecordedPdu]:
+    """Every PDU the host's clients send from now on, with the host's reply, as it arrives."""
     recorded: list[RecordedPdu] = []
 
     def on_pdu(peer: str, data: bytes, reply: Reply) -> None:
@@ -85,18 +85,26 @@ def run_client(command: str, timeout: float = 60.0, config: HostConfig | None = 
         recorded.append(RecordedPdu(peer, data, pdu, reply, thread.host.clock()))
 
     thread.host.on_pdu = on_pdu
+    return recorded
+
+
+def run_client(command: str, timeout: float = 60.0, config: HostConfig | None = None,
+               service: KmsService | None = None) -> ClientRun:
+    """Start a reference host on loopback (with `service`: an instrumented one), run `command` with {host} and
+    {port} filled in, record every PDU."""
+    thread = HostThread(config or HostConfig(port=0), service=service)
+    host, port = thread.start()
+    recorded = recording(thread)
     try:
-        argv = [part.format(host=host, port=port) for part in shlex.split(command)]
+        argv = fill(command, host=host, port=port)
         try:
-            proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
-            result = ClientRun(command, proc.returncode, proc.stdout, proc.stderr)
+            process = run_process(argv, timeout)
         except FileNotFoundError:
             raise ValueError(f"--client-cmd: {argv[0]!r} not found") from None
-        except subprocess.TimeoutExpired as exc:
-            result = ClientRun(command, -1, str(exc.stdout or ""), f"timed out after {timeout} s")
         time.sleep(0.05)  # let the host's loop finish logging the last PDU
-        result.pdus = list(recorded)
-        result.address = (host, port)
-        return result
+        if process.hung:
+            return ClientRun(command, -1, process.stdout, f"timed out after {timeout:g} s", list(recorded),
+                             (host, port), hung=True)
+        return ClientRun(command, process.returncode, process.stdout, process.stderr, list(recorded), (host, port))
     finally:
         thread.stop()

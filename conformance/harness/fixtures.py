@@ -15,6 +15,11 @@ from .selection import clause_of
 REFERENCE_CLIENT_PRODUCT = "Windows 10/11 Enterprise"
 
 
+def reference_client_command(where: str = "{host}:{port}") -> str:
+    """The reference client as a --client-cmd: given its host, or (where = "--discover ...") finding it."""
+    return f"{shlex.quote(sys.executable)} -m conformance.cli activate {where} --product '{REFERENCE_CLIENT_PRODUCT}'"
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "protocol" in metafunc.fixturenames:
         versions = run_of(metafunc.config).settings.protocols
@@ -116,23 +121,25 @@ def _clause_context(request: pytest.FixtureRequest):
 
 
 @pytest.fixture(scope="session")
-def client_run(pytestconfig: pytest.Config):
+def client_run(pytestconfig: pytest.Config, request: pytest.FixtureRequest):
     """What the client under test sent; client checks skip without --client-cmd, saying so."""
     settings = run_of(pytestconfig).settings
     command = settings.client_cmd
     if not command and settings.target is None and not settings.target_cmd:
-        # the embedded run checks the reference client too
-        command = (f"{shlex.quote(sys.executable)} -m conformance.cli activate {{host}}:{{port}} "
-                   f"--product '{REFERENCE_CLIENT_PRODUCT}'")
+        command = reference_client_command()  # the embedded run checks the reference client too
     if not command:
         pytest.skip(reason='client conformance checks need a client to test: --client-cmd "COMMAND {host}:{port}"')
-    from .client_mode import run_client
+    if "{port}" not in command:  # a discovering client: its requests are those the host it found received
+        run = request.getfixturevalue("discovery").names().client_run()
+    else:
+        from .client_mode import run_client
 
-    run = run_client(command, timeout=settings.timeout * 6)
+        run = run_client(command, timeout=settings.timeout * 6)
     if not run.request_pdus:
+        from .client_process import last_lines
         from .evidence import ClauseFailure
 
-        said = " | ".join(line for line in (run.stdout + run.stderr).strip().splitlines()[-3:]) or "nothing"
+        said = last_lines(run.stdout + run.stderr)
         raise ClauseFailure(["a KMS request"], f"none: the client exited with {run.returncode}",
                             detail=f"what it printed last: {said}")
     return run

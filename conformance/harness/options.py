@@ -7,6 +7,8 @@ read the validated `Settings`, never the raw options.
 
 from __future__ import annotations
 
+import argparse
+import re
 import shlex
 import shutil
 import socket
@@ -21,7 +23,7 @@ from conformance.net.address import format_address, is_loopback, parse_address
 
 from . import clauses as clause_registry
 from .expectations import load_expectations
-from .run import RUN_KEY, KmsRun, Settings
+from .run import RUN_KEY, ClientReport, KmsRun, Settings
 
 SUITE = Path(__file__).resolve().parents[1] / "suite"
 SUMMARY_DEFAULT = "reports/summary.json"
@@ -60,6 +62,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="declared deviations of this target: a shipped profile (vlmcsd, pykms) or a file")
     group.addoption("--client-cmd", default=None, metavar="COMMAND",
                     help='client under test, run against an instrumented reference host: "vlmcs {host}:{port}"')
+    group.addoption("--client-exit-status", action="store_true", default=False,
+                    help="the client under test reports its result by its exit status: 0 activated, other not")
+    group.addoption("--client-activated", default=None, metavar="REGEX",
+                    help="the client under test said it activated when its output matches REGEX")
+    group.addoption("--client-rejected", default=None, metavar="REGEX",
+                    help="the client under test said it rejected the host's answer when its output matches REGEX")
+    group.addoption("--disc-weight-runs", type=int, default=None, metavar="N",
+                    help="runs of the discovery weight check, KMS-DISC-003 (default: its own, in `kmsconf clauses`)")
+    # tests only: the discovery lab on the machine's loopback even as root
+    group.addoption("--disc-no-namespace", action="store_true", default=False, help=argparse.SUPPRESS)
     group.addoption("--dns-domain", default=None, metavar="DOMAIN", help="audit the _vlmcs._tcp records of DOMAIN")
     group.addoption("--dns-server", default=None, metavar="HOST:PORT", help="DNS server to ask (with --dns-domain)")
     group.addoption("--dns-port", type=int, default=None,
@@ -148,9 +160,31 @@ def settings(config: pytest.Config) -> Settings:
         if not clause_registry.select(pattern):
             raise UsageError(f"--clause {pattern}: matches no clause (ids like KMS-RPC-001, areas like KMS-RPC, "
                              f"patterns like 'KMS-MSG-00*'; `kmsconf clauses` lists them)")
+    weight_runs = get("--disc-weight-runs")
+    if weight_runs is not None and weight_runs < 1:
+        raise UsageError(f"--disc-weight-runs {weight_runs}: give a number of runs above 0")
     return Settings(target, control, protocols, get("--profile"), key_group, timeout, get("--activation-interval"),
                     get("--renewal-interval"), expectations, expect, _strict(config), client_cmd, dns, patterns,
-                    audit, config.getoption("--target-cmd"))
+                    audit, config.getoption("--target-cmd"), _client_report(config), weight_runs,
+                    not get("--disc-no-namespace"))
+
+
+def _client_report(config: pytest.Config) -> ClientReport | None:
+    """How the client says what it made of an answer; None: it was not said."""
+    exit_status, activated, rejected = (config.getoption(o) for o in ("--client-exit-status", "--client-activated",
+                                                                        "--client-rejected"))
+    if exit_status and (activated or rejected):
+        raise UsageError("--client-exit-status: the client reports by its exit status or by its output, not both "
+                         "(leave out --client-activated/--client-rejected)")
+    for option, pattern in (("--client-activated", activated), ("--client-rejected", rejected)):
+        if pattern is not None:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise UsageError(f"{option} {pattern!r}: not a regular expression ({exc})") from None
+    if not (exit_status or activated or rejected):
+        return None
+    return ClientReport(exit_status, activated, rejected)
 
 
 def _strict(config: pytest.Config) -> bool:
@@ -180,9 +214,14 @@ def _check_client_cmd(command: str) -> None:
     program = argv[0]
     if shutil.which(program) is None and not (Path(program).is_file() and Path(program).stat().st_mode & 0o111):
         raise UsageError(f"--client-cmd: {program!r} is not an executable on PATH or a path to one")
-    if "{port}" not in command:
+    given, discovers = "{port}" in command, "{domain}" in command
+    if not given and not discovers:
         raise UsageError(f"--client-cmd {command!r}: put {{port}} (and {{host}}) where the client takes the KMS "
-                         f"host's address, e.g. \"vlmcs {{host}}:{{port}}\"")
+                         f"host's address, e.g. \"vlmcs {{host}}:{{port}}\", or {{domain}} where it takes the domain "
+                         f"it discovers its host in, e.g. \"vlmcs .{{domain}}\"")
+    if given and discovers:
+        raise UsageError(f"--client-cmd {command!r}: give the client its host ({{host}}:{{port}}) or a domain to "
+                         f"discover it in ({{domain}}), not both: each is a run of its own")
 
 
 def _check_target_cmd(config: pytest.Config, target: tuple[str, int] | None) -> None:

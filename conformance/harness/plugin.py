@@ -15,6 +15,7 @@ pytest_plugins = [
     "conformance.harness.sharding",
     "conformance.harness.fixtures",
     "conformance.harness.host_life",
+    "conformance.harness.client_fixtures",
     "conformance.harness.verdicts",
     "conformance.harness.recording",
 ]

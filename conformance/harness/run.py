@@ -38,6 +38,9 @@ class Settings:
     clause_patterns: tuple[str, ...]
     audit_cmid: uuid.UUID | None = None  # --audit-cmid: the safe clauses' one CMID, pinned
     target_cmd: str | None = None  # --target-cmd: the suite (and each fuzz shard) starts the host itself
+    client_report: "ClientReport | None" = None  # how the client under test says it activated or rejected an answer
+    disc_weight_runs: int | None = None  # --disc-weight-runs: runs of the weight clause (default: its own)
+    disc_namespace: bool = True  # False (tests only): the discovery lab never uses a private namespace
 
     @property
     def client_only(self) -> bool:
@@ -59,10 +62,26 @@ class Settings:
         return self.host_name
 
     def target_of(self, area: str) -> str:
-        """What a clause of this area judged: the client (CLI) or the host."""
-        if area == "CLI":
+        """What a clause of this area judged: the client (CLI, DISC) or the host."""
+        if area in ("CLI", "DISC"):
             return f"client: {self.client_cmd}" if self.client_cmd else "reference client"
         return self.host_name
+
+
+@dataclass(frozen=True)
+class ClientReport:
+    """How a client under test reports its result: its exit status (0: activated), or patterns of its output."""
+
+    exit_status: bool = False
+    activated: str | None = None  # --client-activated REGEX
+    rejected: str | None = None  # --client-rejected REGEX
+
+    def describe(self) -> str:
+        if self.exit_status:
+            return "exit status 0 = activated, any other = not"
+        parts = [f"activated: /{self.activated}/" if self.activated else "",
+                 f"rejected: /{self.rejected}/" if self.rejected else ""]
+        return ", ".join(p for p in parts if p)
 
 
 @dataclass

@@ -87,7 +87,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         item.add_marker(getattr(pytest.mark, clause.footprint))
         item.user_properties.append(("clause", clause.id))
     if run.settings.client_only:  # the client is under test: the embedded host's own clauses are not the question
-        keep = [i for i in items if (c := clause_of(i)) is not None and c.area == "CLI"]
+        keep = [i for i in items if (c := clause_of(i)) is not None and c.area in ("CLI", "DISC")]
         config.hook.pytest_deselected(items=[i for i in items if i not in keep])
         items[:] = keep
     patterns = run.settings.clause_patterns

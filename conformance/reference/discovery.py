@@ -8,8 +8,10 @@ not answer, caches the first that does and asks DNS again when it fails later.
 from __future__ import annotations
 
 import ipaddress
+import json
 import random
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
 import dns.exception
@@ -23,6 +25,7 @@ import dns.update
 from conformance.wire import hresult
 
 SRV_LABEL = "_vlmcs._tcp"
+CACHED_HOST_FILE = "kms-host.json"  # in a client's state directory: the host that answered last
 EVENT_PUBLISHED = 12294
 EVENT_PUBLISH_FAILED = 12293
 
@@ -182,6 +185,20 @@ class DiscoveringClient:
 
     def clear_kms(self) -> None:
         self.manual = None
+
+    def load_cache(self, path: Path) -> None:
+        """The host cached by an earlier run (a Windows client keeps it between activations and renewals)."""
+        try:
+            saved = json.loads(path.read_text())
+            self.cached = (str(saved["host"]), int(saved["port"]))
+        except (OSError, ValueError, KeyError, TypeError):
+            self.cached = None
+
+    def save_cache(self, path: Path) -> None:
+        if self.cached is None:
+            path.unlink(missing_ok=True)
+        else:
+            path.write_text(json.dumps({"host": self.cached[0], "port": self.cached[1]}) + "\n")
 
     def candidates(self) -> list[tuple[str, int]]:
         records = []

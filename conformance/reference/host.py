@@ -459,14 +459,15 @@ def new_event_loop(kind: str = "auto") -> asyncio.AbstractEventLoop:
 class HostThread:
     """A reference host on its own event loop in a background thread (embedded use, tests)."""
 
-    def __init__(self, config: HostConfig, loop: str = "auto"):
-        self.host = ReferenceHost(config)
+    def __init__(self, config: HostConfig, loop: str = "auto", service: KmsService | None = None):
+        self.host = ReferenceHost(config, service)
         self._loop = new_event_loop(loop)
         self._thread = threading.Thread(target=self._loop.run_forever, name="kms-reference-host", daemon=True)
 
-    def start(self) -> tuple[str, int]:
+    def start(self, sock: socket.socket | None = None) -> tuple[str, int]:
+        """Listen on the configured address, or on `sock` (bound already: one made in a network namespace)."""
         self._thread.start()
-        return asyncio.run_coroutine_threadsafe(self.host.start(), self._loop).result(10)
+        return asyncio.run_coroutine_threadsafe(self.host.start(sock), self._loop).result(10)
 
     def stop(self) -> None:
         asyncio.run_coroutine_threadsafe(self.host.stop(), self._loop).result(10)
