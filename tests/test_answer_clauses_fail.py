@@ -1,5 +1,6 @@
-"""Each answer clause (KMS-CLI-010..014) passes for the reference client and fails for one that trusts what it
-should check, and only that clause; without a way to read the client's result they skip, saying so."""
+"""Each answer clause (KMS-CLI-010..014) fails for a client that trusts what it should check, and only that clause
+(the embedded run passes the reference client on every one); without a way to read the client's result they skip,
+saying so."""
 
 import shlex
 import subprocess
@@ -26,11 +27,6 @@ FAULTS = [
 
 def answer_verdicts(tmp_path, command: str, *extra: str) -> dict[str, dict]:
     return run_client_suite(tmp_path, command, "--clause", ",".join(ANSWER_CLAUSES), *extra)[1]
-
-
-def test_reference_client_passes_every_answer_clause(tmp_path):
-    records = answer_verdicts(tmp_path, reference_client_command(), *REPORT)
-    assert {c: r["verdict"] for c, r in records.items()} == dict.fromkeys(ANSWER_CLAUSES, "pass"), records
 
 
 @pytest.mark.parametrize("fault,clause", FAULTS, ids=[f for f, _ in FAULTS])
