@@ -354,19 +354,16 @@ def renewal_summary(renewals: list[tuple[float, str]], machines: int) -> str:
 
 def cmd_report(args: argparse.Namespace) -> int:
     """The suite with the user's options, then the Allure report as one HTML file."""
-    import shutil
-    import subprocess
-
     import pytest
 
-    from conformance.errors import UsageError
-    from conformance.report import single_file
+    from conformance.errors import EXIT_MISSING_TOOL
+    from conformance.report import allure_cli, single_file
 
-    root = Path(__file__).resolve().parents[1]
-    pinned = root / "node_modules" / ".bin" / "allure"  # the version package.json names, before any on PATH
-    allure = pinned if pinned.exists() else shutil.which("allure")
-    if allure is None:
-        raise UsageError("the Allure 3 command line is not installed: run `make setup` (npm install)")
+    try:  # before the suite runs: its verdicts would have nowhere to go
+        allure = allure_cli.find(Path(__file__).resolve().parents[1], Path.cwd())
+    except allure_cli.AllureMissing as exc:
+        print(f"kmsconf report: {exc}", file=sys.stderr)
+        return EXIT_MISSING_TOOL
     argv = [str(Path(__file__).with_name("suite")), "-q", "-p", "no:cacheprovider", "--alluredir", args.results,
             "--clean-alluredir", "--profile", args.profile, "--summary", str(Path(args.results).parent / "summary.json")]
     for option in ("target", "expect", "control", "clause"):
@@ -375,18 +372,19 @@ def cmd_report(args: argparse.Namespace) -> int:
     verdict = int(pytest.main(argv))
     if verdict in (2, 3, 4):
         return verdict  # a mistake or an unreachable target: pytest has said so in one line
-    config = root / "allurerc.mjs"
-    subprocess.run([str(allure), "generate", args.results, "-o", args.out]
-                   + (["--config", str(config)] if config.exists() else []), check=True, capture_output=True)
+    allure_cli.generate(allure, args.results, args.out)
     page = Path(args.out) / "index.html"
     for fault in single_file.harden(page) if page.is_file() else []:
-        print(f"note: {allure} laid the page out otherwise than Allure 3.18; {fault} left as it wrote them",
-              file=sys.stderr)
+        print(f"note: {allure[-1]} laid the page out otherwise than Allure {allure_cli.ALLURE_VERSION}; {fault} left "
+              f"as it wrote them", file=sys.stderr)
     print(f"report: {args.out}/index.html, one file: open it in a browser (suite exit status {verdict})")
     return verdict
 
 
 def register(add) -> None:
+    from conformance.report.allure_cli import INSTALL as INSTALL_ALLURE
+
+
     p = add("simulate", "run many KMS clients against the reference host on a virtual clock and print the timeline",
             "  kmsconf simulate --clients 30 --servers 6 --days 200\n"
             "  kmsconf simulate --clients 20 --servers 2 --days 400 --host-down 30:250")
@@ -477,8 +475,11 @@ def register(add) -> None:
     p.add_argument("--markdown", action="store_true", help="the catalogue as a Markdown table (as in the README)")
     p.set_defaults(func=cmd_clauses)
 
-    p = add("report", "run the suite and build the Allure HTML report (needs the Allure 3 CLI: make setup)",
-            "  kmsconf report\n  kmsconf report --target 127.0.0.1:1688 --expect vlmcsd --profile emulator")
+    p = add("report", "run the suite and build the Allure HTML report (needs the Allure 3 command line)",
+            "  kmsconf report\n  kmsconf report --target 127.0.0.1:1688 --expect vlmcsd --profile emulator\n\n"
+            "Allure 3 is looked for in this checkout's node_modules (make setup), ./node_modules, on PATH and\n"
+            f"in what npx already has; without it: {INSTALL_ALLURE}.\n"
+            "exit status: the suite's (0, 1, 2, 3), or 6 when Allure is not installed")
     p.add_argument("--target", metavar="HOST:PORT", help="the host under test (default: the embedded reference host)")
     p.add_argument("--expect", metavar="NAME|FILE.toml", help="declared deviations (vlmcsd, pykms or a file)")
     p.add_argument("--profile", default="microsoft", choices=("microsoft", "emulator"))

@@ -2,6 +2,7 @@
 
 EXIT_USAGE = 2
 EXIT_UNREACHABLE = 3
+EXIT_MISSING_TOOL = 6  # a program the command needs is not installed (kmsconf report: Allure)
 
 
 class UsageError(Exception):

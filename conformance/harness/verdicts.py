@@ -162,7 +162,10 @@ def clause_records(run: KmsRun) -> list[dict]:
         record = {"clause": cid, "title": clause.title, "area": clause.area, "level": clause.level,
                   "ref": clause.ref, "footprint": clause.footprint, "verdict": verdict, "message": message[:4000],
                   "target": run.settings.target_of(clause.area), "evidence": run.evidence.get(cid, []),
-                  "entries_sent": len(run.footprint.get(cid, ()))}
+                  "entries_sent": len(run.footprint.get(cid, ())),
+                  # each check's own verdict (Allure shows one result per check); a stale clause's are all stale
+                  "checks": [{"check": r["check"], "verdict": "xpass" if verdict == "xpass" else r["verdict"]}
+                             for r in results]}
         for key in ("expected", "actual", "detail", "reason"):
             if key in chosen:
                 record[key] = chosen[key]
@@ -221,21 +224,24 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     tr.write_line(f"summary written to {path}")
     results = config.getoption("allure_report_dir", default=None)
     if results:
-        from .allure_labels import write_run_description
+        from .allure_labels import mark_stale, write_run_description
 
         settings = run.settings
-        write_run_description(results, {
-            "Target": run.target_name, "Client": settings.client_cmd, "Profile": settings.profile,
-            "Protocols": ",".join(map(str, settings.protocols)), "Deviations": settings.expect_source,
-            "Verdicts": _verdict_counts(records),
+        mark_stale(results, {r["clause"]: r["message"] for r in records if r["verdict"] == "xpass"})
+        write_run_description(results, {  # the verdicts after the target: Allure shows the first eight entries
+            "Target": run.target_name, **_verdict_counts(records), "Client": settings.client_cmd,
+            "Profile": settings.profile, "Protocols": ",".join(map(str, settings.protocols)),
+            "Deviations": settings.expect_source,
             "Footprint": f"{len(set().union(*run.footprint.values())) if run.footprint else 0} client entries sent"})
 
 
-def _verdict_counts(records: list[dict]) -> str:
+def _verdict_counts(records: list[dict]) -> dict[str, str]:
+    """One metadata entry per verdict, short enough for Allure to show whole: "fail" = "5 clauses" (a key
+    without spaces: environment.properties ends a key at the first one)."""
     counts = defaultdict(int)
     for record in records:
         counts[record["verdict"]] += 1
-    return ", ".join(f"{counts[v]} {v}" for v in VERDICT_ORDER if counts[v])
+    return {v: f"{counts[v]} clause{'s' if counts[v] > 1 else ''}" for v in VERDICT_ORDER if counts[v]}
 
 
 def _one_line(message: str) -> str:
