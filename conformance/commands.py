@@ -99,7 +99,7 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
 
     from conformance.errors import Unreachable, UsageError
     from conformance.net.address import format_address
-    from conformance.fuzz.campaign import campaign, finding_counts, findings_json, print_progress
+    from conformance.fuzz.campaign import Progress, campaign, finding_counts, findings_json
     from conformance.fuzz.monitor import TargetCommand, TargetStartError
     from conformance.fuzz.mutators import Seed
     from conformance.net.address import parse_address
@@ -143,13 +143,15 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
         except OSError as exc:
             raise Unreachable(format_address(*address), exc) from None
     replay_target = f"--target-cmd {shlex.quote(args.target_cmd)}" if command else f"--target {args.target}"
-    show = print_progress if sys.stderr.isatty() and not args.json else None
+    show = Progress(sys.stderr) if not args.json else None
 
     def probe():
         return dataclasses.replace(seed.request, request_time=filetime_now())
 
     try:
         with _fuzz_target(command, address) as (address, monitor):
+            _speaks_rpc(address, args.timeout, f"--target-cmd's target on {format_address(*address)}"
+                        if command else f"--target {args.target}")
             result = campaign(Runner(*address, args.timeout), probe, runs=args.runs, budget=args.budget,
                               findings_dir=Path(args.findings), seed=seed, progress=show, stream=args.random_seed,
                               monitor=monitor, connections=args.connections, sequences=args.sequences,
@@ -158,7 +160,7 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
         print(f"kmsconf fuzz: --target-cmd: {exc}", file=sys.stderr)
         return 1
     if show:
-        sys.stderr.write("\n")
+        show.end()
     summary = {"runs": result.runs, "seconds": round(result.seconds, 2), "rate": round(result.rate, 1),
                "connections": args.connections, "connections_opened": result.connections,
                "outcomes": dict(result.outcomes), "restarts": result.restarts,
@@ -177,6 +179,18 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
             print(f"  input: {f.input.describe()}" + ("" if f.reproduced else " (not reproduced alone)"))
             print(f"  reproducer: {f.pcap}\n  replay: {f.replay}")
     return 1 if result.findings else 0
+
+
+def _speaks_rpc(address: tuple[str, int], timeout: float, what: str) -> None:
+    """Before the budget starts: a DCE/RPC bind must get a bind_ack or bind_nak there (the suite's probe), or the
+    whole campaign would be findings about another service."""
+    from conformance.errors import Unreachable
+    from conformance.harness.options import speaks_rpc
+
+    why = speaks_rpc(address, timeout)
+    if why is not None:
+        raise Unreachable(what, f"something listens there, but a DCE/RPC bind got {why}; is it a KMS host (the port)?",
+                          plain=True)
 
 
 @contextlib.contextmanager

@@ -39,7 +39,7 @@ from conformance.wire import framing, ndr, rpc
 from conformance.wire.messages import KmsRequest
 
 from . import findings as found
-from .classes import FINDING_CLASSES, Run, fuzz_class
+from .classes import FINDING_CLASSES, SILENCES, Run, fuzz_class, silence_class
 from .findings import Finding, Signature
 from .inflight import InFlight
 from .monitor import TargetProcess
@@ -55,6 +55,7 @@ BATCH = 250
 DRAWN_TOGETHER = 25
 CONFIRM_TRIES = 3  # an event no single input reproduced is tried again this often, then only counted
 STARTUP = Program((), "no input: the target reports it as it starts")
+INFERRED = ("timeout", "dead", "hang")  # outcomes read from a silence: a finding only where the input alone repeats it
 
 
 @dataclass
@@ -81,7 +82,10 @@ def run_one(runner: Runner, bind: bytes, request: bytes) -> Run:
     sent = SentRequest(None, request[RPC_STUB_OFFSET:])  # opens the answer as far as it can without the request
     outcome, transcript = runner.bind_then(bind, request, sent)
     answered = request if sum(side == "client" for side, _ in transcript) > 1 else bind
-    return Run(*fuzz_class(outcome, pdu_kind(answered)), transcript, time.perf_counter() - started, answer=outcome)
+    outcome_class, detail = fuzz_class(outcome, pdu_kind(answered))
+    if outcome_class == "timeout":
+        outcome_class, detail = silence_class(transcript, detail)
+    return Run(outcome_class, detail, transcript, time.perf_counter() - started, answer=outcome)
 
 
 def alive(runner: Runner, probe: Callable[[], KmsRequest]) -> bool:
@@ -89,10 +93,13 @@ def alive(runner: Runner, probe: Callable[[], KmsRequest]) -> bool:
     return runner.activate(probe()).outcome.is_kms_answer
 
 
-def _probed(run: Run, alive: bool, waited: float) -> None:
+def _probed(run: Run, alive: bool, waited: float, monitored: bool) -> None:
+    """A fresh connection's answer after a close or a silence: none means the host no longer serves (a hang
+    under the monitor, whose process is alive; else dead)."""
     run.waited += waited
     if not alive:
-        run.outcome, run.detail = "dead", f"host stopped answering after: {run.detail}"
+        run.outcome = "hang" if monitored else "dead"
+        run.detail = f"no KMS answer on a fresh connection either, after: {run.detail}"
 
 
 class Campaign:
@@ -140,14 +147,16 @@ class Campaign:
         return Program.pair(standard[0], request.encode(), standard, "liveness probe")
 
     def needs_probe(self, run: Run) -> bool:
-        """Without a monitor, a close or a silence is fine only while the host still activates afterwards."""
-        return self.monitor is None and run.outcome in ("closed", "timeout")
+        """A silence is a hang only if a fresh connection gets no answer either; a close is fine while the host
+        still activates afterwards (a monitor sees a crash itself)."""
+        return run.outcome in SILENCES or (self.monitor is None and run.outcome == "closed")
 
     async def execute(self, program: Program) -> Run:
         run = await run_program(program, self.runner.host, self.runner.port, self.timeout)
         if self.needs_probe(run):
             probe = await run_program(self.probe_program(), self.runner.host, self.runner.port, self.timeout)
-            _probed(run, probe.answer is not None and probe.answer.is_kms_answer, probe.waited)
+            _probed(run, probe.answer is not None and probe.answer.is_kms_answer, probe.waited,
+                    self.monitor is not None)
         return run
 
     def run_serial(self, program: Program) -> Run:
@@ -158,7 +167,7 @@ class Campaign:
         run = run_one(self.runner, *pair)
         if self.needs_probe(run):
             started = time.perf_counter()
-            _probed(run, alive(self.runner, self.probe), time.perf_counter() - started)
+            _probed(run, alive(self.runner, self.probe), time.perf_counter() - started, self.monitor is not None)
         return run
 
     def feed(self, item: Mutation | Sequence) -> None:
@@ -182,9 +191,9 @@ class Campaign:
         self.result.target_seconds += run.waited
         self.result.outcomes[run.outcome] += 1
         self.recent.append((program, run.outcome))
-        if self.monitor is not None and run.outcome in ("timeout", "dead"):
+        if self.monitor is not None and run.outcome in ("hang", "dead"):
             self.suspects.append(program)
-        elif run.outcome == "violation" or (self.monitor is None and run.outcome in FINDING_CLASSES):
+        elif run.outcome in FINDING_CLASSES:
             self.queued.append((program, run))
         if self.progress is not None:
             self.result.seconds = time.monotonic() - self._started
@@ -218,9 +227,9 @@ class Campaign:
             self.record(found.event_signature(event), found.event_detail(event), candidates,
                         report=event.report.text if event.report else "", output=output[id(event)])
         if hung and not any(e.death for e in events):
-            self.record(self.hang, f"no answer within {self.timeout:g} s", candidates)
-        for program, run in queued:
-            self.record(found.run_signature(run), run.detail, [program], run=run)
+            self.record(self.hang, self.hang[1], candidates)
+        for program, run in queued:  # an answer is its own evidence; a silence or a death is run again alone
+            self.record(found.run_signature(run), run.detail, [program], run=run if run.outcome == "violation" else None)
 
     def candidates(self) -> list[Program]:
         """The inputs that may have done what the monitor saw, likeliest first: those that got no answer, then
@@ -249,12 +258,12 @@ class Campaign:
         run = self._last_run = self.run_serial(program)
         self.result.serial_executions += 1
         seen = set()
-        if run.outcome == "violation" or (self.monitor is None and run.outcome in ("timeout", "dead")):
+        if run.outcome in FINDING_CLASSES and not (self.monitor is not None and run.outcome == "dead"):
             seen.add(found.run_signature(run))
         if self.monitor is not None:
             events = self._last_events = self.monitor.poll() if answers_only else self.monitor.settle()
             seen |= {found.event_signature(e) for e in events}
-            silent = run.outcome in ("timeout", "dead") and not any(e.death for e in events)
+            silent = run.outcome in ("hang", "dead") and not any(e.death for e in events)
             if silent:
                 seen.add(self.hang)
             if silent or not self.monitor.alive():
@@ -277,8 +286,8 @@ class Campaign:
                 if signature in self.signatures_of(program):
                     culprit, transcripts = program, self._last_run.transcripts
                     break
-        if culprit is None and finding is not None:
-            return  # still not pinned on one input: counted
+        if culprit is None and (finding is not None or signature[0] in INFERRED):
+            return  # still not pinned on one input: counted (an inferred outcome never alone did it: no finding)
         if finding is None:
             finding = Finding(*signature, detail, culprit or candidates[0], count=1,
                               reproduced=culprit is not None, report=report, output=output or [],
@@ -417,12 +426,28 @@ def replay_finding(program: Program, runner: Runner, monitor: TargetProcess | No
         replaying.inflight.close()
 
 
-def print_progress(result: CampaignResult, stream=sys.stderr) -> None:
-    if result.runs % 25 and result.runs > 1:
-        return
-    outcomes = " ".join(f"{k}={v}" for k, v in sorted(result.outcomes.items()))
-    stream.write(f"\r{result.runs} runs, {result.rate:.0f}/s, findings {len(result.findings)} | {outcomes}   ")
-    stream.flush()
+class Progress:
+    """The campaign's progress on `stream`: on a terminal one line redrawn, else a line every `every` seconds
+    (CI, a log file), each with runs, rate, findings and outcomes."""
+
+    def __init__(self, stream=sys.stderr, every: float = 5.0):
+        self.stream, self.every = stream, every
+        self.tty = stream.isatty()
+        self.last = time.monotonic()
+
+    def __call__(self, result: CampaignResult) -> None:
+        now = time.monotonic()
+        if (self.tty and result.runs % 25 and result.runs > 1) or (not self.tty and now - self.last < self.every):
+            return
+        self.last = now
+        outcomes = " ".join(f"{k}={v}" for k, v in sorted(result.outcomes.items()))
+        line = f"{result.runs} runs in {result.seconds:.0f} s, {result.rate:.0f}/s, findings {len(result.findings)} | {outcomes}"
+        self.stream.write(f"\r{line}   " if self.tty else f"fuzz: {line}\n")
+        self.stream.flush()
+
+    def end(self) -> None:
+        if self.tty:
+            self.stream.write("\n")
 
 
 # --- shards: one campaign split over processes or machines, and merged back ---

@@ -2,7 +2,9 @@
 
 Outcomes: crash (the target or one of its children died: a signal, a sanitizer's abort, a fatal error), report
 (a sanitizer or runtime report it survived: UBSan, an uncaught exception in a handler), hang (no answer
-within the timeout), violation (an answer that breaks a rule), and without a monitor dead and timeout.
+within the timeout, on a fresh connection either), timeout (a PDU owed an answer got none, while the host
+served others), violation (an answer that breaks a rule), and without a monitor dead (the host no longer
+serves); classes.py says when each is one.
 A finding is written as a pcap of its input (minimised), the input itself as JSON (what `kmsconf fuzz
 --replay` sends) and a text file saying what happened, with the target's output around it.
 """
@@ -34,7 +36,7 @@ def run_signature(run: Run) -> Signature:
 
 
 def hang_signature(timeout: float) -> Signature:
-    return "hang", f"no answer within {timeout:g} s", ()
+    return "hang", f"no answer within {timeout:g} s, on a fresh connection either", ()
 
 
 def event_signature(event: TargetEvent) -> Signature:
