@@ -253,6 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kmsconf", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser.commands = sub.choices  # name -> the subcommand's parser (main shows its usage for its mistakes)
 
     def add(name: str, help_text: str, examples: str):
         return sub.add_parser(name, help=help_text, description=help_text, epilog="examples:\n" + examples,
@@ -338,7 +339,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # a subcommand's mistake shows that subcommand's usage, not the list of commands
+        _unrecognized(parser, args.command, extra)
     try:
         return args.func(args)
     except UsageError as exc:
@@ -353,6 +356,16 @@ def main(argv: list[str] | None = None) -> int:
         # the reader (e.g. `| head`) went away: not an error of ours
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+
+
+def _unrecognized(parser: argparse.ArgumentParser, command: str, extra: list[str]) -> None:
+    import difflib
+    import re
+
+    sub = parser.commands[command]
+    known = re.findall(r"--[\w-]+", sub.format_usage())
+    near = difflib.get_close_matches(extra[0].partition("=")[0], known, n=1) if extra[0].startswith("-") else []
+    sub.error(f"unrecognized arguments: {' '.join(extra)}" + (f" (did you mean {near[0]}?)" if near else ""))
 
 
 if __name__ == "__main__":
