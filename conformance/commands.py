@@ -266,6 +266,8 @@ def cmd_dns_lab(args: argparse.Namespace) -> int:
 
 
 def cmd_matrix(args: argparse.Namespace) -> int:
+    from concurrent.futures import ThreadPoolExecutor, as_completed
+
     from conformance.errors import EXIT_UNREACHABLE, UsageError
     from conformance.net.address import parse_address
     from conformance.report.matrix import MatrixTarget, build, run_target
@@ -299,16 +301,21 @@ def cmd_matrix(args: argparse.Namespace) -> int:
             return EXIT_UNREACHABLE
     out = Path(args.out)
     results = {}
-    for n, target in enumerate(targets, 1):
-        print(f"[{n}/{len(targets)}] {target.name} ({target.address}) ...", end=" ", flush=True)
-        try:
-            results[target.name] = run_target(target, out, args.profile)
-        except RuntimeError as exc:
-            print("error")
-            print(f"kmsconf matrix: {exc}", file=sys.stderr)
-            return 1
-        verdicts = [r["verdict"] for r in results[target.name]]
-        print(", ".join(f"{verdicts.count(v)} {v}" for v in dict.fromkeys(verdicts)))
+    print(f"running the suite against {len(targets)} targets at once: "
+          + ", ".join(f"{t.name} ({t.address})" for t in targets), flush=True)
+    with ThreadPoolExecutor(len(targets)) as pool:  # each run is a pytest process of its own, against its own host
+        runs = {pool.submit(run_target, target, out, args.profile): target for target in targets}
+        for n, done in enumerate(as_completed(runs), 1):
+            target = runs[done]
+            try:
+                results[target.name] = done.result()
+            except RuntimeError as exc:
+                print(f"kmsconf matrix: {exc}", file=sys.stderr)
+                return 1
+            verdicts = [r["verdict"] for r in results[target.name]]
+            print(f"[{n}/{len(targets)}] {target.name}: "
+                  + ", ".join(f"{verdicts.count(v)} {v}" for v in dict.fromkeys(verdicts)), flush=True)
+    results = {t.name: results[t.name] for t in targets}
     build(results, targets, out)
     print(f"matrix: {out / 'index.html'} and {out / 'index.json'}")
     failed = [name for name, records in results.items() if any(r["verdict"] in ("fail", "xpass") for r in records)]

@@ -18,6 +18,7 @@ from . import clauses as clause_registry
 from .run import run_of
 
 FIRST = ("KMS-THR-001", "KMS-THR-002")  # count deltas, before the run's own traffic moves the count
+SIMULTANEOUS = ("KMS-MSG-010",)  # next: once it passed, the phases of independent requests go at once (phases)
 AFTER_WELL_FORMED = ("KMS-THR-005",)  # judges every count the well-formed checks were answered
 LAST = ("KMS-ROB-001",)  # the host after every negative check
 
@@ -118,15 +119,17 @@ class _Order:
 
 
 def _order(item: pytest.Item) -> int:
-    """Counting deltas first; malformed input and fuzzing after every well-formed check, so a fragile host
-    that falls over has given its other verdicts first; ROB-001 last of all."""
+    """Counting deltas first, then simultaneous clients; malformed input and fuzzing after every well-formed
+    check, so a fragile host that falls over has given its other verdicts first; ROB-001 last of all."""
     clause = clause_of(item)
     if clause is None:
-        return 1
+        return 2
     if clause.id in FIRST:
         return 0
+    if clause.id in SIMULTANEOUS:
+        return 1
     if clause.id in AFTER_WELL_FORMED:
-        return 2
+        return 3
     if clause.id in LAST:
-        return 4
-    return 3 if clause.footprint in ("malformed", "fuzz") else 1
+        return 5
+    return 4 if clause.footprint in ("malformed", "fuzz") else 2
