@@ -248,20 +248,22 @@ def cmd_dns_lab(args: argparse.Namespace) -> int:
     if not (host.startswith("127.") or host == "::1"):
         raise UsageError(f"the DNS lab listens on loopback only, not {host}")
     lab = DnsLab(zones=tuple(args.zone or ["kms.test"]), host=host, port=port)
-    try:
-        lab.start()
-    except (FileNotFoundError, RuntimeError, TimeoutError) as exc:
-        raise UsageError(str(exc)) from None
-    print(f"named (BIND) on {lab.host}:{lab.port}, zones {', '.join(lab.zones)} take dynamic updates from 127.0.0.0/8",
-          flush=True)
-    print(f"  publish: kmsconf host --dns-publish --dns-server {lab.host}:{lab.port} --dns-domain {lab.zones[0]}")
-    print(f"  find:    kmsconf activate --discover {lab.zones[0]} --dns-server {lab.host}:{lab.port} --product ...",
-          flush=True)
     stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in (signal.SIGINT, signal.SIGTERM):  # before named starts: a Ctrl-C at any time stops it
         signal.signal(sig, lambda *_: stop.set())
-    stop.wait()
-    lab.stop()
+    try:
+        try:
+            lab.start()
+        except (FileNotFoundError, RuntimeError, TimeoutError) as exc:
+            raise UsageError(str(exc)) from None
+        print(f"named (BIND) on {lab.host}:{lab.port}, zones {', '.join(lab.zones)} take dynamic updates from "
+              f"127.0.0.0/8", flush=True)
+        print(f"  publish: kmsconf host --dns-publish --dns-server {lab.host}:{lab.port} --dns-domain {lab.zones[0]}")
+        print(f"  find:    kmsconf activate --discover {lab.zones[0]} --dns-server {lab.host}:{lab.port} --product ...")
+        print("running until Ctrl-C (or SIGTERM), then named stops and its zones are removed", flush=True)
+        stop.wait()
+    finally:
+        lab.stop()
     return 0
 
 

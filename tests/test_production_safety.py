@@ -84,6 +84,9 @@ def test_an_area_selection_does_not_open_the_gate(tmp_path, selection):
                           "--summary", str(tmp_path / "s.json"))
         received = set(thread.cmids)
     assert proc.returncode == 0 and len(received) <= 1, (received, proc.stdout[-2000:])
+    if "--safe-only" in selection:  # and it says so, at the start and where it lists what it left out
+        assert "--safe-only wins over --intrusive" in proc.stdout.split("collected")[0], proc.stdout[:1000]
+        assert "--safe-only keeps them out" in proc.stdout and "--intrusive runs them" not in proc.stdout
 
 
 def test_intrusive_runs_the_counting_clauses_on_a_remote_target(tmp_path):

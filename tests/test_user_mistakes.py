@@ -198,3 +198,9 @@ def test_matrix_of_two_hosts_shows_every_verdict_and_fails_on_a_must(tmp_path):
     assert ">WARN<" in page and ">FAIL<" in page, proc.stdout
     duplicate = run("-m", "conformance.cli", "matrix", "--target", f"x={a}", "--target", f"x={b}")
     one_line(duplicate, 2, "is taken")
+
+
+def test_the_tour_s_host_database_is_ignored_by_git():
+    names = ["host.sqlite", "host.sqlite-wal", "host.sqlite-shm"]
+    proc = subprocess.run(["git", "check-ignore", *names], cwd=ROOT, capture_output=True, text=True)
+    assert proc.stdout.split() == names, proc.stdout + proc.stderr

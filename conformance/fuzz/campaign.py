@@ -116,6 +116,7 @@ class Campaign:
         self.replay_target = replay_target or f"--target {format_address(runner.host, runner.port)}"
         self.inflight = InFlight(connections)
         self.result = CampaignResult()
+        self.first_number = found.next_number(findings_dir)  # after an earlier campaign's findings, not over them
         self.by_signature: dict[Signature, Finding] = {}
         self.tries: Counter = Counter()  # confirmations tried per signature
         self.recent: deque[tuple[Program, str]] = deque(maxlen=4 * connections + 16)
@@ -298,7 +299,7 @@ class Campaign:
             finding.input, finding.reproduced, finding.transcripts = culprit, True, transcripts
         if culprit is not None and culprit.steps and self.shrink and signature[0] != "dead":
             self.minimise(finding, culprit)
-        number = self.result.findings.index(finding) + 1
+        number = self.first_number + self.result.findings.index(finding)
         found.save(self.findings_dir, number, finding, (self.runner.host, self.runner.port), self.replay_target)
 
     def minimise(self, finding: Finding, program: Program) -> None:

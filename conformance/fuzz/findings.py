@@ -90,6 +90,13 @@ class Finding:
                 "pcap": None if self.pcap is None else str(self.pcap), "replay": self.replay}
 
 
+def next_number(directory: Path) -> int:
+    """The number after the last finding already in `directory`: a campaign adds to earlier ones' findings."""
+    numbers = [int(m.group(1)) for p in directory.glob("finding-*.pcap")
+               if (m := re.fullmatch(r"finding-(\d+)-.*\.pcap", p.name))] if directory.is_dir() else []
+    return max(numbers, default=0) + 1
+
+
 def save(directory: Path, number: int, finding: Finding, host: tuple[str, int], replay_target: str) -> Path:
     """finding-NNN-OUTCOME.pcap (the input's exchanges), .json (the input, for --replay), .txt (for people)."""
     directory.mkdir(parents=True, exist_ok=True)

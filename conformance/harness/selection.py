@@ -44,6 +44,12 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "clause(id): the conformance clause a check enforces")
 
 
+def pytest_report_header(config: pytest.Config) -> str | None:
+    if config.getoption("--safe-only") and config.getoption("--intrusive"):
+        return "kms-conformance: --safe-only wins over --intrusive: only the safe clauses run"
+    return None
+
+
 def clause_of(item: pytest.Item) -> clause_registry.Clause | None:
     marker = item.get_closest_marker("clause")
     return clause_registry.get(marker.args[0]) if marker else None

@@ -319,5 +319,8 @@ def _footprint_lines(tr, run: KmsRun) -> None:
                   + (f"; fresh clients from {adders}" if adders else ""))
     if run.left_out:
         kinds = sorted(set(run.left_out.values()))
+        safe_only = tr.config.getoption("--safe-only")
         tr.write_line(f"left out on a host that may be production: {len(run.left_out)} clauses "
-                      f"({', '.join(kinds)}): {', '.join(sorted(run.left_out))}; --intrusive runs them")
+                      f"({', '.join(kinds)}): {', '.join(sorted(run.left_out))}; "
+                      + ("--safe-only keeps them out, whatever else asks for them" if safe_only else
+                         "--intrusive runs them"))
