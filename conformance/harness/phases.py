@@ -100,3 +100,31 @@ def run_phase(config: pytest.Config, what: str, items: Iterable[T], ask: Callabl
                 progress.tick(how)
     progress.end(how)
     return [answers[i] for i in range(len(items))]
+
+
+class InAdvance:
+    """Plain activations of one protocol version, asked together for the checks that each judge one: the first
+    check of a version that asks gets the batch made (at once, as run_phase does), the others take theirs from
+    it. Where the host has not shown it answers simultaneous clients, `take` gives nothing and each check asks
+    on its own, as before. `wanted(protocol)` says how many the run's checks will take."""
+
+    def __init__(self, config: pytest.Config, target, wanted: Callable[[int], int]):
+        self.config, self.target, self.wanted = config, target, wanted
+        self.batches: dict[int, list] = {}
+
+    def take(self, protocol: int):
+        """An Activation made in advance (its exchange now this check's evidence and footprint), or None."""
+        if not answers_simultaneous_clients(self.config):
+            return None
+        target = self.target
+        if protocol not in self.batches:
+            count = max(self.wanted(protocol), 1)
+            self.batches[protocol] = run_phase(self.config, f"V{protocol} activations for the checks ahead",
+                                               range(count), lambda _: target.activate(target.request(protocol)))
+        batch = self.batches[protocol]
+        if not batch:
+            return None
+        result = batch.pop(0)
+        target.recorded.append(result.transcript)
+        target.sent_entries[target.current_clause].add(f"{result.request.app_id}/{result.request.cmid}")
+        return result
