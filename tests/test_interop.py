@@ -1,7 +1,8 @@
 """Against the third-party hosts, built outside this project (`interop`; skipped unless VLMCSD names a vlmcsd and
-PYKMS a py-kms checkout): a run against vlmcsd fits a screen, one against py-kms with its declared deviations
-passes in at most 25 s."""
+PYKMS a py-kms checkout): a run against vlmcsd fits a screen and its Allure page counts what summary.json does,
+one against py-kms with its declared deviations passes in at most 25 s."""
 
+import json
 import os
 import re
 import subprocess
@@ -70,3 +71,29 @@ def test_py_kms_with_its_deviations_passes_in_25_seconds(tmp_path):
         host.wait(10)
     assert proc.returncode == 0, proc.stdout[-3000:]
     assert seconds <= 25, f"{seconds:.1f} s"
+
+
+def test_the_report_of_a_vlmcsd_run_counts_each_verdict_as_summary_json_does(tmp_path):
+    from collections import Counter
+
+    from test_report_browser import ALLURE, CHROMIUM, rendered
+
+    from conformance.harness.allure_labels import STATUS
+
+    vlmcsd = os.environ.get("VLMCSD")
+    if not vlmcsd or CHROMIUM is None or not ALLURE.exists():
+        pytest.skip(reason="set VLMCSD to a vlmcsd you built (and make setup: Chromium, the Allure CLI)")
+    port = free_port()
+    host = started([vlmcsd, "-D", "-e", "-L", f"127.0.0.1:{port}"], port)
+    try:
+        subprocess.run([sys.executable, "-m", "conformance.cli", "report", "--target", f"127.0.0.1:{port}",
+                        "--results", str(tmp_path / "results"), "--out", str(tmp_path / "report")],
+                       cwd=Path(__file__).resolve().parents[1], capture_output=True, timeout=600)
+    finally:
+        host.terminate()
+        host.wait(10)
+    checks = [c for r in json.loads((tmp_path / "summary.json").read_text()) for c in r["checks"]]
+    home = rendered(tmp_path / "report" / "index.html")["home"]
+    shown = {name.lower(): int(n) for name, n in re.findall(r"^(Failed|Broken|Passed|Skipped|Unknown) (\d+)$",
+                                                              home, re.M)}
+    assert shown == dict(Counter(STATUS[c["verdict"]] for c in checks)), shown

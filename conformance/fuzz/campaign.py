@@ -2,13 +2,13 @@
 
 Inputs are single-exchange mutations (`mutators`: a bind and a request, one field or some bytes changed) and,
 with `sequences`, stateful sequences (`sequences`: PDU orders, contexts, interleaved connections). The
-classes of outcomes are `classes`'. Without a process monitor the findings are dead (the host no longer
-activates), timeout (no answer) and violation (an answer that breaks a rule). With one (`monitor`: the
-campaign started the target itself) they are crash, report (a sanitizer report the target survived), hang
-and violation: each event is pinned on the input that does it alone (run again, one by one, from those in
-flight), minimised (`shrink`), and counted under its (outcome, kind, top frames): a bug hit 300 times is one
-finding seen 300 times. With `connections` K > 1, K inputs are in flight at once (`inflight`); a finding
-stops the flow while it is confirmed and minimised.
+classes of outcomes and the oracles are `classes`'. Without a process monitor the findings are dead (the host no
+longer activates), timeout (no answer to a PDU it owed one) and violation (an answer that breaks a rule). With
+one (`monitor`: the campaign started the target itself) they are crash, report (a sanitizer report the target
+survived), hang, timeout and violation: each event is pinned on the input that does it alone (run again, one
+by one, from those in flight), minimised (`shrink`), and counted under its (outcome, kind, top frames): a bug
+hit 300 times is one finding seen 300 times. With `connections` K > 1, K inputs are in flight at once
+(`inflight`); a finding stops the flow while it is confirmed and minimised.
 
 A campaign can be split into shards (one per pytest-xdist worker, CI job or machine):
 each shard draws from its own hypothesis stream (`shard_stream`), and `merge` adds the
@@ -230,7 +230,8 @@ class Campaign:
         if hung and not any(e.death for e in events):
             self.record(self.hang, self.hang[1], candidates)
         for program, run in queued:  # an answer is its own evidence; a silence or a death is run again alone
-            self.record(found.run_signature(run), run.detail, [program], run=run if run.outcome == "violation" else None)
+            self.record(found.run_signature(run), run.detail, [program],
+                        run=run if run.outcome == "violation" else None)
 
     def candidates(self) -> list[Program]:
         """The inputs that may have done what the monitor saw, likeliest first: those that got no answer, then
@@ -442,7 +443,8 @@ class Progress:
             return
         self.last = now
         outcomes = " ".join(f"{k}={v}" for k, v in sorted(result.outcomes.items()))
-        line = f"{result.runs} runs in {result.seconds:.0f} s, {result.rate:.0f}/s, findings {len(result.findings)} | {outcomes}"
+        line = (f"{result.runs} runs in {result.seconds:.0f} s, {result.rate:.0f}/s, findings {len(result.findings)} "
+                f"| {outcomes}")
         self.stream.write(f"\r{line}   " if self.tty else f"fuzz: {line}\n")
         self.stream.flush()
 

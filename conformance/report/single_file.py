@@ -38,9 +38,9 @@ def harden(page: Path) -> list[str]:
             html = html.replace(_BEFORE_APP, _DATA_FIRST)
         else:
             missing.append("its data and app scripts")
-    html, opened = _open_at_top(html)
-    if not opened:
-        missing.append("its tree's first scroll")
+        html, opened = _open_at_top(html)  # the app is in the page too
+        if not opened:
+            missing.append("its tree's first scroll")
     page.write_text(html, encoding="utf-8")
     return missing
 
@@ -55,7 +55,7 @@ def _open_at_top(html: str) -> tuple[str, bool]:
     effects = {m.group(1) for m in _TO_TOP.finditer(code)}
     if len(effects) != 1:
         return html, False
-    flag = re.compile(rf"([,;]{re.escape(effects.pop())}=\(0,\w+\.\w+\)\()!1\)")
+    flag = re.compile(rf"((?<![\w$.]){re.escape(effects.pop())}=\(0,\w+\.\w+\)\()!1\)")
     code, n = flag.subn(r"\1!0)", code)
     if n != 1:
         return html, False
