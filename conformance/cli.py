@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import functools
 import json
 import os
@@ -26,7 +27,7 @@ def _print_json(data: object) -> None:
 # --- host ---
 def cmd_host(args: argparse.Namespace) -> int:
     from conformance.reference.config import HostConfig
-    from conformance.reference.host import ReferenceHost, new_event_loop, raise_fd_limit
+    from conformance.reference.host import new_event_loop, raise_fd_limit
 
     host, port = parse_address(args.listen)
     workers = args.workers if args.workers is not None else (1 if args.control else len(os.sched_getaffinity(0)))
@@ -55,14 +56,34 @@ def cmd_host(args: argparse.Namespace) -> int:
         loop_factory().close()  # an unknown or missing loop is a usage error before anything starts
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    if workers > 1:
-        return _host_workers(config, workers, args.loop)
+    from conformance.reference.store import StoreUnusable
+
+    created = config.db != ":memory:" and not Path(config.db).exists()
+    try:
+        return _host_workers(config, workers, args.loop) if workers > 1 else _host(config, loop_factory)
+    except StoreUnusable as exc:
+        if created:  # a file the host made and could not write: not left behind
+            for path in (config.db, f"{config.db}-wal", f"{config.db}-shm"):
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
+        print(f"kmsconf host: {exc}", file=sys.stderr)
+        return exc.status
+
+
+def _host(config, loop_factory) -> int:
+    """The host as one process."""
+    import sqlite3
+
+    from conformance.reference.host import ReferenceHost
+    from conformance.reference.store import StoreUnusable
 
     async def serve() -> None:
         try:
             reference = ReferenceHost(config)
         except (LookupError, ValueError) as exc:
             raise UsageError(str(exc)) from None
+        except sqlite3.Error as exc:
+            raise StoreUnusable(config.db, exc) from None
         address = await reference.start()
         print(f"kmsconf host listening on {format_address(*address[:2])}", flush=True)
         for domain, ok, detail in reference.publish_results:
@@ -88,6 +109,9 @@ def cmd_host(args: argparse.Namespace) -> int:
 
 def _host_workers(config, workers: int, loop: str) -> int:
     """The host as `workers` processes on one port (reference/workers.py)."""
+    import sqlite3
+
+    from conformance.reference.store import StoreUnusable
     from conformance.reference.workers import Supervisor
 
     stop = []
@@ -98,6 +122,8 @@ def _host_workers(config, workers: int, loop: str) -> int:
         address = supervisor.start()
     except (LookupError, ValueError) as exc:
         raise UsageError(str(exc)) from None
+    except sqlite3.Error as exc:
+        raise StoreUnusable(config.db, exc) from None
     except OSError as exc:
         raise UsageError(f"cannot listen on {format_address(config.host, config.port)}: {exc.strerror or exc}") from None
     except RuntimeError as exc:
@@ -129,11 +155,20 @@ def cmd_host_status(args: argparse.Namespace) -> int:
         print(f"{key.replace('_', ' '):<20}: {status[key]}")
     print(f"{'host keys':<20}: {', '.join(status['host_keys']) or 'none'}"
           + ("" if status["key_group"] == "default" else f" (--key-group {status['key_group']})"))
+    for episode in status["recording_failures"]:
+        print(f"{'recording failed':<20}: {_stamp(episode['since'])} to {_stamp(episode['until'])}, "
+              f"{episode['requests']} request(s) closed unanswered ({episode['error']})")
     if status["last_requests"]:
         print("last requests (event 12290, newest first):")
         for event in status["last_requests"]:
             print("  " + event_line(event))
     return 0
+
+
+def _stamp(seconds: float) -> str:
+    import time
+
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
 
 
 def event_line(event: dict) -> str:
@@ -261,6 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kmsconf", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser.commands = sub.choices  # name -> the subcommand's parser (main shows its usage for its mistakes)
 
     def add(name: str, help_text: str, examples: str):
         return sub.add_parser(name, help=help_text, description=help_text, epilog="examples:\n" + examples,
@@ -348,7 +384,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # a subcommand's mistake shows that subcommand's usage, not the list of commands
+        _unrecognized(parser, args.command, extra)
     try:
         return args.func(args)
     except UsageError as exc:
@@ -363,6 +401,16 @@ def main(argv: list[str] | None = None) -> int:
         # the reader (e.g. `| head`) went away: not an error of ours
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+
+
+def _unrecognized(parser: argparse.ArgumentParser, command: str, extra: list[str]) -> None:
+    import difflib
+    import re
+
+    sub = parser.commands[command]
+    known = re.findall(r"--[\w-]+", sub.format_usage())
+    near = difflib.get_close_matches(extra[0].partition("=")[0], known, n=1) if extra[0].startswith("-") else []
+    sub.error(f"unrecognized arguments: {' '.join(extra)}" + (f" (did you mean {near[0]}?)" if near else ""))
 
 
 if __name__ == "__main__":

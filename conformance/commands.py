@@ -99,7 +99,7 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
 
     from conformance.errors import Unreachable, UsageError
     from conformance.net.address import format_address
-    from conformance.fuzz.campaign import campaign, finding_counts, findings_json, print_progress
+    from conformance.fuzz.campaign import Progress, campaign, finding_counts, findings_json
     from conformance.process.monitor import TargetCommand, TargetStartError
     from conformance.fuzz.mutators import Seed
     from conformance.net.address import parse_address
@@ -143,13 +143,15 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
         except OSError as exc:
             raise Unreachable(format_address(*address), exc) from None
     replay_target = f"--target-cmd {shlex.quote(args.target_cmd)}" if command else f"--target {args.target}"
-    show = print_progress if sys.stderr.isatty() and not args.json else None
+    show = Progress(sys.stderr) if not args.json else None
 
     def probe():
         return dataclasses.replace(seed.request, request_time=filetime_now())
 
     try:
         with _fuzz_target(command, address) as (address, monitor):
+            _speaks_rpc(address, args.timeout, f"--target-cmd's target on {format_address(*address)}"
+                        if command else f"--target {args.target}")
             result = campaign(Runner(*address, args.timeout), probe, runs=args.runs, budget=args.budget,
                               findings_dir=Path(args.findings), seed=seed, progress=show, stream=args.random_seed,
                               monitor=monitor, connections=args.connections, sequences=args.sequences,
@@ -158,7 +160,7 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
         print(f"kmsconf fuzz: --target-cmd: {exc}", file=sys.stderr)
         return 1
     if show:
-        sys.stderr.write("\n")
+        show.end()
     summary = {"runs": result.runs, "seconds": round(result.seconds, 2), "rate": round(result.rate, 1),
                "connections": args.connections, "connections_opened": result.connections,
                "outcomes": dict(result.outcomes), "restarts": result.restarts,
@@ -177,6 +179,18 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
             print(f"  input: {f.input.describe()}" + ("" if f.reproduced else " (not reproduced alone)"))
             print(f"  reproducer: {f.pcap}\n  replay: {f.replay}")
     return 1 if result.findings else 0
+
+
+def _speaks_rpc(address: tuple[str, int], timeout: float, what: str) -> None:
+    """Before the budget starts: a DCE/RPC bind must get a bind_ack or bind_nak there (the suite's probe), or the
+    whole campaign would be findings about another service."""
+    from conformance.errors import Unreachable
+    from conformance.harness.options import speaks_rpc
+
+    why = speaks_rpc(address, timeout)
+    if why is not None:
+        raise Unreachable(what, f"something listens there, but a DCE/RPC bind got {why}; is it a KMS host (the port)?",
+                          plain=True)
 
 
 @contextlib.contextmanager
@@ -234,24 +248,28 @@ def cmd_dns_lab(args: argparse.Namespace) -> int:
     if not (host.startswith("127.") or host == "::1"):
         raise UsageError(f"the DNS lab listens on loopback only, not {host}")
     lab = DnsLab(zones=tuple(args.zone or ["kms.test"]), host=host, port=port)
-    try:
-        lab.start()
-    except (FileNotFoundError, RuntimeError, TimeoutError) as exc:
-        raise UsageError(str(exc)) from None
-    print(f"named (BIND) on {lab.host}:{lab.port}, zones {', '.join(lab.zones)} take dynamic updates from 127.0.0.0/8",
-          flush=True)
-    print(f"  publish: kmsconf host --dns-publish --dns-server {lab.host}:{lab.port} --dns-domain {lab.zones[0]}")
-    print(f"  find:    kmsconf activate --discover {lab.zones[0]} --dns-server {lab.host}:{lab.port} --product ...",
-          flush=True)
     stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in (signal.SIGINT, signal.SIGTERM):  # before named starts: a Ctrl-C at any time stops it
         signal.signal(sig, lambda *_: stop.set())
-    stop.wait()
-    lab.stop()
+    try:
+        try:
+            lab.start()
+        except (FileNotFoundError, RuntimeError, TimeoutError) as exc:
+            raise UsageError(str(exc)) from None
+        print(f"named (BIND) on {lab.host}:{lab.port}, zones {', '.join(lab.zones)} take dynamic updates from "
+              f"127.0.0.0/8", flush=True)
+        print(f"  publish: kmsconf host --dns-publish --dns-server {lab.host}:{lab.port} --dns-domain {lab.zones[0]}")
+        print(f"  find:    kmsconf activate --discover {lab.zones[0]} --dns-server {lab.host}:{lab.port} --product ...")
+        print("running until Ctrl-C (or SIGTERM), then named stops and its zones are removed", flush=True)
+        stop.wait()
+    finally:
+        lab.stop()
     return 0
 
 
 def cmd_matrix(args: argparse.Namespace) -> int:
+    from concurrent.futures import ThreadPoolExecutor, as_completed
+
     from conformance.errors import EXIT_UNREACHABLE, UsageError
     from conformance.net.address import parse_address
     from conformance.process.monitor import TargetCommand
@@ -296,16 +314,21 @@ def cmd_matrix(args: argparse.Namespace) -> int:
             return EXIT_UNREACHABLE
     out = Path(args.out)
     results = {}
-    for n, target in enumerate(targets, 1):
-        print(f"[{n}/{len(targets)}] {target.name} ({target.address or target.command}) ...", end=" ", flush=True)
-        try:
-            results[target.name] = run_target(target, out, args.profile)
-        except RuntimeError as exc:
-            print("error")
-            print(f"kmsconf matrix: {exc}", file=sys.stderr)
-            return 1
-        verdicts = [r["verdict"] for r in results[target.name]]
-        print(", ".join(f"{verdicts.count(v)} {v}" for v in dict.fromkeys(verdicts)))
+    print(f"running the suite against {len(targets)} targets at once: "
+          + ", ".join(f"{t.name} ({t.address or t.command})" for t in targets), flush=True)
+    with ThreadPoolExecutor(len(targets)) as pool:  # each run is a pytest process of its own, against its own host
+        runs = {pool.submit(run_target, target, out, args.profile): target for target in targets}
+        for n, done in enumerate(as_completed(runs), 1):
+            target = runs[done]
+            try:
+                results[target.name] = done.result()
+            except RuntimeError as exc:
+                print(f"kmsconf matrix: {exc}", file=sys.stderr)
+                return 1
+            verdicts = [r["verdict"] for r in results[target.name]]
+            print(f"[{n}/{len(targets)}] {target.name}: "
+                  + ", ".join(f"{verdicts.count(v)} {v}" for v in dict.fromkeys(verdicts)), flush=True)
+    results = {t.name: results[t.name] for t in targets}
     build(results, targets, out)
     print(f"matrix: {out / 'index.html'} and {out / 'index.json'}")
     failed = [name for name, records in results.items() if any(r["verdict"] in ("fail", "xpass") for r in records)]
@@ -365,19 +388,16 @@ def renewal_summary(renewals: list[tuple[float, str]], machines: int) -> str:
 
 def cmd_report(args: argparse.Namespace) -> int:
     """The suite with the user's options, then the Allure report as one HTML file."""
-    import shutil
-    import subprocess
-
     import pytest
 
-    from conformance.errors import UsageError
-    from conformance.report import single_file
+    from conformance.errors import EXIT_MISSING_TOOL
+    from conformance.report import allure_cli, single_file
 
-    root = Path(__file__).resolve().parents[1]
-    pinned = root / "node_modules" / ".bin" / "allure"  # the version package.json names, before any on PATH
-    allure = pinned if pinned.exists() else shutil.which("allure")
-    if allure is None:
-        raise UsageError("the Allure 3 command line is not installed: run `make setup` (npm install)")
+    try:  # before the suite runs: its verdicts would have nowhere to go
+        allure = allure_cli.find(Path(__file__).resolve().parents[1], Path.cwd())
+    except allure_cli.AllureMissing as exc:
+        print(f"kmsconf report: {exc}", file=sys.stderr)
+        return EXIT_MISSING_TOOL
     argv = [str(Path(__file__).with_name("suite")), "-q", "-p", "no:cacheprovider", "--alluredir", args.results,
             "--clean-alluredir", "--profile", args.profile, "--summary", str(Path(args.results).parent / "summary.json")]
     for option in ("target", "target_cmd", "expect", "control", "clause"):
@@ -386,18 +406,19 @@ def cmd_report(args: argparse.Namespace) -> int:
     verdict = int(pytest.main(argv))
     if verdict in (2, 3, 4):
         return verdict  # a mistake or an unreachable target: pytest has said so in one line
-    config = root / "allurerc.mjs"
-    subprocess.run([str(allure), "generate", args.results, "-o", args.out]
-                   + (["--config", str(config)] if config.exists() else []), check=True, capture_output=True)
+    allure_cli.generate(allure, args.results, args.out)
     page = Path(args.out) / "index.html"
     for fault in single_file.harden(page) if page.is_file() else []:
-        print(f"note: {allure} laid the page out otherwise than Allure 3.18; {fault} left as it wrote them",
-              file=sys.stderr)
+        print(f"note: {allure[-1]} laid the page out otherwise than Allure {allure_cli.ALLURE_VERSION}; {fault} left "
+              f"as it wrote them", file=sys.stderr)
     print(f"report: {args.out}/index.html, one file: open it in a browser (suite exit status {verdict})")
     return verdict
 
 
 def register(add) -> None:
+    from conformance.report.allure_cli import INSTALL as INSTALL_ALLURE
+
+
     p = add("simulate", "run many KMS clients against the reference host on a virtual clock and print the timeline",
             "  kmsconf simulate --clients 30 --servers 6 --days 200\n"
             "  kmsconf simulate --clients 20 --servers 2 --days 400 --host-down 30:250")
@@ -490,8 +511,11 @@ def register(add) -> None:
     p.add_argument("--markdown", action="store_true", help="the catalogue as a Markdown table (as in the README)")
     p.set_defaults(func=cmd_clauses)
 
-    p = add("report", "run the suite and build the Allure HTML report (needs the Allure 3 CLI: make setup)",
-            "  kmsconf report\n  kmsconf report --target 127.0.0.1:1688 --expect vlmcsd --profile emulator")
+    p = add("report", "run the suite and build the Allure HTML report (needs the Allure 3 command line)",
+            "  kmsconf report\n  kmsconf report --target 127.0.0.1:1688 --expect vlmcsd --profile emulator\n\n"
+            "Allure 3 is looked for in this checkout's node_modules (make setup), ./node_modules, on PATH and\n"
+            f"in what npx already has; without it: {INSTALL_ALLURE}.\n"
+            "exit status: the suite's (0, 1, 2, 3), or 6 when Allure is not installed")
     p.add_argument("--target", metavar="HOST:PORT", help="the host under test (default: the embedded reference host)")
     p.add_argument("--expect", metavar="NAME|FILE.toml", help="declared deviations (vlmcsd, pykms or a file)")
     p.add_argument("--profile", default="microsoft", choices=("microsoft", "emulator"))

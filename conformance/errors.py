@@ -2,6 +2,7 @@
 
 EXIT_USAGE = 2
 EXIT_UNREACHABLE = 3
+EXIT_MISSING_TOOL = 6  # a program the command needs is not installed (kmsconf report: Allure)
 
 
 class UsageError(Exception):
@@ -11,6 +12,8 @@ class UsageError(Exception):
 class Unreachable(Exception):
     """No connection to the host at all: printed as one line, exit status 3 (as the suite's)."""
 
-    def __init__(self, address: str, why: OSError | str):
+    def __init__(self, address: str, why: OSError | str, plain: bool = False):
         reason = why if isinstance(why, str) else (why.strerror or str(why))
-        super().__init__(f"cannot reach {address} ({reason}); is the KMS host running there?")
+        # plain: something answers there, but not a KMS host (the reason says what)
+        super().__init__(f"{address}: {reason}" if plain else
+                         f"cannot reach {address} ({reason}); is the KMS host running there?")

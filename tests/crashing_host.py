@@ -1,12 +1,15 @@
-"""A KMS host with three planted bugs, for the process monitor's tests (run as a subprocess).
+"""A KMS host with four planted bugs, for the process monitor's tests (run as a subprocess).
 
-    python tests/crashing_host.py PORT [--fork] [--bugs segv,asan,hang]
+    python tests/crashing_host.py PORT [--fork] [--bugs segv,asan,hang,stall]
 
 - a request whose opnum has its top bit set (byte 23 >= 0x80): a real SIGSEGV, reading address 0 (Python's
   faulthandler writes its report);
 - a request whose KMS payload, once decrypted, has a vm field with its top bit set: an AddressSanitizer report
   on stderr, as libasan writes it, then abort() (only a fuzzer that seals requests gets there);
-- a bind whose assoc_group has its top bit set (byte 23 >= 0x80): no answer, ever (the connection stays open).
+- a bind whose assoc_group has its top bit set (byte 23 >= 0x80): its thread takes the lock every PDU waits for
+  and never gives it back, so the host answers nobody again (a hang);
+- a bind whose max_recv has its top bit set (byte 19 >= 0x80): no answer, ever, on that connection, while the
+  host serves the others (a timeout).
 
 Three more, only when named in --bugs: `empty`, abort() when a connection closes without a byte (what a port
 scan, or a reachability probe, does); `auth3`, abort() on a PDU of type 16 (auth3, which no KMS client sends);
@@ -57,7 +60,7 @@ def vm_of(pdu: bytes) -> int | None:
         return None
 
 
-BUGS = {"segv", "asan", "hang"}  # those planted by default (--bugs names the ones to plant)
+BUGS = {"segv", "asan", "hang", "stall"}  # those planted by default (--bugs names the ones to plant)
 OPT_IN = {"empty", "auth3", "degrade-v4"}
 DEGRADED = threading.Event()  # degrade-v4: a malformed PDU was seen
 
@@ -74,8 +77,15 @@ def planted(pdu: bytes) -> None:
     if "auth3" in BUGS and pdu[2] == 16:
         os.abort()
     if "hang" in BUGS and pdu[2] == rpc.PType.BIND and top_bit:
-        while True:
-            time.sleep(3600)
+        with SERVICE:
+            forever()
+    if "stall" in BUGS and pdu[2] == rpc.PType.BIND and len(pdu) > 19 and pdu[19] & 0x80:
+        forever()
+
+
+def forever() -> None:
+    while True:
+        time.sleep(3600)
 
 
 def degraded(pdu: bytes) -> bool:

@@ -1,5 +1,6 @@
 """A plain TCP port-forward (what `docker -p 11688:1688` or a Kubernetes Service does): every connection to its
-port is relayed to the upstream host, half-closes included, in a background thread."""
+port is relayed to the upstream host, half-closes included, in a background thread; with `delay`, each answer
+arrives that much later (a host far away, or a slow one)."""
 
 from __future__ import annotations
 
@@ -9,17 +10,19 @@ import threading
 
 
 class Forwarder:
-    def __init__(self, upstream: tuple[str, int], host: str = "127.0.0.1"):
-        self.upstream, self.host = upstream, host
+    def __init__(self, upstream: tuple[str, int], host: str = "127.0.0.1", delay: float = 0.0):
+        self.upstream, self.host, self.delay = upstream, host, delay
         self.address: tuple[str, int] | None = None
         self.connections = 0
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="forwarder", daemon=True)
         self._server: asyncio.base_events.Server | None = None
 
-    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, delay: float = 0.0) -> None:
         with contextlib.suppress(ConnectionError, OSError):
             while data := await reader.read(65536):
+                if delay:
+                    await asyncio.sleep(delay)
                 writer.write(data)
                 await writer.drain()
             if writer.can_write_eof():
@@ -32,7 +35,7 @@ class Forwarder:
         except OSError:
             client_writer.close()
             return
-        await asyncio.gather(self._pipe(client_reader, up_writer), self._pipe(up_reader, client_writer))
+        await asyncio.gather(self._pipe(client_reader, up_writer), self._pipe(up_reader, client_writer, self.delay))
         for writer in (up_writer, client_writer):
             writer.close()
 

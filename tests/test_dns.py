@@ -148,3 +148,18 @@ def test_priority_always_wins_and_zero_weight_keeps_a_small_chance():
     assert all(o[-1].target == "late." for o in orders)
     zero_first = sum(o[0].target == "zero." for o in orders)
     assert 0 < zero_first < 100
+
+
+def test_dns_lab_says_it_runs_until_ctrl_c_and_stops_on_it():
+    import signal
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "conformance.cli", "dns-lab"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        lines = [proc.stdout.readline() for _ in range(4)]
+        assert lines[0].startswith("named (BIND) on 127.0.0.1:") and "until Ctrl-C" in lines[3], lines
+    finally:
+        proc.send_signal(signal.SIGINT)
+    assert proc.wait(30) == 0, proc.stderr.read()

@@ -56,6 +56,16 @@ def test_campaign_reports_violations_with_reproducers(tmp_path, capsys):
     assert Path(finding["pcap"]).exists() and "kmsconf fuzz --replay" in Path(finding["pcap"]).with_suffix(".txt").read_text()
 
 
+def test_a_second_campaign_numbers_its_findings_after_the_first_s(tmp_path, capsys):
+    with HostThread(HostConfig(port=0, quirks=frozenset({"bad-hmac"}))) as thread:
+        target = "{}:{}".format(*thread.host.address)
+        for _ in range(2):
+            assert main(["fuzz", "--target", target, "--runs", "20", "--findings", str(tmp_path), "--json"]) == 1
+    capsys.readouterr()
+    assert sorted(p.name for p in tmp_path.glob("*.pcap")) == ["finding-001-violation.pcap",
+                                                                "finding-002-violation.pcap"]
+
+
 @pytest.mark.fuzz
 def test_long_campaign(fuzz_shard, pytestconfig):
     """One shard of the long campaign (--fuzz-runs over all shards), against this process's own host."""

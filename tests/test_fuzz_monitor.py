@@ -1,6 +1,7 @@
 """The process monitor against a real crashing target (tests/crashing_host.py, a subprocess): a segfault, a
-sanitizer report and a hang are each reported once however often they fire, the target is restarted, every
-input is shrunk to its trigger, and a target that forks per connection loses a child, not itself."""
+sanitizer report, a hang (the host serves nobody) and a timeout (one connection never answered, the others
+served) are each reported once however often they fire, the target is restarted after each but the timeout,
+every input is shrunk to its trigger, and a target that forks per connection loses a child, not itself."""
 
 from __future__ import annotations
 
@@ -24,7 +25,8 @@ from conformance.wire import framing
 
 HOST = Path(__file__).with_name("crashing_host.py")
 SEGV, ASAN = "SIGSEGV", "AddressSanitizer: heap-buffer-overflow"
-HANG = "no answer within 0.5 s"
+HANG = "no answer within 0.5 s, on a fresh connection either"
+STALL = "no answer within N.N s (connection left open)"
 
 
 def command(*extra: str) -> str:
@@ -46,26 +48,29 @@ def test_campaign_reports_each_planted_bug_once_restarts_the_target_and_shrinks_
                       "--timeout", "0.5", "--findings", str(tmp_path)], capsys)
     assert code == 1
     found = {f["kind"]: f for f in out["findings"]}
-    assert set(found) == {SEGV, ASAN, HANG} and len(out["findings"]) == 3, out["finding_counts"]
-    segv, asan, hang = found[SEGV], found[ASAN], found[HANG]
+    assert set(found) == {SEGV, ASAN, HANG, STALL} and len(out["findings"]) == 4, out["finding_counts"]
+    segv, asan, hang, stall = found[SEGV], found[ASAN], found[HANG], found[STALL]
     assert (segv["outcome"], segv["frames"]) == ("crash", ["string_at", "planted", "serve"])
     assert (asan["outcome"], asan["frames"]) == ("crash", ["check_vm", "handle_request", "serve_connection"])
     assert "SIGABRT" in asan["detail"], "the report and the process's end are one event"
-    assert hang["outcome"] == "hang"
-    # one finding per bug, however often it fired; every crash and hang was followed by a restart
+    assert (hang["outcome"], stall["outcome"]) == ("hang", "timeout")
+    # one finding per bug, however often it fired; every crash and hang was followed by a restart, a timeout not
     # (how often each fired varies with timing, 3 to 5 times here: the counts are not pinned, their keys are)
     assert out["finding_counts"] == {f"crash: {SEGV} in string_at < planted < serve": segv["count"],
                                      f"crash: {ASAN} in check_vm < handle_request < serve_connection": asan["count"],
-                                     f"hang: {HANG}": hang["count"]}, out["finding_counts"]
+                                     f"hang: {HANG}": hang["count"], f"timeout: {STALL}": stall["count"]}, \
+        out["finding_counts"]
     assert max(segv["count"], asan["count"]) >= 2
     assert out["restarts"] >= segv["count"] + asan["count"] + hang["count"]
     assert all(f["reproduced"] and f["pdus"] == 1 for f in found.values())
-    # shrunk to the trigger: the top bit of the opnum, of the assoc_group, of the KMS request's vm (through the
-    # encryption: the request is re-sealed with only that field changed)
+    # shrunk to the trigger: the top bit of the opnum, of the assoc_group, of max_recv, of the KMS request's vm
+    # (through the encryption: the request is re-sealed with only that field changed)
     (request,) = input_of(segv).steps
     assert request.kind == "request" and request.changed_bytes == 1 and request.data[23] & 0x80
     (bind,) = input_of(hang).steps
     assert bind.kind == "bind" and bind.changed_bytes == 1 and bind.data[23] & 0x80
+    (bind,) = input_of(stall).steps
+    assert bind.kind == "bind" and bind.changed_bytes == 1 and bind.data[19] & 0x80
     (sealed,) = input_of(asan).steps
     mine = framing.open_request(sealed.payload).request
     standard = framing.open_request(sealed.base[sealed.payload_offset:]).request

@@ -84,6 +84,9 @@ def test_an_area_selection_does_not_open_the_gate(tmp_path, selection):
                           "--summary", str(tmp_path / "s.json"))
         received = set(thread.cmids)
     assert proc.returncode == 0 and len(received) <= 1, (received, proc.stdout[-2000:])
+    if "--safe-only" in selection:  # and it says so, at the start and where it lists what it left out
+        assert "--safe-only wins over --intrusive" in proc.stdout.split("collected")[0], proc.stdout[:1000]
+        assert "--safe-only keeps them out" in proc.stdout and "--intrusive runs them" not in proc.stdout
 
 
 def test_intrusive_runs_the_counting_clauses_on_a_remote_target(tmp_path):
@@ -163,3 +166,31 @@ def test_installed_wheel_runs_the_suite_from_an_empty_directory(tmp_path, instal
     verdicts = {r["clause"]: r["verdict"] for r in json.loads((tmp_path / "s.json").read_text())}
     assert declared.returncode == 0 and set(verdicts.values()) == {"xfail"}, declared.stdout[-2000:]
     assert not (empty / "conformance").exists() and shutil.which("pytest", path=str(python.parent))
+
+
+def test_installed_wheel_says_what_it_lacks_and_shows_a_subcommand_s_own_usage(tmp_path, installed):
+    python, empty = installed
+    kmsconf = str(python.parent / "kmsconf")
+    bare = {"PATH": str(python.parent), "HOME": str(tmp_path)}  # no Allure, no npx, no node
+
+    def run(*args, env=bare, cwd=empty):
+        return subprocess.run([kmsconf, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+
+    report = run("report")
+    assert report.returncode == 6 and report.stdout == "", (report.returncode, report.stdout[-500:])
+    assert len(report.stderr.strip().splitlines()) == 1 and "npm install -g allure@" in report.stderr, report.stderr
+    mistake = run("check", "--taget", "127.0.0.1:1688")
+    assert mistake.returncode == 2 and mistake.stderr.startswith("usage: kmsconf check"), mistake.stderr
+    assert mistake.stderr.strip().splitlines()[-1] == ("kmsconf check: error: unrecognized arguments: --taget "
+                                                       "127.0.0.1:1688 (did you mean --target?)"), mistake.stderr
+    with HostThread(HostConfig(port=0)) as thread:
+        address = "{}:{}".format(*thread.host.address)
+        check = run("check", "--target", address, "--clause", "KMS-RPC-001")
+        node = shutil.which("npx") and (ROOT / "node_modules" / ".bin" / "allure").exists()
+        # from a directory of this checkout: npx finds the Allure that package.json pins, nothing downloaded
+        found = run("report", "--target", address, "--clause", "KMS-RPC-001", "--results", str(tmp_path / "r"),
+                    "--out", str(tmp_path / "page"), cwd=ROOT / "tests",
+                    env=bare | {"PATH": f"{python.parent}:{Path(shutil.which('npx')).parent}"}) if node else None
+    assert check.returncode == 0 and "warning" not in (check.stdout + check.stderr).lower(), check.stdout[-2000:]
+    if found is not None:
+        assert found.returncode == 0 and (tmp_path / "page" / "index.html").is_file(), found.stderr[-2000:]

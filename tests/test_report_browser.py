@@ -1,15 +1,19 @@
 """The Allure report of a run against a faulty host opens from a file in headless Chromium and says what matters:
-the host under test, a failing clause with its decoded exchange, an inconclusive verdict as such."""
+the host under test, a failing clause with its decoded exchange, each verdict as its own status (the page's
+counts are summary.json's), the verdict counts whole, and the page at its top."""
 
 import json
+import re
 import shutil
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import pytest
 
 from conformance import catalog
+from conformance.harness.allure_labels import STATUS
 from conformance.reference.client import activate, build_request
 from conformance.reference.config import HostConfig
 from conformance.reference.host import HostThread
@@ -36,18 +40,30 @@ def rendered(report: Path, *clicks: str) -> dict[str, str]:
     return {step["step"]: step["text"] for step in map(json.loads, proc.stdout.splitlines())}
 
 
+# a failed MUST (the HMAC), a warned SHOULD (the ePID), a declared deviation (any KMS id activated), and a count
+# already at its cap (inconclusive), beside the passes and the skips of a host without a control channel
+QUIRKS = frozenset({"bad-hmac", "random-epid", "ignore-key-group"})
+DECLARED = """
+[[deviation]]
+clause = "KMS-GRP-003"
+actual = "Response"
+reason = "this host activates every KMS id (its ignore-key-group fault)"
+"""
+
+
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
-    """A run against a host with a broken V6 HMAC whose count is already at its cap (no control channel)."""
+    """A run against the faulty host whose count is already at its cap (no control channel)."""
     base = tmp_path_factory.mktemp("report")
-    with HostThread(HostConfig(port=0, quirks=frozenset({"bad-hmac"}))) as thread:
+    (base / "declared.toml").write_text(DECLARED, encoding="utf-8")
+    with HostThread(HostConfig(port=0, quirks=QUIRKS)) as thread:
         host, port = thread.host.address
         edition = catalog.load().edition("Windows 10/11 Enterprise")
         for _ in range(60):
             assert activate(host, port, build_request(edition)).response is not None
         subprocess.run([sys.executable, "-m", "conformance.cli", "report", "--target", f"{host}:{port}",
-                        "--results", str(base / "results"), "--out", str(base / "report")],
-                       cwd=ROOT, capture_output=True, timeout=300)
+                        "--expect", str(base / "declared.toml"), "--results", str(base / "results"),
+                        "--out", str(base / "report")], cwd=ROOT, capture_output=True, timeout=300)
     return base / "report" / "index.html", f"{host}:{port}"
 
 
@@ -75,3 +91,35 @@ def test_report_shows_an_inconclusive_verdict_as_such(report):
     page, _ = report
     text = rendered(page, "KMS-THR-001", "test_new_cmid_adds_one")["test_new_cmid_adds_one"]
     assert "INCONCLUSIVE" in text and "cap" in text, text[:2000]
+
+
+def test_the_page_counts_each_verdict_as_summary_json_does(report):
+    page, _ = report
+    records = json.loads((page.parents[1] / "summary.json").read_text())  # the suite's, beside the results
+    checks = [check for record in records for check in record["checks"]]
+    assert {c["verdict"] for c in checks} >= {"fail", "warn", "xfail", "inconclusive", "pass", "skip"}
+    wanted = Counter(STATUS[c["verdict"]] for c in checks)
+    home = rendered(page)["home"]
+    shown = {name.lower(): int(n) for name, n in re.findall(r"^(Failed|Broken|Passed|Skipped|Unknown) (\d+)$",
+                                                              home, re.M)}
+    assert shown == dict(wanted), (shown, wanted)
+    assert re.search(rf"^Total {len(checks)}$", home, re.M)
+    assert "100%" not in home, "the success rate of a host with broken rules"
+
+
+def test_no_warn_or_inconclusive_result_is_passed(report):
+    results = [json.loads(p.read_text()) for p in (report[0].parents[1] / "results").glob("*-result.json")]
+    by_verdict = {}
+    for result in results:
+        verdict = next(label["value"] for label in result["labels"] if label["name"] == "verdict")
+        by_verdict.setdefault(verdict, set()).add(result["status"])
+    assert by_verdict["warn"] == {"broken"} and by_verdict["inconclusive"] == {"unknown"}, by_verdict
+    assert all(statuses == {STATUS[verdict]} for verdict, statuses in by_verdict.items()), by_verdict
+
+
+def test_the_page_opens_at_its_top_with_the_verdicts_whole(report):
+    text = rendered(report[0])
+    assert text["scrolled"] == "0", "the page opened scrolled down to the first failed check"
+    assert text["cut off"] == "", "cut short on the page: " + text["cut off"]
+    for verdict in ("fail", "warn", "inconclusive", "xfail"):
+        assert re.search(rf"^{verdict}\n\d+ clauses?$", text["home"], re.M), (verdict, text["home"][:1500])

@@ -17,8 +17,8 @@ from conformance.reference.host import HostThread
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run(*args, timeout=120):
-    proc = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+def run(*args, timeout=120, cwd=ROOT):
+    proc = subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout)
     assert "Traceback" not in proc.stdout + proc.stderr, proc.stderr
     return proc
 
@@ -127,16 +127,43 @@ def test_decode_names_the_editions():
     assert "Windows Server 2019 Datacenter" in proc.stdout and "Windows Server 2019" in proc.stdout, proc.stdout
 
 
-def test_a_failure_in_the_terminal_shows_the_rule_and_the_decoded_exchange():
+def test_a_failure_in_the_terminal_is_a_few_lines_and_its_exchange_with_v(tmp_path):
+    """By default: the rule, expected/actual, one decoded exchange and where the pcap is; -v adds every decoded
+    exchange and the bytes."""
     with HostThread(HostConfig(port=0, quirks=frozenset({"wrong-cmid"}))) as thread:
         host, port = thread.host.address
-        proc = run("-m", "pytest", "-p", "no:cacheprovider", "--target", f"{host}:{port}", "--clause", "KMS-MSG-003",
-                   "--protocol", "6")
-    out = proc.stdout
-    assert proc.returncode == 1
-    assert "KMS-MSG-003 (MUST) the response echoes the request's CMID and request time" in out, out[-3000:]
+        short, verbose = (run("-m", "pytest", "-p", "no:cacheprovider", "--target", f"{host}:{port}", "--clause",
+                              "KMS-MSG-003", "--protocol", "6", *more, cwd=tmp_path)
+                          for more in ([], ["-v"]))
+    for proc in (short, verbose):
+        assert proc.returncode == 1
+        assert "KMS-MSG-003 (MUST) the response echoes the request's CMID and request time" in proc.stdout
+    out = short.stdout
+    failure = out[out.index("KMS-MSG-003 (MUST)"):out.index("short test summary")]
+    assert "expected: " in failure and "actual: " in failure and "bytes:" not in failure, failure
+    exchange = next(line for line in failure.splitlines() if line.startswith("  exchange "))
+    assert "request V6.0 sku" in exchange and "response V6.0 count" in exchange, failure
+    pcap = re.search(r"evidence: (\S+\.pcap)", failure).group(1)
+    assert (tmp_path / pcap).is_file(), failure
+    assert len(failure.splitlines()) <= 8, failure
+    out = verbose.stdout
     decoded = out[out.index("decoded:"):out.index("bytes:")]
     assert "response V6.0 count" in decoded and "request V6.0 sku" in decoded, decoded
+
+
+def test_a_run_against_a_host_with_many_faults_fits_a_screen(tmp_path):
+    """Skips one line per reason, failures a few lines each: vlmcsd's deviations and more in at most 150 lines."""
+    quirks = {"ignore-opnum", "ignore-key-group", "ignore-time", "fixed-count", "epid-names-other-key",
+              "answer-short-payload", "close-after-response"}
+    with HostThread(HostConfig(port=0, quirks=frozenset(quirks))) as thread:
+        proc = run("-m", "pytest", "-p", "no:cacheprovider", "-ra", "--target", "{}:{}".format(*thread.host.address),
+                   cwd=tmp_path)
+    lines = proc.stdout.splitlines()
+    assert proc.returncode == 1 and len(lines) <= 150, "\n".join(lines)
+    assert not any(line.startswith("SKIPPED") for line in lines), "skips are our grouped lines"
+    skips = lines[lines.index(next(l for l in lines if l.startswith("skipped: "))) + 1:]
+    assert any("KMS-CLI-001..009: client conformance checks need" in line for line in skips), skips
+    assert lines[-2].startswith("summary written to"), lines[-5:]
 
 
 def test_a_port_with_another_service_is_one_line(tmp_path):
@@ -171,3 +198,9 @@ def test_matrix_of_two_hosts_shows_every_verdict_and_fails_on_a_must(tmp_path):
     assert ">WARN<" in page and ">FAIL<" in page, proc.stdout
     duplicate = run("-m", "conformance.cli", "matrix", "--target", f"x={a}", "--target", f"x={b}")
     one_line(duplicate, 2, "is taken")
+
+
+def test_the_tour_s_host_database_is_ignored_by_git():
+    names = ["host.sqlite", "host.sqlite-wal", "host.sqlite-shm"]
+    proc = subprocess.run(["git", "check-ignore", *names], cwd=ROOT, capture_output=True, text=True)
+    assert proc.stdout.split() == names, proc.stdout + proc.stderr

@@ -2,13 +2,13 @@
 
 Inputs are single-exchange mutations (`mutators`: a bind and a request, one field or some bytes changed) and,
 with `sequences`, stateful sequences (`sequences`: PDU orders, contexts, interleaved connections). The
-classes of outcomes are `classes`'. Without a process monitor the findings are dead (the host no longer
-activates), timeout (no answer) and violation (an answer that breaks a rule). With one (`monitor`: the
-campaign started the target itself) they are crash, report (a sanitizer report the target survived), hang
-and violation: each event is pinned on the input that does it alone (run again, one by one, from those in
-flight), minimised (`shrink`), and counted under its (outcome, kind, top frames): a bug hit 300 times is one
-finding seen 300 times. With `connections` K > 1, K inputs are in flight at once (`inflight`); a finding
-stops the flow while it is confirmed and minimised.
+classes of outcomes and the oracles are `classes`'. Without a process monitor the findings are dead (the host no
+longer activates), timeout (no answer to a PDU it owed one) and violation (an answer that breaks a rule). With
+one (`monitor`: the campaign started the target itself) they are crash, report (a sanitizer report the target
+survived), hang, timeout and violation: each event is pinned on the input that does it alone (run again, one
+by one, from those in flight), minimised (`shrink`), and counted under its (outcome, kind, top frames): a bug
+hit 300 times is one finding seen 300 times. With `connections` K > 1, K inputs are in flight at once
+(`inflight`); a finding stops the flow while it is confirmed and minimised.
 
 A campaign can be split into shards (one per pytest-xdist worker, CI job or machine):
 each shard draws from its own hypothesis stream (`shard_stream`), and `merge` adds the
@@ -39,7 +39,7 @@ from conformance.wire import framing, ndr, rpc
 from conformance.wire.messages import KmsRequest
 
 from . import findings as found
-from .classes import FINDING_CLASSES, Run, fuzz_class
+from .classes import FINDING_CLASSES, SILENCES, Run, fuzz_class, silence_class
 from .findings import Finding, Signature
 from .inflight import InFlight
 from conformance.process.monitor import TargetProcess
@@ -55,6 +55,7 @@ BATCH = 250
 DRAWN_TOGETHER = 25
 CONFIRM_TRIES = 3  # an event no single input reproduced is tried again this often, then only counted
 STARTUP = Program((), "no input: the target reports it as it starts")
+INFERRED = ("timeout", "dead", "hang")  # outcomes read from a silence: a finding only where the input alone repeats it
 
 
 @dataclass
@@ -81,7 +82,10 @@ def run_one(runner: Runner, bind: bytes, request: bytes) -> Run:
     sent = SentRequest(None, request[RPC_STUB_OFFSET:])  # opens the answer as far as it can without the request
     outcome, transcript = runner.bind_then(bind, request, sent)
     answered = request if sum(side == "client" for side, _ in transcript) > 1 else bind
-    return Run(*fuzz_class(outcome, pdu_kind(answered)), transcript, time.perf_counter() - started, answer=outcome)
+    outcome_class, detail = fuzz_class(outcome, pdu_kind(answered))
+    if outcome_class == "timeout":
+        outcome_class, detail = silence_class(transcript, detail)
+    return Run(outcome_class, detail, transcript, time.perf_counter() - started, answer=outcome)
 
 
 def alive(runner: Runner, probe: Callable[[], KmsRequest]) -> bool:
@@ -89,10 +93,13 @@ def alive(runner: Runner, probe: Callable[[], KmsRequest]) -> bool:
     return runner.activate(probe()).outcome.is_kms_answer
 
 
-def _probed(run: Run, alive: bool, waited: float) -> None:
+def _probed(run: Run, alive: bool, waited: float, monitored: bool) -> None:
+    """A fresh connection's answer after a close or a silence: none means the host no longer serves (a hang
+    under the monitor, whose process is alive; else dead)."""
     run.waited += waited
     if not alive:
-        run.outcome, run.detail = "dead", f"host stopped answering after: {run.detail}"
+        run.outcome = "hang" if monitored else "dead"
+        run.detail = f"no KMS answer on a fresh connection either, after: {run.detail}"
 
 
 class Campaign:
@@ -109,6 +116,7 @@ class Campaign:
         self.replay_target = replay_target or f"--target {format_address(runner.host, runner.port)}"
         self.inflight = InFlight(connections)
         self.result = CampaignResult()
+        self.first_number = found.next_number(findings_dir)  # after an earlier campaign's findings, not over them
         self.by_signature: dict[Signature, Finding] = {}
         self.tries: Counter = Counter()  # confirmations tried per signature
         self.recent: deque[tuple[Program, str]] = deque(maxlen=4 * connections + 16)
@@ -140,14 +148,16 @@ class Campaign:
         return Program.pair(standard[0], request.encode(), standard, "liveness probe")
 
     def needs_probe(self, run: Run) -> bool:
-        """Without a monitor, a close or a silence is fine only while the host still activates afterwards."""
-        return self.monitor is None and run.outcome in ("closed", "timeout")
+        """A silence is a hang only if a fresh connection gets no answer either; a close is fine while the host
+        still activates afterwards (a monitor sees a crash itself)."""
+        return run.outcome in SILENCES or (self.monitor is None and run.outcome == "closed")
 
     async def execute(self, program: Program) -> Run:
         run = await run_program(program, self.runner.host, self.runner.port, self.timeout)
         if self.needs_probe(run):
             probe = await run_program(self.probe_program(), self.runner.host, self.runner.port, self.timeout)
-            _probed(run, probe.answer is not None and probe.answer.is_kms_answer, probe.waited)
+            _probed(run, probe.answer is not None and probe.answer.is_kms_answer, probe.waited,
+                    self.monitor is not None)
         return run
 
     def run_serial(self, program: Program) -> Run:
@@ -158,7 +168,7 @@ class Campaign:
         run = run_one(self.runner, *pair)
         if self.needs_probe(run):
             started = time.perf_counter()
-            _probed(run, alive(self.runner, self.probe), time.perf_counter() - started)
+            _probed(run, alive(self.runner, self.probe), time.perf_counter() - started, self.monitor is not None)
         return run
 
     def feed(self, item: Mutation | Sequence) -> None:
@@ -182,9 +192,9 @@ class Campaign:
         self.result.target_seconds += run.waited
         self.result.outcomes[run.outcome] += 1
         self.recent.append((program, run.outcome))
-        if self.monitor is not None and run.outcome in ("timeout", "dead"):
+        if self.monitor is not None and run.outcome in ("hang", "dead"):
             self.suspects.append(program)
-        elif run.outcome == "violation" or (self.monitor is None and run.outcome in FINDING_CLASSES):
+        elif run.outcome in FINDING_CLASSES:
             self.queued.append((program, run))
         if self.progress is not None:
             self.result.seconds = time.monotonic() - self._started
@@ -218,9 +228,10 @@ class Campaign:
             self.record(found.event_signature(event), found.event_detail(event), candidates,
                         report=event.report.text if event.report else "", output=output[id(event)])
         if hung and not any(e.death for e in events):
-            self.record(self.hang, f"no answer within {self.timeout:g} s", candidates)
-        for program, run in queued:
-            self.record(found.run_signature(run), run.detail, [program], run=run)
+            self.record(self.hang, self.hang[1], candidates)
+        for program, run in queued:  # an answer is its own evidence; a silence or a death is run again alone
+            self.record(found.run_signature(run), run.detail, [program],
+                        run=run if run.outcome == "violation" else None)
 
     def candidates(self) -> list[Program]:
         """The inputs that may have done what the monitor saw, likeliest first: those that got no answer, then
@@ -249,12 +260,12 @@ class Campaign:
         run = self._last_run = self.run_serial(program)
         self.result.serial_executions += 1
         seen = set()
-        if run.outcome == "violation" or (self.monitor is None and run.outcome in ("timeout", "dead")):
+        if run.outcome in FINDING_CLASSES and not (self.monitor is not None and run.outcome == "dead"):
             seen.add(found.run_signature(run))
         if self.monitor is not None:
             events = self._last_events = self.monitor.poll() if answers_only else self.monitor.settle()
             seen |= {found.event_signature(e) for e in events}
-            silent = run.outcome in ("timeout", "dead") and not any(e.death for e in events)
+            silent = run.outcome in ("hang", "dead") and not any(e.death for e in events)
             if silent:
                 seen.add(self.hang)
             if silent or not self.monitor.alive():
@@ -277,8 +288,8 @@ class Campaign:
                 if signature in self.signatures_of(program):
                     culprit, transcripts = program, self._last_run.transcripts
                     break
-        if culprit is None and finding is not None:
-            return  # still not pinned on one input: counted
+        if culprit is None and (finding is not None or signature[0] in INFERRED):
+            return  # still not pinned on one input: counted (an inferred outcome never alone did it: no finding)
         if finding is None:
             finding = Finding(*signature, detail, culprit or candidates[0], count=1,
                               reproduced=culprit is not None, report=report, output=output or [],
@@ -289,7 +300,7 @@ class Campaign:
             finding.input, finding.reproduced, finding.transcripts = culprit, True, transcripts
         if culprit is not None and culprit.steps and self.shrink and signature[0] != "dead":
             self.minimise(finding, culprit)
-        number = self.result.findings.index(finding) + 1
+        number = self.first_number + self.result.findings.index(finding)
         found.save(self.findings_dir, number, finding, (self.runner.host, self.runner.port), self.replay_target)
 
     def minimise(self, finding: Finding, program: Program) -> None:
@@ -417,12 +428,29 @@ def replay_finding(program: Program, runner: Runner, monitor: TargetProcess | No
         replaying.inflight.close()
 
 
-def print_progress(result: CampaignResult, stream=sys.stderr) -> None:
-    if result.runs % 25 and result.runs > 1:
-        return
-    outcomes = " ".join(f"{k}={v}" for k, v in sorted(result.outcomes.items()))
-    stream.write(f"\r{result.runs} runs, {result.rate:.0f}/s, findings {len(result.findings)} | {outcomes}   ")
-    stream.flush()
+class Progress:
+    """The campaign's progress on `stream`: on a terminal one line redrawn, else a line every `every` seconds
+    (CI, a log file), each with runs, rate, findings and outcomes."""
+
+    def __init__(self, stream=sys.stderr, every: float = 5.0):
+        self.stream, self.every = stream, every
+        self.tty = stream.isatty()
+        self.last = time.monotonic()
+
+    def __call__(self, result: CampaignResult) -> None:
+        now = time.monotonic()
+        if (self.tty and result.runs % 25 and result.runs > 1) or (not self.tty and now - self.last < self.every):
+            return
+        self.last = now
+        outcomes = " ".join(f"{k}={v}" for k, v in sorted(result.outcomes.items()))
+        line = (f"{result.runs} runs in {result.seconds:.0f} s, {result.rate:.0f}/s, findings {len(result.findings)} "
+                f"| {outcomes}")
+        self.stream.write(f"\r{line}   " if self.tty else f"fuzz: {line}\n")
+        self.stream.flush()
+
+    def end(self) -> None:
+        if self.tty:
+            self.stream.write("\n")
 
 
 # --- shards: one campaign split over processes or machines, and merged back ---

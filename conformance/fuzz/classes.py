@@ -1,9 +1,18 @@
 """The fuzzer's classes of outcomes, and what one execution of an input gave.
 
 Classes: response (a KMS answer), error (failure stub with an HRESULT), fault, bind_nak, bind_ack (the answer
-to a bind or alter_context; bind_other: another PDU answering one), closed (connection closed by the host), timeout (no answer), dead (no
-connection), violation (an answer that breaks a rule: a response whose integrity does not verify, or an
-answer of the wrong PDU type). The runner's `classify` turns bytes into outcomes; this maps outcomes to classes.
+to a bind or alter_context; bind_other: another PDU answering one), closed (connection closed by the host),
+waiting (no answer, and none owed: see `owes_answer`), timeout (no answer to a PDU the host owes one), dead (no
+connection, or no KMS answer on a fresh one after a close or a silence), hang (the same under the process
+monitor: the process lives but serves nobody), violation (an answer that breaks a rule: a response whose
+integrity does not verify, or an answer of the wrong PDU type). The runner's `classify` turns bytes into
+outcomes; this maps outcomes to classes.
+
+The oracles, each such that a host that keeps the rules never trips it: crash and report come from the
+process monitor (a signal, a sanitizer's or runtime's report); hang and dead need a fresh connection that gets
+no KMS answer either, since one connection left waiting shows nothing about the host; timeout needs a PDU the
+host had every byte of and owed an answer, while it still serves others; violation needs an answer that breaks
+a rule. An inferred one (timeout, dead, hang) is a finding only when its input alone does it again.
 """
 
 from __future__ import annotations
@@ -12,9 +21,37 @@ from dataclasses import dataclass
 
 from conformance.net.outcomes import (AlterContextResp, BindAck, BindNak, Closed, Fault, OtherPdu, Outcome, Refusal,
                                       Response, Silent, Unreachable)
+from conformance.wire import rpc
 
 # classes that are findings by themselves (a crash or a sanitizer report comes from the process monitor)
 FINDING_CLASSES = ("violation", "timeout", "dead")
+SILENCES = ("timeout", "waiting")  # no answer on the connection: a fresh one tells a hang from a wait
+OWED = frozenset({rpc.PType.REQUEST, rpc.PType.BIND, rpc.PType.ALTER_CONTEXT})  # each has its answer (C706 12.6.4)
+
+
+def owes_answer(sent: bytes) -> bool:
+    """Do the bytes a client sent on one connection end with a PDU its host must answer?
+
+    Over TCP, frag_length alone frames DCE/RPC PDUs (C706 12.6.1: no resynchronisation), so a host has the
+    last PDU whole only where the frag_lengths add up to the bytes sent; short of that it may wait for the rest
+    (its own limits end the wait). A whole PDU is owed an answer (a reply, a fault, a bind_nak, or a close)
+    when it is DCE/RPC 5.x, its last fragment, and a bind, an alter_context or a request; any other type a host
+    may ignore (PROTOCOL.md 2.8, KMS-ROB-003)."""
+    pos, last = 0, b""
+    while len(sent) - pos >= rpc.HEADER_SIZE:
+        frag = rpc.peek_frag_length(sent[pos:])
+        if frag < rpc.HEADER_SIZE or pos + frag > len(sent):
+            return False  # still reading a PDU, or none it can frame (a host may close, or wait for its limit)
+        last, pos = sent[pos:pos + frag], pos + frag
+    return (pos == len(sent) and bool(last) and last[0] == 5 and last[1] in (0, 1) and last[2] in OWED
+            and bool(last[3] & rpc.PFC_LAST_FRAG))
+
+
+def silence_class(transcript: list[tuple[str, bytes]], detail: str) -> tuple[str, str]:
+    """A connection's silence as timeout (an answer was owed) or waiting (none was)."""
+    if owes_answer(b"".join(data for side, data in transcript if side == "client")):
+        return "timeout", detail
+    return "waiting", f"{detail}; none owed: the bytes sent end inside a PDU or with one a host may ignore"
 
 
 def fuzz_class(outcome: Outcome, answering: str = "request") -> tuple[str, str]:

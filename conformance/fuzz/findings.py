@@ -2,7 +2,9 @@
 
 Outcomes: crash (the target or one of its children died: a signal, a sanitizer's abort, a fatal error), report
 (a sanitizer or runtime report it survived: UBSan, an uncaught exception in a handler), hang (no answer
-within the timeout), violation (an answer that breaks a rule), and without a monitor dead and timeout.
+within the timeout, on a fresh connection either), timeout (a PDU owed an answer got none, while the host
+served others), violation (an answer that breaks a rule), and without a monitor dead (the host no longer
+serves); classes.py says when each is one.
 A finding is written as a pcap of its input (minimised), the input itself as JSON (what `kmsconf fuzz
 --replay` sends) and a text file saying what happened, with the target's output around it.
 """
@@ -34,7 +36,7 @@ def run_signature(run: Run) -> Signature:
 
 
 def hang_signature(timeout: float) -> Signature:
-    return "hang", f"no answer within {timeout:g} s", ()
+    return "hang", f"no answer within {timeout:g} s, on a fresh connection either", ()
 
 
 def event_signature(event: TargetEvent) -> Signature:
@@ -86,6 +88,13 @@ class Finding:
                 "found_as": self.original.describe() if self.original else None,
                 "shrink_executions": self.shrink_executions,
                 "pcap": None if self.pcap is None else str(self.pcap), "replay": self.replay}
+
+
+def next_number(directory: Path) -> int:
+    """The number after the last finding already in `directory`: a campaign adds to earlier ones' findings."""
+    numbers = [int(m.group(1)) for p in directory.glob("finding-*.pcap")
+               if (m := re.fullmatch(r"finding-(\d+)-.*\.pcap", p.name))] if directory.is_dir() else []
+    return max(numbers, default=0) + 1
 
 
 def save(directory: Path, number: int, finding: Finding, host: tuple[str, int], replay_target: str) -> Path:

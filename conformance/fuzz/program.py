@@ -22,7 +22,7 @@ from conformance.net.runner import AsyncSession, whole_pdu
 from conformance.wire import framing, rpc
 from conformance.wire.messages import DecodeError, KmsRequest
 
-from .classes import FINDING_CLASSES, Run, fuzz_class
+from .classes import FINDING_CLASSES, Run, fuzz_class, silence_class
 from .mutators import BIND_FIELDS, HEADER_FIELDS, REQUEST_FIELDS
 
 KINDS = {rpc.PType.BIND: "bind", rpc.PType.ALTER_CONTEXT: "alter_context", rpc.PType.REQUEST: "request"}
@@ -233,6 +233,8 @@ async def run_program(program: Program, host: str, port: int, timeout: float) ->
                 expected = SentRequest(None, step.payload, session.contexts.get(cont_id, False))
             outcome = await session.receive(expected) if sent else Closed("the host closed the connection before we sent")
             outcome_class, detail = fuzz_class(outcome, step.kind)
+            if outcome_class == "timeout":
+                outcome_class, detail = silence_class(session.transcript, detail)
             if chosen is None or chosen[0] not in FINDING_CLASSES:
                 chosen = (outcome_class, detail, outcome)
             if not whole or _ends_connection(outcome):

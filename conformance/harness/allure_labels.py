@@ -40,38 +40,80 @@ def _test_result(config, nodeid: str):
         return None
 
 
+# Each verdict as an Allure status (design: README, "Reports"). Allure's success rate is passed / (passed +
+# failed + broken), so every broken rule, declared or not, keeps it below 100%; unknown and skipped stay out of it.
+STATUS = {
+    "fail": "failed",  # a MUST clause is broken
+    "xpass": "failed",  # a declaration gone stale fails the run as a broken MUST does
+    # a broken rule all the same; not marked known: Allure leaves accepted failures out of its success rate
+    "xfail": "failed",
+    "warn": "broken",  # a SHOULD clause is broken: not passed, not the MUST failures' red
+    "inconclusive": "unknown",  # neither passed nor skipped: the host's state hid the rule
+    "pass": "passed",
+    "skip": "skipped",
+}
+WORDS = {  # each non-pass result's message opens with its verdict
+    "fail": "FAIL (a MUST clause is broken)", "xpass": "STALE (a declared deviation passed)",
+    "xfail": "XFAIL (a declared deviation)", "warn": "WARN (a SHOULD clause is not met)",
+    "inconclusive": "INCONCLUSIVE (the host's state hides the rule)", "skip": "SKIP",
+}
+# Allure 3's categories, matched on the verdict label: one per verdict that is not a pass or a skip
+CATEGORIES = [{"name": name, "matchers": {"labels": {"verdict": f"^{verdict}$"}}} for verdict, name in (
+    ("fail", "MUST clauses failed (fail)"), ("xpass", "Declared deviations gone stale (xpass)"),
+    ("warn", "SHOULD clauses not met (warn)"), ("inconclusive", "Inconclusive: the host's state hides the rule"),
+    ("xfail", "Declared deviations (xfail)"))]
+
+
+def allure_config(output: str) -> dict:
+    """The Allure 3 configuration `kmsconf report` generates with (allurerc.json): one HTML file, grouped by
+    clause (the story label), with the categories above."""
+    return {"name": "KMS conformance", "output": output, "categories": CATEGORIES,
+            "plugins": {"awesome": {"options": {"reportName": "KMS conformance", "singleFile": True,
+                                                "groupBy": ["story"]}}}}
+
+
 def mark_verdict(config, nodeid: str, verdict: str, message: str, target: str) -> None:
-    """The KMS host under test as the `host` label (not the machine that ran pytest), and a verdict that
-    pytest's outcome does not show (warn, inconclusive, xfail) as the result's status detail."""
-    from allure_commons.model2 import Label, StatusDetails
+    """The KMS host under test as the `host` label (not the machine that ran pytest), and the check's verdict
+    as its Allure status (STATUS), its message opening with the verdict."""
+    from allure_commons.model2 import Label, StatusDetails, TestStepResult
 
     result = _test_result(config, nodeid)
     if result is None:
         return
     result.labels = [label for label in result.labels if label.name != "host"]
     result.labels += [Label(name="host", value=target), Label(name="verdict", value=verdict)]
-    if verdict in ("warn", "inconclusive", "xfail"):
-        word = {"warn": "WARN (a SHOULD clause is not met)", "inconclusive": "INCONCLUSIVE",
-                "xfail": "XFAIL (a declared deviation)"}[verdict]
-        result.statusDetails = StatusDetails(message=f"{word}: {message}"[:2000])
+    result.status = STATUS[verdict]
+    if verdict != "pass":
+        trace = result.statusDetails.trace if result.statusDetails else None
+        result.statusDetails = StatusDetails(message=f"{WORDS[verdict]}: {message}"[:2000], trace=trace)
+    if result.status == "unknown":  # the page shows no message box for this status: a first step says why
+        result.steps.insert(0, TestStepResult(name=f"{WORDS[verdict]}: {message}"[:2000], status="unknown",
+                                              start=result.start, stop=result.start))
 
 
-CATEGORIES = [
-    {"name": "MUST clauses failed", "matchedStatuses": ["failed", "broken"]},
-    {"name": "SHOULD clauses not met (warn)", "matchedStatuses": ["passed"], "messageRegex": "(?s)WARN.*"},
-    {"name": "Inconclusive: the host's state hides the rule", "matchedStatuses": ["skipped"],
-     "messageRegex": "(?s)INCONCLUSIVE.*"},
-    {"name": "Declared deviations (xfail)", "matchedStatuses": ["skipped"], "messageRegex": "(?s)XFAIL.*"},
-]
+def mark_stale(results_dir: str, stale: dict[str, str]) -> None:
+    """Each check of a stale clause (clause id -> why) as failed: only the whole run shows that no check of a
+    declared clause failed, so the results written as each check ended are rewritten."""
+    import json
+    from pathlib import Path
+
+    for path in Path(results_dir).glob("*-result.json"):
+        result = json.loads(path.read_text(encoding="utf-8"))
+        clause = next((l["value"] for l in result.get("labels", []) if l["name"] == "clause"), None)
+        if clause not in stale or result.get("status") != "passed":
+            continue
+        result["status"] = STATUS["xpass"]
+        result["statusDetails"] = {"message": f"{WORDS['xpass']}: {stale[clause]}"}
+        result["labels"] = [l for l in result["labels"] if l["name"] != "verdict"] + [{"name": "verdict",
+                                                                                     "value": "xpass"}]
+        path.write_text(json.dumps(result), encoding="utf-8")
 
 
 def write_run_description(results_dir: str, environment: dict[str, str]) -> None:
-    """environment.properties (what was tested, with what) and categories.json into the Allure results."""
-    import json
+    """environment.properties (what was tested, with what) into the Allure results."""
     from pathlib import Path
 
     directory = Path(results_dir)
     directory.mkdir(parents=True, exist_ok=True)
     lines = [f"{key}={str(value).replace(chr(10), ' ')}" for key, value in environment.items() if value]
     (directory / "environment.properties").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    (directory / "categories.json").write_text(json.dumps(CATEGORIES, indent=2) + "\n", encoding="utf-8")

@@ -1,5 +1,6 @@
-"""Each check's evidence: its exchanges as pcap and decoded JSON (--evidence-dir), and in an Allure run the
-clause's labels and, at the top level of the check, the decoded fields, the annotated hex and the pcap."""
+"""Each check's evidence: its exchanges as pcap and decoded JSON (--evidence-dir; a check that breaks its rule,
+in reports/evidence/ without it), and in an Allure run the clause's labels and, at the top level of the check,
+the decoded fields, the annotated hex and the pcap."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from .evidence import ClauseFailure
 from .selection import clause_of
-from .verdicts import EVIDENCE_KEY
+from .verdicts import EVIDENCE_KEY, FAILURE_EVIDENCE_KEY, summary_path
 
 
 def _allure_run(config: pytest.Config) -> bool:
@@ -28,12 +30,14 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 
 @pytest.hookimpl(hookwrapper=True, trylast=True)  # inner to Allure's own wrapper: attachments land on the test
 def pytest_runtest_call(item: pytest.Item):
-    yield
+    outcome = yield
     directory = item.config.getoption("--evidence-dir")
     allure_run = _allure_run(item.config)
     clause = clause_of(item)
+    failure = outcome.excinfo[1] if outcome.excinfo else None
+    broken = isinstance(failure, ClauseFailure)
     funcargs = getattr(item, "funcargs", {})
-    if not (directory or allure_run) or clause is None:
+    if not (directory or allure_run or broken) or clause is None:
         return
     if "kms_target" in funcargs:  # the exchanges this check made with the host
         target = funcargs["kms_target"]
@@ -43,16 +47,22 @@ def pytest_runtest_call(item: pytest.Item):
         transcripts, address = [t for t in run.transcripts() if t], run.address
     else:
         return
+    if not transcripts and broken and failure.transcript:  # judged on exchanges a fixture made (Table 1's)
+        transcripts = [failure.transcript]
     if not transcripts:
         return
     with tempfile.TemporaryDirectory() as scratch:
-        base = Path(directory or scratch) / f"{clause.id}-{item.name}".replace("/", "_")
+        # a broken rule's exchanges are kept without --evidence-dir too: the console points to them
+        kept = directory or (summary_path(item.config).parent / "evidence" if broken else scratch)
+        base = Path(kept) / f"{clause.id}-{item.name}".replace("/", "_")
         base.parent.mkdir(parents=True, exist_ok=True)
         pcap, decoded = write_evidence(base, transcripts, address)
         if allure_run:
             from .allure_labels import attach_evidence
 
             attach_evidence(transcripts, pcap, decoded)
+        if broken:
+            item.stash[FAILURE_EVIDENCE_KEY] = pcap
         if directory:
             # reported with the teardown (verdicts.pytest_runtest_makereport), which reaches the xdist controller
             item.stash.setdefault(EVIDENCE_KEY, []).extend([pcap.name, decoded.name])

@@ -18,6 +18,7 @@ from . import clauses as clause_registry
 from .run import run_of
 
 FIRST = ("KMS-THR-001", "KMS-THR-002")  # count deltas, before the run's own traffic moves the count
+SIMULTANEOUS = ("KMS-MSG-010",)  # next: once it passed, the phases of independent requests go at once (phases)
 AFTER_WELL_FORMED = ("KMS-THR-005",)  # judges every count the well-formed checks were answered
 LAST = ("KMS-ROB-001", "KMS-ROB-006")  # the host after every negative check, then whether it stayed up
 
@@ -41,6 +42,12 @@ def pytest_configure(config: pytest.Config) -> None:
     for name, meaning in clause_registry.FOOTPRINTS.items():
         config.addinivalue_line("markers", f"{name}: footprint: {meaning}")
     config.addinivalue_line("markers", "clause(id): the conformance clause a check enforces")
+
+
+def pytest_report_header(config: pytest.Config) -> str | None:
+    if config.getoption("--safe-only") and config.getoption("--intrusive"):
+        return "kms-conformance: --safe-only wins over --intrusive: only the safe clauses run"
+    return None
 
 
 def clause_of(item: pytest.Item) -> clause_registry.Clause | None:
@@ -124,17 +131,19 @@ class _Order:
 
 
 def _order(item: pytest.Item) -> float:
-    """Counting deltas first; malformed input and fuzzing after every well-formed check, so a fragile host
-    that falls over has given its other verdicts first; ROB-001 last of all."""
+    """Counting deltas first, then simultaneous clients; malformed input and fuzzing after every well-formed
+    check, so a fragile host that falls over has given its other verdicts first; ROB-001 and ROB-006 last."""
     clause = clause_of(item)
     if clause is None:
-        return 1
+        return 2
     if clause.id in FIRST:
         return 0
+    if clause.id in SIMULTANEOUS:
+        return 1
     if clause.id in AFTER_WELL_FORMED:
-        return 2
+        return 3
     if is_clock_check(item):  # side by side: a host the suite runs is started with libfaketime once for them all
-        return 1.5
+        return 2.5
     if clause.id in LAST:
-        return 4 + LAST.index(clause.id)
-    return 3 if clause.footprint in ("malformed", "fuzz") else 1
+        return 5 + LAST.index(clause.id)
+    return 4 if clause.footprint in ("malformed", "fuzz") else 2

@@ -29,6 +29,7 @@ STATUS = {  # pytest_report_teststatus: category, letter, word
     "xfail": ("xfailed", "x", "XFAIL (declared)"),
 }
 EVIDENCE_KEY = pytest.StashKey[list]()
+FAILURE_EVIDENCE_KEY = pytest.StashKey[Path]()  # the pcap of a check whose rule broke (recording writes it)
 VERDICT_KEY = pytest.StashKey[dict]()
 
 
@@ -82,7 +83,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     run = run_of(item.config)
     record: dict | None = None
     if report.when == "call" or (report.when == "setup" and (report.skipped or report.failed)):
-        record = _judge(report, call, clause, run)
+        record = _judge(report, call, clause, run, item)
     if record is not None:
         report.user_properties.append((VERDICT_PROPERTY, json.dumps(record)))
         error = call.excinfo.value if call.excinfo is not None else None
@@ -100,7 +101,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
             {"clause": clause.id, "files": item.stash[EVIDENCE_KEY]})))
 
 
-def _judge(report: pytest.TestReport, call: pytest.CallInfo, clause: clause_registry.Clause, run: KmsRun) -> dict:
+def _judge(report: pytest.TestReport, call: pytest.CallInfo, clause: clause_registry.Clause, run: KmsRun,
+           item: pytest.Item) -> dict:
     record = {"clause": clause.id, "check": report.nodeid, "verdict": "pass", "message": ""}
     error = call.excinfo.value if call.excinfo is not None else None
     if isinstance(error, HostWentDown):
@@ -126,7 +128,8 @@ def _judge(report: pytest.TestReport, call: pytest.CallInfo, clause: clause_regi
     record |= {"message": message.strip()}
     if failure is not None:
         record |= failure.record()
-        report.longrepr = _explain(clause, failure)
+        report.longrepr = _explain(clause, failure, item.config.get_verbosity() > 0,
+                                   item.stash.get(FAILURE_EVIDENCE_KEY, None))
     deviation = run.settings.expectations.get(clause.id)
     if deviation is not None and report.when == "call" and failure is not None and failure.matches(deviation.actual):
         report.outcome = "skipped"
@@ -138,17 +141,30 @@ def _judge(report: pytest.TestReport, call: pytest.CallInfo, clause: clause_regi
     return record | {"verdict": "fail"}
 
 
-def _explain(clause: clause_registry.Clause, failure: ClauseFailure) -> str:
-    """The console's account of a failure: the rule, expected/actual, the decoded exchanges, then the bytes."""
+def _explain(clause: clause_registry.Clause, failure: ClauseFailure, verbose: bool, evidence: Path | None) -> str:
+    """The console's account of a failure: the rule, expected/actual, one decoded exchange and where the evidence
+    is; with -v every decoded exchange, then the bytes."""
     from conformance.pcap.decode import describe_transcript
 
     lines = [f"{clause.id} ({clause.level}) {clause.title}", f"  {failure}".replace("\n", "\n  ")]
-    if failure.transcript:
-        decoded = describe_transcript(failure.transcript)
+    decoded = describe_transcript(failure.transcript) if failure.transcript else []
+    if verbose and failure.transcript:
         if decoded:
             lines += ["  decoded:"] + [f"    {line}" for line in decoded]
         lines += ["  bytes:", transcript_text(failure.transcript)]
+    elif decoded:
+        more = f" (and {len(decoded) - 1} more: -v)" if len(decoded) > 1 else ""
+        lines.append(f"  exchange {decoded[-1]}{more}")
+    if evidence is not None:
+        lines.append(f"  evidence: {_shown_path(evidence)} (and .json){'' if verbose else '; -v shows the bytes'}")
     return "\n".join(lines)
+
+
+def _shown_path(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 def clause_verdict(run: KmsRun, cid: str, records: list[dict]) -> str:
@@ -170,7 +186,10 @@ def clause_records(run: KmsRun) -> list[dict]:
         record = {"clause": cid, "title": clause.title, "area": clause.area, "level": clause.level,
                   "ref": clause.ref, "footprint": clause.footprint, "verdict": verdict, "message": message[:4000],
                   "target": run.settings.target_of(clause.area), "evidence": run.evidence.get(cid, []),
-                  "entries_sent": len(run.footprint.get(cid, ()))}
+                  "entries_sent": len(run.footprint.get(cid, ())),
+                  # each check's own verdict (Allure shows one result per check); a stale clause's are all stale
+                  "checks": [{"check": r["check"], "verdict": "xpass" if verdict == "xpass" else r["verdict"]}
+                             for r in results]}
         for key in ("expected", "actual", "detail", "reason"):
             if key in chosen:
                 record[key] = chosen[key]
@@ -194,20 +213,26 @@ def summary_path(config: pytest.Config) -> Path:
     return path if path.is_absolute() else Path(config.invocation_params.dir) / path
 
 
-def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
-    if is_xdist_worker(config):
-        return  # the controller has every worker's verdicts and writes the reports
+@pytest.hookimpl(wrapper=True, tryfirst=True)  # outermost: the verdicts come last, after pytest's short summary
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config):
+    tr = terminalreporter
+    if is_xdist_worker(config) or not run_of(config).results:
+        return (yield)  # a worker (the controller writes the reports), or not a conformance run: nothing of ours
+    tr.reportchars = "".join(c for c in tr.reportchars if c not in "sSx")  # skips and xfails: our lines, grouped
+    outcome = yield
+    _write_summary(tr, config)
+    return outcome
+
+
+def _write_summary(tr, config: pytest.Config) -> None:
     run = run_of(config)
-    write_fuzz_report(terminalreporter, config)
+    write_fuzz_report(tr, config)
     records = clause_records(run)
-    if not records:
-        return  # not a conformance run (the plugin is merely installed): write nothing
     path = summary_path(config)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(records, indent=2) + "\n", encoding="utf-8")
     tmp.replace(path)
-    tr = terminalreporter
     tr.section(f"KMS conformance: {run.target_name}")
     by_area: dict[str, list[dict]] = defaultdict(list)
     for record in records:
@@ -216,10 +241,12 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
         counts = {v: [r for r in rows if r["verdict"] == v] for v in VERDICT_ORDER}
         summary = ", ".join(f"{len(ids)} {v}" for v, ids in counts.items() if ids)
         tr.write_line(f"{area:<6} {clause_registry.AREAS[area]:<40} {summary}")
-        for verdict in ("fail", "xpass", "warn", "inconclusive"):
+        for verdict in ("fail", "xpass", "warn", "inconclusive", "xfail"):
             for r in counts[verdict]:
-                word = "STALE" if verdict == "xpass" else verdict.upper()
-                tr.write_line(f"         {word:<12} {r['clause']}: {_one_line(r['message'])}"[:200])
+                word = {"xpass": "STALE", "xfail": "XFAIL"}.get(verdict, verdict.upper())
+                said = f"declared: {r['reason']}" if verdict == "xfail" else r["message"]
+                tr.write_line(f"         {word:<12} {r['clause']}: {_one_line(said)}"[:200])
+    _skip_lines(tr, run)
     stale = [r["clause"] for r in records if r["verdict"] == "xpass"]
     if stale:
         tr.write_line(f"stale deviations ({', '.join(stale)}): declared to fail but passed; update the --expect "
@@ -230,21 +257,51 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     tr.write_line(f"summary written to {path}")
     results = config.getoption("allure_report_dir", default=None)
     if results:
-        from .allure_labels import write_run_description
+        from .allure_labels import mark_stale, write_run_description
 
         settings = run.settings
-        write_run_description(results, {
-            "Target": run.target_name, "Client": settings.client_cmd, "Profile": settings.profile,
-            "Protocols": ",".join(map(str, settings.protocols)), "Deviations": settings.expect_source,
-            "Verdicts": _verdict_counts(records),
+        mark_stale(results, {r["clause"]: r["message"] for r in records if r["verdict"] == "xpass"})
+        write_run_description(results, {  # the verdicts after the target: Allure shows the first eight entries
+            "Target": run.target_name, **_verdict_counts(records), "Client": settings.client_cmd,
+            "Profile": settings.profile, "Protocols": ",".join(map(str, settings.protocols)),
+            "Deviations": settings.expect_source,
             "Footprint": f"{len(set().union(*run.footprint.values())) if run.footprint else 0} client entries sent"})
 
 
-def _verdict_counts(records: list[dict]) -> str:
+def _skip_lines(tr, run: KmsRun) -> None:
+    """The skipped checks, one line per reason: how many, which clauses."""
+    by_reason: dict[str, list[str]] = defaultdict(list)
+    for cid, results in sorted(run.results.items()):
+        for r in results:
+            if r["verdict"] == "skip":
+                by_reason[_one_line(r["message"])].append(cid)
+    if by_reason:
+        tr.write_line(f"skipped: {sum(map(len, by_reason.values()))} checks, by reason")
+    for reason, cids in sorted(by_reason.items(), key=lambda kv: -len(kv[1])):
+        n = len(cids)
+        tr.write_line(f"  {n} check{'s' if n > 1 else ' '} {_clause_span(cids)}: {reason}"[:300])
+
+
+def _clause_span(cids: list[str]) -> str:
+    """KMS-CLI-001, ..., KMS-CLI-009, KMS-DNS-001 -> KMS-CLI-001..009, KMS-DNS-001."""
+    runs: list[list[str]] = []
+    for cid in sorted(set(cids)):
+        area, number = cid.rsplit("-", 1)
+        last = runs[-1] if runs else None
+        if last and last[0].rsplit("-", 1)[0] == area and int(last[-1].rsplit("-", 1)[1]) + 1 == int(number):
+            last.append(cid)
+        else:
+            runs.append([cid])
+    return ", ".join(r[0] if len(r) == 1 else f"{r[0]}..{r[-1].rsplit('-', 1)[1]}" for r in runs)
+
+
+def _verdict_counts(records: list[dict]) -> dict[str, str]:
+    """One metadata entry per verdict, short enough for Allure to show whole: "fail" = "5 clauses" (a key
+    without spaces: environment.properties ends a key at the first one)."""
     counts = defaultdict(int)
     for record in records:
         counts[record["verdict"]] += 1
-    return ", ".join(f"{counts[v]} {v}" for v in VERDICT_ORDER if counts[v])
+    return {v: f"{counts[v]} clause{'s' if counts[v] > 1 else ''}" for v in VERDICT_ORDER if counts[v]}
 
 
 def _one_line(message: str) -> str:
@@ -271,5 +328,8 @@ def _footprint_lines(tr, run: KmsRun) -> None:
                   + (f"; fresh clients from {adders}" if adders else ""))
     if run.left_out:
         kinds = sorted(set(run.left_out.values()))
+        safe_only = tr.config.getoption("--safe-only")
         tr.write_line(f"left out on a host that may be production: {len(run.left_out)} clauses "
-                      f"({', '.join(kinds)}): {', '.join(sorted(run.left_out))}; --intrusive runs them")
+                      f"({', '.join(kinds)}): {', '.join(sorted(run.left_out))}; "
+                      + ("--safe-only keeps them out, whatever else asks for them" if safe_only else
+                         "--intrusive runs them"))

@@ -20,7 +20,9 @@ import os
 import resource
 import socket
 import sqlite3
+import sys
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Callable
@@ -87,6 +89,7 @@ class ReferenceHost:
         self.on_pdu: Callable[[str, bytes, Reply], None] | None = None
         self.publish_results: list[tuple[str, bool, str]] = []  # (domain, ok, detail) of the last publication
         self.shared_request = b""  # the shared-request-buffer quirk's one slot
+        self.failing: dict | None = None  # while commits fail: since when, the error, requests closed unanswered
 
     async def start(self, sock: socket.socket | None = None) -> tuple[str, int]:
         """Listen on config.host:port, or on `sock` (a host worker's share of one port)."""
@@ -174,16 +177,48 @@ class ReferenceHost:
         try:
             counts = self.service.count_all([reply.pending.admitted for _, reply in turn]) if turn else []
         except sqlite3.Error as exc:  # nothing was committed, so nothing may be answered
-            self.service.log_record({"result": "error", "reason": f"client table: {exc}"})
+            self._not_recorded(exc, len(turn))
             for connection in connections:
                 connection.queued.clear()
                 connection.close(abort=True)
             return
+        if turn and self.failing is not None:
+            self._recorded_again()
         for (connection, reply), count in zip(turn, counts):
             if connection.session is not None:
                 connection.session.finish(reply, count)
         for connection in connections:
             connection.send_queued()
+
+    def _not_recorded(self, error: sqlite3.Error, requests: int) -> None:
+        """A turn's commit failed: one line when the failures begin (not one per request), then a count."""
+        self.service.log_record({"result": "error", "reason": f"client table: {error}"})
+        if self.failing is None:
+            self.failing = {"since": self.service.clock(), "error": str(error), "requests": 0}
+            self.say(f"cannot record requests in {self.config.db} ({error}): their connections are closed "
+                     f"unanswered until it can")
+        self.failing["requests"] += requests
+
+    def _recorded_again(self) -> None:
+        """The first commit after failures: one line, and the episode kept in the database (host-status)."""
+        episode, self.failing = self.failing, None
+        episode["until"] = self.service.clock()
+        self.say(f"recording again in {self.config.db} after {episode['until'] - episode['since']:.1f} s; "
+                 f"{episode['requests']} request(s) were closed unanswered meanwhile")
+        self.service.log_record({"result": "recovered", "reason": f"client table: {episode['error']}",
+                                 "unanswered": episode["requests"]})
+        store = self.service.store
+        try:
+            store.put("recording_failures", (store.get("recording_failures") or [])[-9:] + [episode])
+        except sqlite3.Error:
+            pass  # failing again: the next turn says so
+
+    def say(self, line: str) -> None:
+        """One line of the host's own log (stderr), stamped, with the worker's number when there are several."""
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.service.clock()))
+        worker = self.service.log_fields.get("worker")
+        print(f"{stamp} kmsconf host{'' if worker is None else f' worker {worker}'}: {line}", file=sys.stderr,
+              flush=True)
 
     def _crash(self) -> None:
         """The crash-on-malformed quirk: stop listening and drop every connection, as a dead host would."""

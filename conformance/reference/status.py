@@ -19,7 +19,9 @@ class NotAHostDatabase(ValueError):
     """The file is missing, not SQLite, or SQLite without a kmsconf host's tables."""
 
 
-def open_readonly(path: str | Path) -> sqlite3.Connection:
+def open_readonly(path: str | Path, fresh: bool = False) -> sqlite3.Connection:
+    """The host database at `path`, read-only; with `fresh`, an SQLite file without any table passes too (what a
+    host may start on)."""
     path = Path(path)
     if not path.is_file():
         raise NotAHostDatabase(f"{path}: no host database there (start `kmsconf host --db {path}` first)")
@@ -29,15 +31,26 @@ def open_readonly(path: str | Path) -> sqlite3.Connection:
         raise NotAHostDatabase(f"{path}: cannot open it read-only ({exc})") from None
     try:
         tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    except sqlite3.DatabaseError:
+    except sqlite3.DatabaseError as exc:
         db.close()
-        raise NotAHostDatabase(f"{path} is not a kmsconf host database (not an SQLite file)") from None
-    if not HOST_TABLES <= tables:
+        if getattr(exc, "sqlite_errorname", "") == "SQLITE_NOTADB":
+            raise NotAHostDatabase(f"{path} is not a kmsconf host database (not an SQLite file)") from None
+        if fresh:
+            raise  # a host starting: the disk's trouble, which the host explains (StoreUnusable)
+        raise NotAHostDatabase(f"{path}: cannot read it ({exc})") from None
+    if not HOST_TABLES <= tables and not (fresh and not tables):
         db.close()
         theirs = ", ".join(sorted(tables)) or "none"
         raise NotAHostDatabase(f"{path} is not a kmsconf host database (its tables: {theirs}; a host's: "
                                f"{', '.join(sorted(HOST_TABLES))})")
     return db
+
+
+def check_host_database(path: str | Path) -> None:
+    """Before a host writes to `path`: no file, an empty one, or a host database; else NotAHostDatabase, and the
+    file is left as it was."""
+    if Path(path).is_file() and Path(path).stat().st_size:
+        open_readonly(path, fresh=True).close()
 
 
 def read_status(path: str | Path, now: float | None = None) -> dict:
@@ -75,4 +88,5 @@ def read_status(path: str | Path, now: float | None = None) -> dict:
         "activation_interval": host.get("activation_interval"),
         "renewal_interval": host.get("renewal_interval"),
         "last_requests": events,
+        "recording_failures": settings.get("recording_failures", []),  # written by the host as each one ends
     }

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .state import ClientTable, Entry, Recorded
+from .status import NotAHostDatabase, check_host_database
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS clients (app_id TEXT, cmid TEXT, last_seen REAL, seq INTEGER, PRIMARY KEY (app_id, cmid))
@@ -40,12 +41,29 @@ DELETE = "DELETE FROM clients WHERE app_id = ? AND cmid = ?"
 CAPACITY = "INSERT OR REPLACE INTO capacity VALUES (?, ?)"
 
 
+class StoreUnusable(Exception):
+    """The host cannot keep its client table in --db: one line, and the exit status: 1 when the disk is full or
+    failing, 2 when the path itself is wrong (a directory that is not there, no permission)."""
+
+    def __init__(self, path: str, error: sqlite3.Error):
+        name = getattr(error, "sqlite_errorname", "")
+        self.status = 1 if name.startswith(("SQLITE_FULL", "SQLITE_IOERR")) else 2
+        why = {"SQLITE_FULL": "the disk is full"}.get(name, "cannot write to the disk" if self.status == 1
+                                                       else "cannot write there")
+        super().__init__(f"--db {path}: {why} ({error})")
+
+
 class Store:
     def __init__(self, path: str | Path = ":memory:"):
         self.path = str(path)
         # an in-memory database dies with the process and nobody else can open it: the table is
         # in memory already, so its rows are not written there (settings still are)
         self.keeps_clients = self.path != ":memory:"
+        if self.keeps_clients:
+            try:  # another program's file is refused before a byte is written
+                check_host_database(self.path)
+            except NotAHostDatabase as exc:
+                raise NotAHostDatabase(f"--db {exc}") from None
         self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         if self.path != ":memory:":
             self.db.execute("PRAGMA journal_mode=WAL")

@@ -16,6 +16,7 @@ from conformance import catalog as catalog_mod
 from conformance.catalog import TIERS, Edition
 from conformance.harness.clauses import get as clause
 from conformance.harness.evidence import Inconclusive, expect, expect_outcome
+from conformance.harness.phases import run_phase
 from conformance.net.outcomes import Response
 from conformance.wire import epid as epid_mod
 
@@ -29,30 +30,46 @@ class Answer(NamedTuple):
     transcript: list
 
 
+def protocol_of(target, edition: Edition) -> int:
+    """The version an edition is asked in: its generation's where the host serves it, else the newest served."""
+    return edition.protocol if edition.protocol in target.serves.served else target.serves.newest
+
+
 def ask(target, edition: Edition) -> Answer:
     """The host's answer to one activation of `edition`, in its generation's protocol where the host serves it."""
-    served = target.serves.served
-    protocol = edition.protocol if edition.protocol in served else target.serves.newest
-    result = target.activate(target.request(protocol, edition=edition))
+    result = target.activate(target.request(protocol_of(target, edition), edition=edition))
     epid = result.response.response.epid if result.response is not None else None
     return Answer(edition, isinstance(result.outcome, Response), result.hresult, epid, result.describe(),
                   result.transcript)
 
 
 @pytest.fixture(scope="module")
-def table1_answers(kms_target) -> dict[str, Answer]:
-    """Edition name -> the host's answer, for every Table 1 edition."""
-    return {edition.name: ask(kms_target, edition) for edition in kms_target.catalog.table1()}
+def edition_answers(kms_target, pytestconfig) -> dict[str, Answer]:
+    """Edition name -> the host's answer, for every Table 1 edition and one edition of each KMS id: one phase
+    (at once where the host allows: harness.phases), each edition asked once."""
+    editions = {e.name: e for e in [*kms_target.catalog.table1(), *first_of_each_kms_id(kms_target.catalog)]}
+    answers = run_phase(pytestconfig, "Table 1 and every KMS id", editions.values(), lambda e: ask(kms_target, e),
+                        lambda e: protocol_of(kms_target, e))
+    return dict(zip(editions, answers))
 
 
-@pytest.fixture(scope="module")
-def kms_id_answers(kms_target) -> dict[uuid.UUID, Answer]:
-    """KMS id -> the host's answer to one edition of it, for every KMS id of the catalog."""
-    catalog = kms_target.catalog
+def first_of_each_kms_id(catalog) -> list[Edition]:
     first: dict[uuid.UUID, Edition] = {}
     for edition in catalog.editions:
         first.setdefault(edition.kms_id, edition)
-    return {kms_id: ask(kms_target, edition) for kms_id, edition in first.items()}
+    return list(first.values())
+
+
+@pytest.fixture(scope="module")
+def table1_answers(kms_target, edition_answers) -> dict[str, Answer]:
+    """Edition name -> the host's answer, for every Table 1 edition."""
+    return {edition.name: edition_answers[edition.name] for edition in kms_target.catalog.table1()}
+
+
+@pytest.fixture(scope="module")
+def kms_id_answers(kms_target, edition_answers) -> dict[uuid.UUID, Answer]:
+    """KMS id -> the host's answer to one edition of it, for every KMS id of the catalog."""
+    return {e.kms_id: edition_answers[e.name] for e in first_of_each_kms_id(kms_target.catalog)}
 
 
 def accepted_tiers(catalog, answers: dict[str, Answer], column: str) -> dict[str, str]:
