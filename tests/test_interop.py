@@ -1,6 +1,6 @@
 """Against the third-party hosts, built outside this project (`interop`; skipped unless VLMCSD names a vlmcsd and
 PYKMS a py-kms checkout): a run against vlmcsd fits a screen and its Allure page counts what summary.json does,
-one against py-kms with its declared deviations passes in at most 25 s."""
+one against py-kms with its declared deviations passes (its time recorded, not asserted)."""
 
 import json
 import os
@@ -56,7 +56,7 @@ def test_a_run_against_vlmcsd_fits_in_150_lines(tmp_path):
     assert declared.returncode == 0 and len(declared.stdout.splitlines()) <= 150, declared.stdout
 
 
-def test_py_kms_with_its_deviations_passes_in_25_seconds(tmp_path):
+def test_py_kms_with_its_deviations_passes(tmp_path, record_property):
     checkout = os.environ.get("PYKMS")
     if not checkout:
         pytest.skip(reason="set PYKMS to a py-kms checkout's py-kms directory (PYKMS_PYTHON: its interpreter)")
@@ -70,7 +70,7 @@ def test_py_kms_with_its_deviations_passes_in_25_seconds(tmp_path):
         host.terminate()
         host.wait(10)
     assert proc.returncode == 0, proc.stdout[-3000:]
-    assert seconds <= 25, f"{seconds:.1f} s"
+    record_property("seconds", round(seconds, 1))  # speed is measured (make bench), never asserted
 
 
 def test_the_report_of_a_vlmcsd_run_counts_each_verdict_as_summary_json_does(tmp_path):
