@@ -26,7 +26,7 @@ def discovery(pytestconfig: pytest.Config):
 
     settings = run_of(pytestconfig).settings
     command = settings.client_cmd
-    if not command and settings.target is None:
+    if not command and settings.embedded:
         discovering, manual = reference_client_command(REFERENCE_DISCOVERY), reference_client_command()
     elif not command:
         pytest.skip(reason='client discovery checks need a client to test: --client-cmd "COMMAND {domain}"')
@@ -47,7 +47,7 @@ def answers(pytestconfig: pytest.Config):
 
     settings = run_of(pytestconfig).settings
     command, report = settings.client_cmd, settings.client_report
-    if not command and settings.target is None:
+    if not command and settings.embedded:
         command, report = reference_client_command(), REFERENCE_REPORT
     elif not command:
         pytest.skip(reason='client conformance checks need a client to test: --client-cmd "COMMAND {host}:{port}"')

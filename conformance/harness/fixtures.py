@@ -125,7 +125,7 @@ def client_run(pytestconfig: pytest.Config, request: pytest.FixtureRequest):
     """What the client under test sent; client checks skip without --client-cmd, saying so."""
     settings = run_of(pytestconfig).settings
     command = settings.client_cmd
-    if not command and settings.target is None and not settings.target_cmd:
+    if not command and settings.embedded:
         command = reference_client_command()  # the embedded run checks the reference client too
     if not command:
         pytest.skip(reason='client conformance checks need a client to test: --client-cmd "COMMAND {host}:{port}"')

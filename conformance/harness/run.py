@@ -43,9 +43,14 @@ class Settings:
     disc_namespace: bool = True  # False (tests only): the discovery lab never uses a private namespace
 
     @property
+    def embedded(self) -> bool:
+        """No host named (--target) or started (--target-cmd): the embedded reference host, and its client."""
+        return self.target is None and not self.target_cmd
+
+    @property
     def client_only(self) -> bool:
-        """--client-cmd without --target: the client is what is under test, not the embedded host."""
-        return bool(self.client_cmd) and self.target is None
+        """--client-cmd without a host under test: the client is what is under test, not the embedded host."""
+        return bool(self.client_cmd) and self.embedded
 
     @property
     def host_name(self) -> str:
