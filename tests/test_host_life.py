@@ -152,7 +152,7 @@ def test_a_host_left_serving_in_part_by_malformed_input_fails_only_rob_001(tmp_p
 
 
 @pytest.mark.parametrize("command, status, says", [
-    ("kmsconf host --listen 127.0.0.1:1688", 2, "put {port} where the target takes the port"),
+    (f"{sys.executable} -m conformance.cli host --listen 127.0.0.1:1688", 2, "put {port} where the target takes the port"),
     (f"{sys.executable} -c 'import sys; print(\"bad flag\"); sys.exit(2)' {{port}}", 3,
      "exited (exit status 2) before listening on 127.0.0.1:"),
     ("sleep 60 {port}", 3, "did not listen on 127.0.0.1:"),
