@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import json
 import shlex
-import socket
 import time
 from pathlib import Path
 
 import pytest
 
-from conformance.net.address import format_address
+from conformance.net.address import format_address, reachable
 
 from .evidence import HostWentDown, Inconclusive
 from .run import VERDICT_PROPERTY, run_of
@@ -241,20 +240,14 @@ def died_during(item: pytest.Item, target, failed: bool = False) -> dict | None:
         return None
     if not target.connect_errors:
         time.sleep(DYING)  # a failure by a reset can be a host in the middle of dying
-    refused = _refused(target)
+    refused = reachable((target.host, target.port), target.timeout)
     if refused is None:
         return None
     return _record_death(item, target, f"the host stopped accepting connections ({refused})", [],
                          restart=managed is not None)
 
 
-def _refused(target) -> str | None:
-    """None when a connection to the host opens, else why not."""
-    try:
-        socket.create_connection((target.host, target.port), timeout=target.timeout).close()
-        return None
-    except OSError as exc:
-        return exc.strerror or str(exc)
+
 
 
 def _record_death(item: pytest.Item, target, what: str, excerpt: list[str], restart: bool) -> dict:
@@ -273,7 +266,6 @@ def _record_death(item: pytest.Item, target, what: str, excerpt: list[str], rest
                   f"replay: {replay}" if replay else None,
                   ("the host's output: " + " | ".join(line for line in excerpt if line.strip())[-1500:])
                   if excerpt else None]))}
-    run = run_of(item.config)
     managed = getattr(target.life, "managed", None)
     if restart and managed is not None and not item.stash.get(_RERUN_DONE, False):
         managed.recover()
@@ -283,7 +275,6 @@ def _record_death(item: pytest.Item, target, what: str, excerpt: list[str], rest
         record["message"] += " (again, on the restarted host)"
     else:
         item.config.stash[DOWN_KEY] = record
-    run.host_deaths.append(record)
     return record
 
 

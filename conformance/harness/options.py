@@ -11,7 +11,6 @@ import argparse
 import re
 import shlex
 import shutil
-import socket
 import sys
 import uuid
 from pathlib import Path
@@ -19,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from conformance.errors import EXIT_UNREACHABLE, EXIT_USAGE, UsageError
-from conformance.net.address import format_address, is_loopback, parse_address
+from conformance.net.address import format_address, is_loopback, parse_address, reachable
 
 from . import clauses as clause_registry
 from .expectations import load_expectations
@@ -266,15 +265,6 @@ def _dns(config: pytest.Config, target: tuple[str, int] | None) -> tuple[str, tu
     if port is None:
         port = target[1] if target else 1688
     return domain, address, port
-
-
-def reachable(address: tuple[str, int], timeout: float) -> str | None:
-    """None when a TCP connection opens, else why not."""
-    try:
-        socket.create_connection(address, timeout=timeout).close()
-        return None
-    except OSError as exc:
-        return exc.strerror or str(exc)
 
 
 def speaks_rpc(address: tuple[str, int], timeout: float) -> str | None:

@@ -99,7 +99,6 @@ class KmsRun:
     footprint: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))  # clause -> "app/CMID" sent
     fuzz_shards: list[dict] = field(default_factory=list)
     left_out: dict[str, str] = field(default_factory=dict)  # clause -> why the footprint rules left it out
-    host_deaths: list[dict] = field(default_factory=list)  # KMS-ROB-006 records of this process
 
     @property
     def target_name(self) -> str:

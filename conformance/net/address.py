@@ -77,3 +77,12 @@ def has_ipv6_loopback() -> bool:
         return True
     except OSError:
         return False
+
+
+def reachable(address: tuple[str, int], timeout: float) -> str | None:
+    """None when a TCP connection opens there, else why not."""
+    try:
+        socket.create_connection(address, timeout=timeout).close()
+        return None
+    except OSError as exc:
+        return exc.strerror or str(exc)

@@ -16,12 +16,10 @@ import os
 import shutil
 import signal
 import tempfile
-import time
 from pathlib import Path
 from typing import Callable
 
 from . import faketime
-from .crashes import CrashReport
 from .monitor import TargetCommand, TargetEvent, TargetProcess
 
 
@@ -31,7 +29,6 @@ class HostDeath:
 
     what: str  # "SIGABRT", "exit status 1", "AddressSanitizer: heap-buffer-overflow (SIGABRT)"
     excerpt: tuple[str, ...]
-    report: CrashReport | None = None
 
     @classmethod
     def of(cls, event: TargetEvent, excerpt: list[str]) -> "HostDeath":
@@ -39,7 +36,7 @@ class HostDeath:
             what = event.death or "an unknown end"
         else:
             what = event.report.label + (f" ({event.death})" if event.death else "")
-        return cls(what, tuple(excerpt), event.report)
+        return cls(what, tuple(excerpt))
 
 
 def is_crash(event: TargetEvent) -> bool:
@@ -59,7 +56,6 @@ class ManagedHost:
         self.process = TargetProcess(command, host, startup_timeout)
         self.clocked = False  # started with libfaketime preloaded
         self.on_address: Callable[[str, int], None] = lambda host, port: None  # the suite's target follows it
-        self.starts: list[tuple[str, float]] = []  # ("fresh" | "restart", seconds it took to serve)
         self.dirty = False  # something was sent since the last fresh start
         self._scratches = 0
         self._reach: str | None = None
@@ -69,32 +65,28 @@ class ManagedHost:
     def address(self) -> tuple[str, int]:
         return self.process.address
 
-    @property
-    def scratch(self) -> Path | None:
-        return self.process.scratch
-
     # --- life ---
     def start(self) -> "ManagedHost":
         self._new_scratch()
-        self._timed("fresh", self.process.start)
+        self._started(self.process.start)
         return self
 
     def fresh(self) -> bool:
         """An empty client table and real time: a new start with a new scratch directory, unless nothing was
         sent since the last one. True when it restarted."""
-        if not self.dirty and (self.clock is None or self.clock.offset == 0) and self.process.alive():
+        if not self.dirty and (self.clock is None or not self.clock.offset) and self.process.alive():
             return False
         port = self.process.port
         self.process.stop()
         self.process.poll()  # what the old process wrote last is its own
         self._new_scratch()
-        self._timed("fresh", lambda: self.process.start(port))
+        self._started(lambda: self.process.start(port))
         return True
 
     def restart(self, first: signal.Signals = signal.SIGTERM) -> None:
         """Stop (SIGTERM, or SIGKILL first: nothing saved on the way out) and start again with the same state
         directory and clock: what the host kept is what it persisted."""
-        self._timed("restart", lambda: self.process.restart(first))
+        self._started(lambda: self.process.restart(first))
 
     def use_clock(self, on: bool) -> None:
         """Restart (keeping the state directory) with libfaketime preloaded, or without it again."""
@@ -109,7 +101,7 @@ class ManagedHost:
     def recover(self) -> None:
         """After a death: start again (same port, same state directory)."""
         self.process.stop()
-        self._timed("restart", lambda: self.process.start(self.process.port))
+        self._started(lambda: self.process.start(self.process.port))
 
     def close(self) -> None:
         self.process.close()
@@ -127,10 +119,8 @@ class ManagedHost:
             self.process.scratch = path
         self.dirty = False
 
-    def _timed(self, kind: str, start: Callable[[], object]) -> None:
-        began = time.monotonic()
+    def _started(self, start: Callable[[], object]) -> None:
         start()
-        self.starts.append((kind, time.monotonic() - began))
         self._reach_known = False  # a new process: look again
         self.on_address(*self.process.address)
 
@@ -162,6 +152,3 @@ class ManagedHost:
         """Crashes since the last look (a dead process's last report read to its end)."""
         events = self.process.poll() if self.process.alive() else self.process.settle(limit=1.0)
         return [HostDeath.of(e, self.process.excerpt(e.line, before=5, after=25)) for e in events if is_crash(e)]
-
-    def output_tail(self, lines: int = 4) -> str:
-        return " | ".join(line for line in self.process.lines()[-lines:] if line.strip()) or "no output"

@@ -233,14 +233,14 @@ class TargetProcess:
         while True:
             if self.proc.poll() is not None:
                 self._reader.join(1.0)
-                last = " | ".join(line for line in self.lines()[-4:] if line.strip()) or "no output"
+                last = self.last_output()
                 raise TargetStartError(f"the target exited ({describe_status(self.proc.returncode)}) before "
                                        f"listening on {format_address(*self.address)}; its last output: {last}")
             if not self._serving():
                 if time.monotonic() > deadline:
                     elsewhere = listening_ports(self.group_pids())
                     self.stop()
-                    last = " | ".join(line for line in self.lines()[-4:] if line.strip()) or "no output"
+                    last = self.last_output()
                     where = (f"it listens on {', '.join(elsewhere)} instead: put {{port}} where it takes its port"
                              if elsewhere else "does it take the port from {port}?")
                     raise TargetStartError(f"the target did not listen on {format_address(*self.address)} within "
@@ -344,6 +344,10 @@ class TargetProcess:
             self._lines.extend(lines)
             self._total += len(lines)
             self._last_output = time.monotonic()
+
+    def last_output(self, count: int = 4) -> str:
+        """Its last non-blank output lines on one line: what a one-line error quotes."""
+        return " | ".join(line for line in self.lines()[-count:] if line.strip()) or "no output"
 
     def mark(self) -> int:
         """The number of the next output line."""
