@@ -26,6 +26,7 @@ from .selection import clause_of, is_clock_check
 
 DEATH_CLAUSE = "KMS-ROB-006"
 DOWN_KEY = pytest.StashKey[dict]()  # the host went down in this process: the ROB-006 record that says so
+DEATHS_KEY = pytest.StashKey[list]()  # every death this process saw (ROB-006's records), for the clause's own check
 RERUN_KEY = pytest.StashKey[bool]()  # this check's first run was cut off by a death: run it once more
 _LIFE_KEY = pytest.StashKey[object]()  # the run's StartedLife, for the hooks that run before fixtures
 _RERUN_DONE = pytest.StashKey[bool]()  # ... and it has been: a second death on it is not run a third time
@@ -275,6 +276,7 @@ def _record_death(item: pytest.Item, target, what: str, excerpt: list[str], rest
         record["message"] += " (again, on the restarted host)"
     else:
         item.config.stash[DOWN_KEY] = record
+    item.config.stash.setdefault(DEATHS_KEY, []).append(record)
     return record
 
 

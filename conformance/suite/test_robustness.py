@@ -14,7 +14,7 @@ import pytest
 
 from conformance.harness.clauses import get as clause
 from conformance.harness.evidence import ClauseFailure, expect, expect_outcome
-from conformance.harness.host_life import DOWN_KEY
+from conformance.harness.host_life import DEATHS_KEY, DOWN_KEY
 from conformance.harness.profile import NotServed
 from conformance.wire import framing, rpc
 
@@ -112,10 +112,11 @@ def test_zz_host_still_serves_after_the_negative_checks(kms_target, protocol):
 
 @pytest.mark.clause("KMS-ROB-006")
 def test_zz_host_stayed_up(kms_target, pytestconfig):
-    # ordered after ROB-001; a death during any check is this clause's failure too (harness.host_life)
-    down = pytestconfig.stash.get(DOWN_KEY, None)
+    # ordered after ROB-001; a death during any check is this clause's failure too (harness.host_life), shown
+    # here once more so that the run's own tally and failure list carry it, with its pcap and replay
+    down = pytestconfig.stash.get(DOWN_KEY, None) or next(iter(pytestconfig.stash.get(DEATHS_KEY, [])), None)
     if down is not None:
-        raise ClauseFailure(down["expected"], down["actual"], detail=down["detail"])
+        raise ClauseFailure(down["expected"], down["actual"], detail=f"{down['message']}; {down['detail']}")
     result = kms_target.alive()
     expect(result.outcome.is_kms_answer, "the host still answers at the end of the run", result.outcome,
            result.transcript)
