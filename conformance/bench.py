@@ -34,7 +34,7 @@ from typing import Iterator
 from conformance import catalog, loadgen
 from conformance.dns.lab import free_port
 from conformance.net.runner import read_pdu
-from conformance.reference.client import build_request
+from conformance.wire.requests import build_request
 from conformance.wire import framing, rpc
 from conformance.wire.layout import IV
 
@@ -123,7 +123,7 @@ class _Echo(asyncio.Protocol):
 
 def serve_echo() -> None:
     """`python -m conformance.bench --echo`: an echo server on a free loopback port (printed), until SIGTERM."""
-    from conformance.reference.host import new_event_loop
+    from conformance.net.loop import new_event_loop
 
     async def main() -> None:
         server = await asyncio.get_running_loop().create_server(_Echo, "127.0.0.1", 0)
@@ -152,8 +152,8 @@ def echo_process() -> Iterator[tuple[str, int]]:
 
 def client_cost_us(protocol: int, rounds: int = 300) -> float:
     """Microseconds per exchange on the client side: build + seal request, open + verify response."""
-    from conformance.reference.config import HostConfig
-    from conformance.reference.service import KmsService
+    from conformance.reference.host.config import HostConfig
+    from conformance.reference.host.service import KmsService
 
     service = KmsService(HostConfig())
     edition = catalog.load().edition(PRODUCTS[protocol])
@@ -323,8 +323,9 @@ def _settle(pids_of, grown: int, timeout: float = 20.0) -> None:
 def idle_connections(vlmcsd: str | None, held: int = IDLE_HELD, sample: int = IDLE_SAMPLE) -> dict:
     """Memory per idle connection (PSS of every host process, over `sample` idle connections), and the
     seconds a client takes to activate while `held` idle connections stay open (median and worst of 3)."""
-    from conformance.reference.client import activate, build_request
-    from conformance.reference.host import raise_fd_limit
+    from conformance.reference.client.activation import activate
+    from conformance.wire.requests import build_request
+    from conformance.net.loop import raise_fd_limit
 
     limit = raise_fd_limit(held + 1024)
     held = min(held, limit - 512)
@@ -371,7 +372,7 @@ def idle_connections(vlmcsd: str | None, held: int = IDLE_HELD, sample: int = ID
 
 
 def run(out: Path, seconds: float, vlmcs: str | None = None, vlmcsd: str | None = None) -> dict:
-    from conformance.reference.host import new_event_loop
+    from conformance.net.loop import new_event_loop
     from conformance.wire.rijndael import native_available
 
     loop = new_event_loop()

@@ -26,8 +26,8 @@ def _print_json(data: object) -> None:
 
 # --- host ---
 def cmd_host(args: argparse.Namespace) -> int:
-    from conformance.reference.config import HostConfig
-    from conformance.reference.host import new_event_loop, raise_fd_limit
+    from conformance.reference.host.config import HostConfig
+    from conformance.net.loop import new_event_loop, raise_fd_limit
 
     host, port = parse_address(args.listen)
     workers = args.workers if args.workers is not None else (1 if args.control else len(os.sched_getaffinity(0)))
@@ -56,7 +56,7 @@ def cmd_host(args: argparse.Namespace) -> int:
         loop_factory().close()  # an unknown or missing loop is a usage error before anything starts
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    from conformance.reference.store import StoreUnusable
+    from conformance.reference.host.store import StoreUnusable
 
     created = config.db != ":memory:" and not Path(config.db).exists()
     try:
@@ -74,8 +74,8 @@ def _host(config, loop_factory) -> int:
     """The host as one process."""
     import sqlite3
 
-    from conformance.reference.host import ReferenceHost
-    from conformance.reference.store import StoreUnusable
+    from conformance.reference.host.server import ReferenceHost
+    from conformance.reference.host.store import StoreUnusable
 
     async def serve() -> None:
         try:
@@ -108,11 +108,11 @@ def _host(config, loop_factory) -> int:
 
 
 def _host_workers(config, workers: int, loop: str) -> int:
-    """The host as `workers` processes on one port (reference/workers.py)."""
+    """The host as `workers` processes on one port (reference/host/workers.py)."""
     import sqlite3
 
-    from conformance.reference.store import StoreUnusable
-    from conformance.reference.workers import Supervisor
+    from conformance.reference.host.store import StoreUnusable
+    from conformance.reference.host.workers import Supervisor
 
     stop = []
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -142,7 +142,7 @@ def _host_workers(config, workers: int, loop: str) -> int:
 
 
 def cmd_host_status(args: argparse.Namespace) -> int:
-    from conformance.reference.status import NotAHostDatabase, read_status
+    from conformance.reference.host.status import NotAHostDatabase, read_status
 
     try:
         status = read_status(args.db)
@@ -193,7 +193,9 @@ def _protocols(text: str) -> tuple[int, ...]:
 # --- client ---
 def cmd_activate(args: argparse.Namespace) -> int:
     from conformance import catalog
-    from conformance.reference.client import BindOptions, activate, build_request
+    from conformance.net.runner import BindOptions
+    from conformance.reference.client.activation import activate
+    from conformance.wire.requests import build_request
 
     if not args.target and not args.discover:
         raise UsageError("give HOST[:PORT] (like /skms) or --discover DOMAIN with --dns-server")
@@ -219,7 +221,7 @@ def cmd_activate(args: argparse.Namespace) -> int:
         except OSError as exc:
             raise Unreachable(format_address(host, port), exc) from None
     else:
-        from conformance.reference.discovery import CACHED_HOST_FILE, DiscoveringClient, DiscoveryError
+        from conformance.reference.client.discovery import CACHED_HOST_FILE, DiscoveringClient, DiscoveryError
 
         if not args.dns_server:
             raise UsageError("--discover needs --dns-server HOST[:PORT]")

@@ -21,11 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from conformance import catalog
-from conformance.reference.client import BindOptions, build_request
+from conformance.net.runner import NDR32_BIND
+from conformance.wire.requests import build_request
 from conformance.wire import framing, ndr, rpc
 
-BIND = rpc.Bind(BindOptions(ndr64=False, btfn=False).contexts(),
-                rpc.Header(rpc.PType.BIND, rpc.FIRST_LAST | rpc.PFC_CONC_MPX, 2)).encode()
 
 
 def request_pdu(product: str, cmid: uuid.UUID, n_policy: int | None = None) -> bytes:
@@ -55,7 +54,7 @@ async def _one_connection(host: str, port: int, requests: list[bytes], result: L
         result.failed += len(requests)
         return
     try:
-        writer.write(BIND)
+        writer.write(NDR32_BIND)
         await asyncio.wait_for(_read_pdu(reader), timeout)
         for pdu in requests:
             writer.write(pdu)

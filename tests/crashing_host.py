@@ -33,11 +33,11 @@ import threading
 import time
 
 from conformance.net.runner import read_pdu
-from conformance.reference.config import HostConfig
-from conformance.reference.rpc_session import RpcSession
-from conformance.reference.service import KmsService
+from conformance.reference.host.config import HostConfig
+from conformance.reference.host.rpc_session import RpcSession
+from conformance.reference.host.service import KmsService
 from conformance.wire import framing, ndr, rpc
-from conformance.wire.messages import DecodeError
+from conformance.wire.errors import DecodeError
 
 ASAN_REPORT = """=================================================================
 ==%(pid)d==ERROR: AddressSanitizer: heap-buffer-overflow on address 0x602000000018 at pc 0x55d5c1a0c2a3 bp 0x7ffcde5010f0 sp 0x7ffcde5008a0

@@ -1,6 +1,6 @@
 """Every fault of the faulty reference host, the clauses it must break (and only those), and what they must say.
 
-A fault is a quirk (conformance/reference/quirks.py, with the settings it shows with) or a
+A fault is a quirk (conformance/faults/quirks.py, with the settings it shows with) or a
 setting a host can be misconfigured with. `pins` names, per broken clause, the part of its
 structured verdict that names the broken rule: ("actual" | "expected", text that must appear).
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from conformance.reference.quirks import Quirk
+from conformance.faults.quirks import Quirk
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,8 @@ import sys
 from pathlib import Path
 
 from conformance.harness import clauses as clause_table
-from conformance.reference.config import HostConfig
-from conformance.reference.host import HostThread
+from conformance.reference.host.config import HostConfig
+from conformance.reference.host.server import HostThread
 
 ROOT = Path(__file__).resolve().parents[1]
 SUITE = ROOT / "conformance" / "suite"

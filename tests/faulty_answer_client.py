@@ -10,7 +10,8 @@ import sys
 from conformance import catalog
 from conformance.net.address import parse_address
 from conformance.net.outcomes import Response
-from conformance.reference.client import activate, build_request
+from conformance.reference.client.activation import activate
+from conformance.wire.requests import build_request
 
 EDITION = "Windows 10/11 Enterprise"  # V6, N = 25: every rule of the answer applies
 # fault -> the kinds of problem (net.outcomes) it overlooks

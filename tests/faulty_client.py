@@ -9,7 +9,7 @@ import uuid
 
 from conformance import catalog
 from conformance.net.runner import BindOptions, Session
-from conformance.reference.client import build_request
+from conformance.wire.requests import build_request
 from conformance.wire import framing
 from conformance.wire.messages import filetime_now
 

@@ -1,7 +1,7 @@
 """The reference client with one discovery fault: `python faulty_discovery_client.py FAULT ARGS...`.
 
 ARGS are `kmsconf activate`'s. Each fault wraps the genuine client (conformance.cli and
-conformance.reference.discovery) from outside: a subclass of DiscoveringClient or a wrapped
+conformance.reference.client.discovery) from outside: a subclass of DiscoveringClient or a wrapped
 function is put in its place, and the genuine code path runs with it. Used to prove each KMS-DISC
 clause fails when a client breaks it (and only that clause).
 """
@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from conformance import cli
-from conformance.reference import discovery
+from conformance.reference.client import discovery
 
 GENUINE_ORDER = discovery.rfc2782_order
 STALE_LIST = "faulty-srv-list.json"  # the stale-list fault keeps its first SRV answer here, beside the cached host

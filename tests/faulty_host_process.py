@@ -16,8 +16,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from conformance.reference.config import HostConfig  # noqa: E402
-from conformance.reference.host import HostThread  # noqa: E402
+from conformance.reference.host.config import HostConfig  # noqa: E402
+from conformance.reference.host.server import HostThread  # noqa: E402
 from faults import FAULTS  # noqa: E402
 
 

@@ -9,10 +9,11 @@ import sys
 import pytest
 
 from conformance import catalog
-from conformance.reference.client import activate, build_request
-from conformance.reference.config import HostConfig
-from conformance.reference.host import HostThread
-from conformance.reference.service import KmsService
+from conformance.reference.client.activation import activate
+from conformance.wire.requests import build_request
+from conformance.reference.host.config import HostConfig
+from conformance.reference.host.server import HostThread
+from conformance.reference.host.service import KmsService
 from faulty import ROOT, SUITE, run_suite
 
 CLIENT_VL = ["--host-key-group", "client-vl"]

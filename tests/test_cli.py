@@ -14,9 +14,11 @@ import pytest
 
 from conformance import catalog
 from conformance.cli import main as kmsconf
-from conformance.reference.client import BindOptions, activate, build_request
-from conformance.reference.config import HostConfig
-from conformance.reference.host import HostThread
+from conformance.net.runner import BindOptions
+from conformance.reference.client.activation import activate
+from conformance.wire.requests import build_request
+from conformance.reference.host.config import HostConfig
+from conformance.reference.host.server import HostThread
 
 REPO = Path(__file__).resolve().parents[1]
 THIRD_PARTY = Path(__file__).resolve().parents[2] / "shared" / "captures" / "third-party"

@@ -8,11 +8,13 @@ import pytest
 
 from conformance import catalog
 from conformance.dns.lab import DnsLab, find_named
-from conformance.reference.client import activate, build_request
-from conformance.reference.config import HostConfig
-from conformance.reference.discovery import (DiscoveringClient, DiscoveryError, Publisher, PublishTarget, SrvRecord,
-                                             query_srv, resolve, rfc2782_order)
-from conformance.reference.host import HostThread
+from conformance.reference.client.activation import activate
+from conformance.wire.requests import build_request
+from conformance.reference.host.config import HostConfig
+from conformance.reference.client.discovery import DiscoveringClient, DiscoveryError, rfc2782_order
+from conformance.reference.host.publish import Publisher, PublishTarget
+from conformance.dns.srv import SrvRecord, query_srv, resolve
+from conformance.reference.host.server import HostThread
 from conformance.wire import hresult
 
 pytestmark = pytest.mark.skipif(find_named() is None, reason="BIND's named not installed (make setup installs bind9)")

@@ -10,8 +10,8 @@ import dns.update
 import pytest
 
 from conformance.dns.lab import DnsLab, find_named
-from conformance.reference.config import HostConfig
-from conformance.reference.host import HostThread
+from conformance.reference.host.config import HostConfig
+from conformance.reference.host.server import HostThread
 from faulty import broken_verdict
 
 pytestmark = pytest.mark.skipif(find_named() is None, reason="BIND's named not installed (make setup installs bind9)")

@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 
 from conformance.harness.expectations import load_expectations, shipped_profiles
-from conformance.reference.config import HostConfig
-from conformance.reference.host import HostThread
+from conformance.reference.host.config import HostConfig
+from conformance.reference.host.server import HostThread
 
 ROOT = Path(__file__).resolve().parents[1]
 

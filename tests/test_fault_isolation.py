@@ -48,7 +48,7 @@ def test_fault_fails_exactly_its_own_clauses(tmp_path, fault):
 
 
 def test_every_quirk_is_a_fault_with_something_to_break():
-    from conformance.reference.quirks import Quirk
+    from conformance.faults.quirks import Quirk
 
     for quirk in Quirk:
         assert quirk.breaks, f"{quirk.value} breaks nothing: a dead fault"
@@ -58,7 +58,7 @@ def test_every_quirk_is_a_fault_with_something_to_break():
 def test_every_pinned_or_hidden_fault_exists():
     # PINS and HIDES are keyed by name: a misspelt key would silently drop its pins or hides. faults.py reads
     # them only by quirk value (misconfiguration faults carry theirs inline), so any other key is dropped too
-    from conformance.reference.quirks import Quirk
+    from conformance.faults.quirks import Quirk
 
     names = {quirk.value for quirk in Quirk}
     assert set(PINS) <= names, sorted(set(PINS) - names)

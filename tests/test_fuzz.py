@@ -13,8 +13,8 @@ from conformance.fuzz.mutators import Seed, apply, mutations
 from conformance.fuzz.program import run_program
 from conformance.fuzz.sequences import Bind, Request, Sequence, render, sequences
 from conformance.net.runner import Runner
-from conformance.reference.config import HostConfig
-from conformance.reference.host import HostThread
+from conformance.reference.host.config import HostConfig
+from conformance.reference.host.server import HostThread
 from conformance.wire import rpc
 
 

@@ -16,8 +16,8 @@ from conformance.fuzz.classes import owes_answer
 from conformance.fuzz.mutators import Seed
 from conformance.fuzz.program import Program, Step, run_program
 from conformance.net.runner import Runner
-from conformance.reference.config import HostConfig
-from conformance.reference.host import HostThread
+from conformance.reference.host.config import HostConfig
+from conformance.reference.host.server import HostThread
 
 ROOT = Path(__file__).resolve().parents[1]
 

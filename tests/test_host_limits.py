@@ -11,9 +11,10 @@ import pytest
 
 from conformance import catalog, loadgen
 from conformance.net.runner import read_pdu
-from conformance.reference.client import activate, build_request
-from conformance.reference.config import HostConfig
-from conformance.reference.host import HostThread
+from conformance.reference.client.activation import activate
+from conformance.wire.requests import build_request
+from conformance.reference.host.config import HostConfig
+from conformance.reference.host.server import HostThread
 from conformance.wire import rpc
 
 

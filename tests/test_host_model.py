@@ -6,7 +6,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
-from conformance.reference.state import ENTRY_LIFETIME_SECONDS, ClientTable
+from conformance.reference.host.state import ENTRY_LIFETIME_SECONDS, ClientTable
 
 APP = uuid.UUID("55c92734-d682-4d71-983e-d6ec3f16059f")
 

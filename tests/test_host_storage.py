@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from conformance import catalog
-from conformance.reference.client import activate, build_request
+from conformance.reference.client.activation import activate
+from conformance.wire.requests import build_request
 
 ROOT = Path(__file__).resolve().parents[1]
 UNLIMITED = (resource.RLIM_INFINITY, resource.RLIM_INFINITY)

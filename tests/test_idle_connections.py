@@ -7,7 +7,8 @@ import time
 import pytest
 
 from conformance import catalog, loadgen
-from conformance.reference.client import activate, build_request
+from conformance.reference.client.activation import activate
+from conformance.wire.requests import build_request
 
 HELD = 10_000
 MAX_CONNECTIONS = 2048  # the host's default, per worker

@@ -11,10 +11,11 @@ from impacket.dcerpc.v5 import rpcrt
 from impacket.uuid import bin_to_uuidtup
 
 from conformance import catalog
-from conformance.reference.client import BindOptions, build_request
-from conformance.reference.config import HostConfig
-from conformance.reference.rpc_session import RpcSession
-from conformance.reference.service import KmsService
+from conformance.net.runner import BindOptions
+from conformance.wire.requests import build_request
+from conformance.reference.host.config import HostConfig
+from conformance.reference.host.rpc_session import RpcSession
+from conformance.reference.host.service import KmsService
 from conformance.wire import framing, ndr, rpc
 
 

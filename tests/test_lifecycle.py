@@ -4,8 +4,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conformance.reference.lifecycle import (DAY, FAILURE_RETRY_MINUTES, REARM_LIMIT, VALIDITY_MINUTES, Answer,
-                                             ClientLifecycle, Licence, RearmLimitReached)
+from conformance.reference.client.lifecycle import (DAY, FAILURE_RETRY_MINUTES, REARM_LIMIT, VALIDITY_MINUTES, Answer, ClientLifecycle, Licence, RearmLimitReached)
 from conformance.reference.simulate import simulate
 
 # one attempt's outcome: unreachable host, a count below N, or enough (with the host's intervals)

@@ -17,8 +17,8 @@ import uuid
 import pytest
 
 from conformance import loadgen
-from conformance.reference.config import HostConfig
-from conformance.reference.host import HostThread
+from conformance.reference.host.config import HostConfig
+from conformance.reference.host.server import HostThread
 
 PRODUCT = "Windows 10/11 Enterprise"  # V6, N = 25: the cache holds 50
 PER_CONNECTION = 100  # requests over each connection

@@ -4,9 +4,9 @@ import json
 
 from conformance.pcap.decode import decode_tcp, exchanges_json
 from conformance.pcap.reader import TcpConnection
-from conformance.reference.config import HostConfig
-from conformance.reference.rpc_session import RpcSession
-from conformance.reference.service import KmsService
+from conformance.reference.host.config import HostConfig
+from conformance.reference.host.rpc_session import RpcSession
+from conformance.reference.host.service import KmsService
 from conformance.wire import epid, rpc
 from conformance.wire.exchange import iso_time
 

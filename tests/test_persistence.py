@@ -13,7 +13,8 @@ import uuid
 import pytest
 
 from conformance import catalog
-from conformance.reference.client import activate, build_request
+from conformance.reference.client.activation import activate
+from conformance.wire.requests import build_request
 
 EDITION = "Windows Server 2019 Datacenter"
 N_POLICY = 1000  # with --max-cache 2000: larger than any load before the kill, so every answered CMID stays in it

@@ -5,8 +5,8 @@ import json
 import subprocess
 import sys
 
-from conformance.reference.config import HostConfig
-from conformance.reference.host import HostThread
+from conformance.reference.host.config import HostConfig
+from conformance.reference.host.server import HostThread
 from faulty import ROOT, SUITE
 from forwarder import Forwarder
 

@@ -12,8 +12,8 @@ import pytest
 
 from conformance.harness import clauses
 from conformance.net.address import has_ipv6_loopback
-from conformance.reference.config import HostConfig
-from conformance.reference.host import HostThread
+from conformance.reference.host.config import HostConfig
+from conformance.reference.host.server import HostThread
 
 ROOT = Path(__file__).resolve().parents[1]
 no_ipv6 = pytest.mark.skipif(not has_ipv6_loopback(), reason="this machine has no IPv6 loopback (::1)")

@@ -4,8 +4,8 @@ from pathlib import Path
 
 from conformance.cli import main
 from conformance.pcap.replay import DIFFERS, differences, replay
-from conformance.reference.config import HostConfig
-from conformance.reference.host import HostThread
+from conformance.reference.host.config import HostConfig
+from conformance.reference.host.server import HostThread
 
 CAPTURES = Path(__file__).resolve().parents[1] / "captures" / "reference"
 

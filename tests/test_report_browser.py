@@ -14,9 +14,10 @@ import pytest
 
 from conformance import catalog
 from conformance.harness.allure_labels import STATUS
-from conformance.reference.client import activate, build_request
-from conformance.reference.config import HostConfig
-from conformance.reference.host import HostThread
+from conformance.reference.client.activation import activate
+from conformance.wire.requests import build_request
+from conformance.reference.host.config import HostConfig
+from conformance.reference.host.server import HostThread
 
 ROOT = Path(__file__).resolve().parents[1]
 ALLURE = ROOT / "node_modules" / ".bin" / "allure"

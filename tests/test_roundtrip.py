@@ -11,7 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conformance.wire import crypto, framing, ndr, rpc
-from conformance.wire.messages import DecodeError, KmsRequest, KmsResponse
+from conformance.wire.errors import DecodeError
+from conformance.wire.messages import KmsRequest, KmsResponse
 
 PROPS = settings(max_examples=60, deadline=None)
 u8 = st.integers(0, 2**8 - 1)

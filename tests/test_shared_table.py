@@ -1,4 +1,4 @@
-"""The workers' shared client table (reference/shared.py): two stores over one real SQLite file or one real
+"""The workers' shared client table (reference/host/shared.py): two stores over one real SQLite file or one real
 shared-memory ring, used in turn as two workers would, count exactly as one table fed the same records."""
 
 import random
@@ -6,8 +6,8 @@ import uuid
 
 import pytest
 
-from conformance.reference.shared import Ring, RingLapped, RingStore, SharedStore
-from conformance.reference.state import ClientTable
+from conformance.reference.host.shared import Ring, RingLapped, RingStore, SharedStore
+from conformance.reference.host.state import ClientTable
 
 APPS = [uuid.UUID("55c92734-d682-4d71-983e-d6ec3f16059f"), uuid.UUID("59a52881-a989-479d-af46-f275c6370663")]
 DAY = 86400
@@ -83,7 +83,7 @@ def test_a_worker_lapped_by_the_ring_knows_it(tmp_path):
 
 def test_a_worker_behind_a_trimmed_journal_reloads_the_table(tmp_path):
     """The journal keeps JOURNAL_KEEP records; a worker further behind starts again from the table itself."""
-    from conformance.reference.shared import JOURNAL_KEEP
+    from conformance.reference.host.shared import JOURNAL_KEEP
 
     busy, idle = SharedStore(tmp_path / "host.sqlite"), SharedStore(tmp_path / "host.sqlite")
     busy_table, idle_table, model = ClientTable(), ClientTable(), ClientTable()

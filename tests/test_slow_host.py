@@ -8,8 +8,8 @@ from pathlib import Path
 
 from forwarder import Forwarder
 
-from conformance.reference.config import HostConfig
-from conformance.reference.host import HostThread
+from conformance.reference.host.config import HostConfig
+from conformance.reference.host.server import HostThread
 
 ROOT = Path(__file__).resolve().parents[1]
 DELAY = 0.1  # seconds added to every answer

@@ -1,12 +1,12 @@
-"""The host's counting rules (reference/state.py) and their SQLite persistence (reference/store.py)."""
+"""The host's counting rules (reference/host/state.py) and their SQLite persistence (reference/host/store.py)."""
 
 import sqlite3
 import uuid
 
 
-from conformance.reference.state import ENTRY_LIFETIME_SECONDS, ClientTable, Entry
-from conformance.reference.status import read_status
-from conformance.reference.store import Store
+from conformance.reference.host.state import ENTRY_LIFETIME_SECONDS, ClientTable, Entry
+from conformance.reference.host.status import read_status
+from conformance.reference.host.store import Store
 
 WINDOWS = uuid.UUID("55c92734-d682-4d71-983e-d6ec3f16059f")
 OFFICE = uuid.UUID("59a52881-a989-479d-af46-f275c6370663")

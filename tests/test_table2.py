@@ -3,9 +3,9 @@
 import pytest
 
 from conformance import catalog as catalog_mod
-from conformance.reference.client import build_request
-from conformance.reference.config import HostConfig
-from conformance.reference.service import KmsService
+from conformance.wire.requests import build_request
+from conformance.reference.host.config import HostConfig
+from conformance.reference.host.service import KmsService
 from conformance.wire import framing, hresult
 
 CATALOG = catalog_mod.load()

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from conformance.net.address import free_port
-from conformance.reference.config import HostConfig
-from conformance.reference.host import HostThread
+from conformance.reference.host.config import HostConfig
+from conformance.reference.host.server import HostThread
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -13,7 +13,8 @@ from conformance.dns.namespace import unavailable
 from conformance.harness import clauses, multinomial
 from conformance.harness.discovery_lab import DiscoveryLab
 from conformance.harness.discovery_mode import scenarios, weight_hosts, weight_test
-from conformance.reference.discovery import SrvRecord, rfc2782_order
+from conformance.dns.srv import SrvRecord
+from conformance.reference.client.discovery import rfc2782_order
 from faulty_discovery_client import ignore_weight
 
 RULE = clauses.get("KMS-DISC-003").expect

@@ -16,9 +16,11 @@ import pytest
 
 from conformance import catalog
 from conformance.cli import main as kmsconf
-from conformance.reference.client import BindOptions, activate, build_request
-from conformance.reference.config import HostConfig
-from conformance.reference.host import HostThread
+from conformance.net.runner import BindOptions
+from conformance.reference.client.activation import activate
+from conformance.wire.requests import build_request
+from conformance.reference.host.config import HostConfig
+from conformance.reference.host.server import HostThread
 from conformance.wire import rpc
 
 pytestmark = pytest.mark.skipif(shutil.which("tshark") is None,

@@ -15,7 +15,7 @@ import pytest
 
 from conformance import loadgen
 from conformance.dns.lab import DnsLab, find_named
-from conformance.reference.discovery import query_srv
+from conformance.dns.srv import query_srv
 
 PRODUCT = "Windows 10/11 Enterprise"
 N_POLICY = 500  # with --max-cache 1000, a cache of 1000: every one of 1,000 new CMIDs raises the count, each once

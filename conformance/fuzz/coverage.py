@@ -36,11 +36,11 @@ with atheris.instrument_imports(include=["conformance"], exclude=["conformance.w
     from conformance import catalog as catalog_mod
     from conformance.pcap import decode as pcap_decode
     from conformance.pcap.reader import CaptureError, TcpConnection, read_connections
-    from conformance.reference.config import HostConfig
-    from conformance.reference.rpc_session import RpcSession
-    from conformance.reference.service import KmsService
+    from conformance.reference.host.config import HostConfig
+    from conformance.reference.host.rpc_session import RpcSession
+    from conformance.reference.host.service import KmsService
     from conformance.wire import epid, framing, messages, ndr, rpc
-    from conformance.wire.messages import DecodeError
+    from conformance.wire.errors import DecodeError
 
 STRICT = os.environ.get("CONFORMANCE_FUZZ_STRICT") == "1"
 REPO = Path(__file__).resolve().parents[2]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Coroutine
 
-from conformance.reference.host import new_event_loop
+from conformance.net.loop import new_event_loop
 
 
 class InFlight:

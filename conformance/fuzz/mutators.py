@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from hypothesis import strategies as st
 
 from conformance import catalog
-from conformance.loadgen import BIND as STANDARD_BIND  # the NDR32-only bind the load generator sends too
-from conformance.reference.client import build_request
+from conformance.net.runner import NDR32_BIND
+from conformance.wire.requests import build_request
 from conformance.wire import crypto, framing, ndr, rpc
 from conformance.wire.layout import IV
 from conformance.wire.messages import KmsRequest, filetime_now
@@ -159,7 +159,7 @@ def _request_pdu(payload: bytes) -> bytes:
 
 def apply(seed: Seed, mutation: Mutation) -> tuple[bytes, bytes]:
     """(bind bytes, request bytes) with the mutation applied; KMS-field mutations are re-encrypted."""
-    bind = STANDARD_BIND
+    bind = NDR32_BIND
     request, payload = seed.sealed()
     if mutation.target == "kms":
         try:  # re-sealed with the seed's IV: the ciphertext changes from the changed block on, not all of it

@@ -20,7 +20,8 @@ from pathlib import Path
 from conformance.net.outcomes import Closed, Outcome, SentRequest, Silent, Undecodable, Unreachable
 from conformance.net.runner import AsyncSession, whole_pdu
 from conformance.wire import framing, rpc
-from conformance.wire.messages import DecodeError, KmsRequest
+from conformance.wire.errors import DecodeError
+from conformance.wire.messages import KmsRequest
 
 from .classes import FINDING_CLASSES, Run, fuzz_class, silence_class
 from .mutators import BIND_FIELDS, HEADER_FIELDS, REQUEST_FIELDS

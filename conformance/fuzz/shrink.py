@@ -17,7 +17,8 @@ from typing import Callable, Sequence, TypeVar
 
 from conformance.wire import framing
 from conformance.wire.layout import IV
-from conformance.wire.messages import DecodeError, KmsRequest
+from conformance.wire.errors import DecodeError
+from conformance.wire.messages import KmsRequest
 
 from .program import Program
 

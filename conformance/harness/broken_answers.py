@@ -10,8 +10,8 @@ from __future__ import annotations
 import struct
 import uuid
 
-from conformance.reference.config import HostConfig
-from conformance.reference.service import Admitted, KmsService, Outcome
+from conformance.reference.host.config import HostConfig
+from conformance.reference.host.service import Admitted, KmsService, Outcome
 from conformance.wire import crypto, framing, hresult, layout
 from conformance.wire.messages import KmsResponse
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from conformance.reference.config import HostConfig
-from conformance.reference.host import HostThread
-from conformance.reference.rpc_session import Reply
-from conformance.reference.service import KmsService
+from conformance.reference.host.config import HostConfig
+from conformance.reference.host.server import HostThread
+from conformance.reference.host.rpc_session import Reply
+from conformance.reference.host.service import KmsService
 from conformance.wire import ndr, rpc
-from conformance.wire.messages import DecodeError, peek_version
+from conformance.wire.errors import DecodeError
+from conformance.wire.messages import peek_version
 
 from .client_process import fill, run_process
 

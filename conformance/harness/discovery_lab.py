@@ -32,9 +32,9 @@ from conformance.dns.lab import DnsLab
 from conformance.dns.namespace import Namespace
 from conformance.dns.querylog import Query
 from conformance.net.address import format_address
-from conformance.reference.config import HostConfig
-from conformance.reference.discovery import SRV_LABEL
-from conformance.reference.host import HostThread
+from conformance.reference.host.config import HostConfig
+from conformance.dns.srv import SRV_LABEL
+from conformance.reference.host.server import HostThread
 
 from .client_mode import ClientRun, RecordedPdu, recording
 from .client_process import ProcessResult, fill, run_process

@@ -30,8 +30,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 def kms_target(pytestconfig: pytest.Config):
     """The host under test: --target as it is, --target-cmd started (and restarted) by the suite, or the
     embedded reference host."""
-    from conformance.reference.config import HostConfig
-    from conformance.reference.host import HostThread
+    from conformance.reference.host.config import HostConfig
+    from conformance.reference.host.server import HostThread
 
     from conformance.net.control import ControlChannel
 
@@ -160,7 +160,7 @@ def dns_deployment(pytestconfig: pytest.Config, kms_target):
         yield DnsDeployment(*settings.dns)
         return
     from conformance.dns.lab import DnsLab, find_named
-    from conformance.reference.discovery import Publisher, PublishTarget
+    from conformance.reference.host.publish import Publisher, PublishTarget
 
     if not kms_target.embedded:
         pytest.skip(reason="DNS checks need --dns-domain DOMAIN --dns-server HOST:PORT for a target's deployment")

@@ -287,7 +287,7 @@ def control_belongs(control: tuple[str, int], target: tuple[str, int], timeout: 
     counter of answered requests), else why not. A port-forward in between is fine."""
     from conformance import catalog
     from conformance.net.runner import Runner
-    from conformance.reference.client import build_request
+    from conformance.wire.requests import build_request
 
     from conformance.net.control import ControlChannel
 

@@ -15,7 +15,7 @@ from conformance import catalog as catalog_mod
 from conformance.net.address import format_address
 from conformance.net.outcomes import Activation, Outcome, Response
 from conformance.net.runner import BindOptions, Runner, Session, Transcript
-from conformance.reference.client import build_request
+from conformance.wire.requests import build_request
 from conformance.wire.messages import KmsRequest, filetime_now
 
 from .profile import HostProfile

@@ -18,7 +18,8 @@ from conformance.wire import framing, hresult, ndr, rpc
 from conformance.wire.epid import Epid
 from conformance.wire.exchange import request_fields, response_fields
 from conformance.wire.layout import IV
-from conformance.wire.messages import DecodeError, KmsRequest, peek_version
+from conformance.wire.errors import DecodeError
+from conformance.wire.messages import KmsRequest, peek_version
 
 
 class Outcome:

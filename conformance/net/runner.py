@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from typing import Callable
 
 from conformance.wire import framing, ndr, rpc
-from conformance.wire.messages import DecodeError, KmsRequest
+from conformance.wire.errors import DecodeError
+from conformance.wire.messages import KmsRequest
 
 from .outcomes import (Activation, AlterContextResp, BindAck, Closed, Outcome, SentRequest, Silent, Undecodable,
                        Unreachable, classify)
@@ -44,6 +45,11 @@ class BindOptions:
     @property
     def flags(self) -> int:
         return rpc.FIRST_LAST | (rpc.PFC_CONC_MPX if self.multiplex else 0)
+
+
+# the NDR32-only bind (call 2) that the load generator and the fuzzer's mutations start from
+NDR32_BIND = rpc.Bind(BindOptions(ndr64=False, btfn=False).contexts(),
+                      rpc.Header(rpc.PType.BIND, rpc.FIRST_LAST | rpc.PFC_CONC_MPX, 2)).encode()
 
 
 class PduStreamError(ConnectionError):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from conformance.wire import rpc
 from conformance.wire.exchange import Exchange, decode_connection
-from conformance.wire.messages import DecodeError
+from conformance.wire.errors import DecodeError
 
 from .reader import CaptureError, TcpConnection, read_connections
 

@@ -13,9 +13,9 @@ from typing import Callable
 
 from conformance import catalog
 from conformance.net.runner import BindOptions, Session
-from conformance.reference.client import build_request
-from conformance.reference.config import HostConfig
-from conformance.reference.host import HostThread
+from conformance.wire.requests import build_request
+from conformance.reference.host.config import HostConfig
+from conformance.reference.host.server import HostThread
 from conformance.wire import framing
 from conformance.wire.messages import filetime_now
 

@@ -27,7 +27,8 @@ def _le_uuid(name: str) -> UUIDField:
 
 class Utf16Field(StrLenField):
     def i2repr(self, pkt, value):
-        from conformance.wire.messages import DecodeError, decode_utf16z
+        from conformance.wire.errors import DecodeError
+        from conformance.wire.messages import decode_utf16z
 
         try:
             return repr(decode_utf16z(bytes(value or b""), self.name)[0])  # bytes after the NUL are not text

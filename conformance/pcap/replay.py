@@ -16,7 +16,8 @@ from conformance.net.runner import Session
 from conformance.wire import epid as epid_mod
 from conformance.wire import framing, ndr, rpc
 from conformance.wire.exchange import Connection, Exchange, decode_kms
-from conformance.wire.messages import DecodeError, filetime_now
+from conformance.wire.errors import DecodeError
+from conformance.wire.messages import filetime_now
 
 from .decode import decode_capture
 

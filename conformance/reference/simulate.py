@@ -15,9 +15,9 @@ from conformance import catalog as catalog_mod
 from conformance.wire import framing
 from conformance.wire.messages import FILETIME_UNIX_EPOCH, KmsRequest
 
-from .config import HostConfig
-from .lifecycle import DAY, Answer, ClientLifecycle, Licence
-from .service import KmsService
+from .host.config import HostConfig
+from .client.lifecycle import DAY, Answer, ClientLifecycle, Licence
+from .host.service import KmsService
 
 CLIENT_EDITION = "Windows 10/11 Enterprise"
 SERVER_EDITION = "Windows Server 2019 Datacenter"

@@ -13,7 +13,7 @@ from conformance.harness.clauses import get as clause
 from conformance.harness.discovery_lab import ANSWERS, REFUSES, DiscoveryRun
 from conformance.harness.discovery_mode import weight_test
 from conformance.harness.evidence import ClauseFailure, Inconclusive, expect
-from conformance.reference.discovery import SRV_LABEL
+from conformance.dns.srv import SRV_LABEL
 
 UNSEEN_REFUSALS = ("without the namespace (root) connection attempts to refusing hosts and to addresses nobody "
                    "serves are not seen")

@@ -6,9 +6,10 @@ import ipaddress
 
 import pytest
 
+from conformance.dns.srv import query_srv, resolve
 from conformance.harness.evidence import expect
-from conformance.reference.client import activate
-from conformance.reference.discovery import query_srv, resolve
+from conformance.net.outcomes import Unreachable
+from conformance.net.runner import Runner
 
 
 def records_of(deployment):
@@ -49,9 +50,8 @@ def test_srv_targets_resolve(dns_deployment):
 def test_advertised_hosts_answer(dns_deployment, kms_target):
     for record in records_of(dns_deployment):
         for address in resolve(record.target, dns_deployment.server):
-            try:
-                result = activate(address, record.port, kms_target.alive_request(), timeout=kms_target.timeout)
-            except OSError as exc:
-                expect(False, f"{record.target} ({address}:{record.port}) answers", f"unreachable: {exc}")
+            result = Runner(address, record.port, kms_target.timeout).activate(kms_target.alive_request())
+            if isinstance(result.outcome, Unreachable):
+                expect(False, f"{record.target} ({address}:{record.port}) answers", f"unreachable: {result.outcome.error}")
             expect(result.outcome.is_kms_answer, f"{record.target} ({address}:{record.port}) answers a KMS request",
                    result.outcome, result.transcript)

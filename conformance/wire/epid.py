@@ -10,7 +10,7 @@ import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .messages import DecodeError
+from .errors import DecodeError
 
 if TYPE_CHECKING:
     from conformance.catalog import Catalog, HostBuild, HostKey

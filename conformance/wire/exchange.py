@@ -12,7 +12,8 @@ from typing import Any
 
 from . import framing, hresult, ndr, rpc
 from .layout import IV
-from .messages import DecodeError, datetime_from_filetime, peek_version
+from .errors import DecodeError
+from .messages import datetime_from_filetime, peek_version
 
 
 def iso_time(filetime: int) -> str:

@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 
 from . import crypto
 from .layout import ENVELOPE, HWID_SIZE, IV, RESPONSE_TRAILER
-from .messages import REQUEST_BASE_SIZE, DecodeError, KmsRequest, KmsResponse, peek_version
+from .errors import DecodeError
+from .messages import REQUEST_BASE_SIZE, KmsRequest, KmsResponse, peek_version
 
 SUPPORTED_MAJORS = (4, 5, 6)
 V4_REQUEST_SIZE = REQUEST_BASE_SIZE + 16

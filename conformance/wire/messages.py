@@ -13,6 +13,8 @@ import struct
 import uuid
 from dataclasses import dataclass, field
 
+from .errors import DecodeError
+
 REQUEST_BASE_SIZE = 236
 WORKSTATION_BYTES = 128
 WORKSTATION_MAX_CHARS = 63
@@ -20,10 +22,6 @@ RESPONSE_FIXED_SIZE = 44
 MAX_PID_SIZE = 128
 
 FILETIME_UNIX_EPOCH = 116444736000000000  # 1970-01-01 in 100 ns ticks since 1601
-
-
-class DecodeError(ValueError):
-    """Bytes that do not form the structure asked for; the message says which field and why."""
 
 
 def filetime_from_datetime(when: dt.datetime) -> int:

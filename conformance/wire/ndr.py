@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import struct
 
-from .messages import DecodeError
+from .errors import DecodeError
 
 UNIQUE_REFERENT = 0x00020000
 

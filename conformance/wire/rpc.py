@@ -12,7 +12,7 @@ import uuid
 from dataclasses import dataclass, field
 from enum import IntEnum
 
-from .messages import DecodeError
+from .errors import DecodeError
 
 HEADER_SIZE = 16
 DREP_LE = b"\x10\x00\x00\x00"

@@ -9,10 +9,10 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from conformance.wire import hresult, ndr, rpc
-from conformance.wire.messages import DecodeError
+from conformance.wire.errors import DecodeError
 
 from .config import HostConfig
-from .quirks import Quirk
+from conformance.faults.quirks import Quirk
 from .service import Admitted, KmsService, Outcome
 
 _assoc_groups = itertools.count(random.randrange(0x10000000, 0x7FFFFFFF))

@@ -17,7 +17,6 @@ import asyncio
 import contextlib
 import json
 import os
-import resource
 import socket
 import sqlite3
 import sys
@@ -27,10 +26,11 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Callable
 
+from conformance.net.loop import new_event_loop
 from conformance.wire import rpc
 
 from .config import HostConfig
-from .quirks import Quirk
+from conformance.faults.quirks import Quirk
 from .rpc_session import Reply, RpcSession
 from .service import Clock, KmsService, Outcome
 
@@ -52,22 +52,12 @@ def _malformed(reply: Reply) -> bool:
 
 
 def dns_publisher(config: HostConfig, address: tuple[str, int], log: Callable[[dict], None]):
-    from .discovery import Publisher, PublishTarget
+    from .publish import Publisher, PublishTarget
 
     if config.dns_server is None or not config.dns_publish_list:
         raise ValueError("DNS publishing needs a DNS server and at least one domain to publish in")
     targets = [PublishTarget.parse(entry) for entry in config.dns_publish_list]
     return Publisher(config.dns_server, config.dns_hostname, address[0], address[1], targets, log=log)
-
-
-def raise_fd_limit(wanted: int) -> int:
-    """Raise this process's open-file limit towards `wanted` (up to the hard limit); the limit it got."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
-    if soft != resource.RLIM_INFINITY and soft < target:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-        soft = target
-    return soft
 
 
 class ReferenceHost:
@@ -474,21 +464,6 @@ class KmsConnection(asyncio.Protocol):
         if self.session is not None:
             self.session = None
             self.release()
-
-
-def new_event_loop(kind: str = "auto") -> asyncio.AbstractEventLoop:
-    """uvloop (libuv) when installed: about a third less loop overhead per exchange than asyncio's own."""
-    if kind not in ("auto", "asyncio", "uvloop"):
-        raise ValueError(f"event loop {kind!r}: auto, asyncio or uvloop")
-    if kind != "asyncio":
-        try:
-            import uvloop
-        except ImportError:
-            if kind == "uvloop":
-                raise ValueError("uvloop is not installed (pip install uvloop)") from None
-        else:
-            return uvloop.new_event_loop()
-    return asyncio.new_event_loop()
 
 
 class HostThread:

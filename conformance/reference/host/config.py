@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .quirks import Quirk
+from conformance.faults.quirks import Quirk
 
 DEFAULT_PORT = 1688
 DEFAULT_ACTIVATION_INTERVAL = 120  # minutes (/sai)

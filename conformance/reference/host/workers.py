@@ -113,7 +113,7 @@ class Supervisor:
         finally:
             os.close(ready_r)
         if self.config.dns_publish:
-            from .host import dns_publisher
+            from .server import dns_publisher
 
             self.publish_results = dns_publisher(self.config, self.address, service.log_record).publish()
         return self.address
@@ -153,7 +153,7 @@ class Supervisor:
                 process.kill()
                 process.join(5)
         if self.config.dns_publish and self.config.dns_unpublish_on_exit and self.address:
-            from .host import dns_publisher
+            from .server import dns_publisher
 
             dns_publisher(self.config, self.address, lambda record: None).unpublish()
         for fd in (self._alive_r, self._alive_w):
@@ -171,7 +171,9 @@ KEEP_UP_SECONDS = 0.25  # how often an idle worker replays the others' records (
 
 def _worker(index: int, config: HostConfig, ring: Ring | None, scratch: str | None, sock: socket.socket,
             others: list[socket.socket], loop: str, ready_w: int, alive_r: int, alive_w: int) -> None:
-    from .host import ReferenceHost, new_event_loop
+    from conformance.net.loop import new_event_loop
+
+    from .server import ReferenceHost
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, signal.SIG_DFL)  # not the supervisor's handlers: stopped while starting, it just goes

@@ -14,10 +14,11 @@ from typing import Callable, NamedTuple, TextIO
 
 from conformance import catalog as catalog_mod
 from conformance.wire import crypto, epid, framing, hresult, layout
-from conformance.wire.messages import FILETIME_UNIX_EPOCH, DecodeError, KmsRequest, KmsResponse, peek_version
+from conformance.wire.messages import FILETIME_UNIX_EPOCH, KmsRequest, KmsResponse, peek_version
+from conformance.wire.errors import DecodeError
 
 from .config import HostConfig
-from .quirks import Quirk
+from conformance.faults.quirks import Quirk
 from .state import ClientTable
 from .store import Store
 
