@@ -6,6 +6,9 @@ PY := $(VENV)/bin/python
 PYTEST := $(VENV)/bin/pytest
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 NODE_BIN := node_modules/.bin
+# Python caches its compiled modules here even where the machine turns that off (PYTHONDONTWRITEBYTECODE):
+# the tests start the suite and the CLI hundreds of times, and each would compile the package anew.
+export PYTHONDONTWRITEBYTECODE :=
 
 .PHONY: setup setup-python setup-system setup-allure run test bench captures report fuzz-long soak clean
 

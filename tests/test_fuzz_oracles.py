@@ -86,16 +86,17 @@ def reference_host(*args: str) -> tuple[subprocess.Popen, str]:
     return proc, line.split()[-1]
 
 
-def test_sixty_seconds_against_the_reference_host_find_nothing_and_say_how_far_they_are(tmp_path):
+def test_twenty_seconds_against_the_reference_host_find_nothing_and_say_how_far_they_are(tmp_path):
+    """The default run's campaign; the ten-minute one below is make fuzz-long's."""
     host, address = reference_host()
     try:
-        proc = kmsconf("fuzz", "--target", address, "--budget", "60", "--findings", str(tmp_path), timeout=300)
+        proc = kmsconf("fuzz", "--target", address, "--budget", "20", "--findings", str(tmp_path), timeout=300)
     finally:
         host.terminate()
         host.wait(10)
     progress = [line for line in proc.stderr.splitlines() if line.startswith("fuzz: ")]
     assert proc.returncode == 0 and "FINDING" not in proc.stdout, proc.stdout[-3000:]
-    assert len(progress) >= 6, "a line every few seconds, though stderr is no terminal: " + proc.stderr[-1000:]
+    assert len(progress) >= 3, "a line every five seconds, though stderr is no terminal: " + proc.stderr[-1000:]
     assert not list(tmp_path.iterdir())
 
 

@@ -21,6 +21,7 @@ import pytest
 from conformance.net.address import format_address, reachable
 
 from .evidence import HostWentDown, Inconclusive
+from .profile import NotServed
 from .run import VERDICT_PROPERTY, run_of
 from .selection import clause_of, is_clock_check
 
@@ -193,7 +194,8 @@ class _DeathWatch:
         target = getattr(item, "funcargs", {}).get("kms_target")
         if item.config.stash.get(DOWN_KEY, None) is not None:
             target = None  # already known to be down, and said so: nothing more to find out
-        failed = error is not None and not isinstance(error, (pytest.skip.Exception, Inconclusive))
+        # a check the host gives nothing to judge (a skip, inconclusive, nothing served) is no sign of a death
+        failed = error is not None and not isinstance(error, (pytest.skip.Exception, Inconclusive, NotServed))
         record = None if target is None or clause_of(item) is None else died_during(item, target, failed)
         if record is not None:
             raise HostWentDown(record) from error

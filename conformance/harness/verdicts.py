@@ -73,6 +73,19 @@ def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config):
     return STATUS.get(verdict) if verdict else None
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> pytest.TestReport | None:
+    """A check the host gave nothing to judge (nothing served, inconclusive, host down) is reported without the
+    traceback pytest would format for a failure (a tenth of a second each); _judge below gives its verdict."""
+    error = call.excinfo.value if call.excinfo is not None else None
+    if call.when != "call" or not isinstance(error, (NotServed, Inconclusive, HostWentDown)):
+        return None
+    sections = [(f"Captured {key} {when}", content) for when, key, content in item._report_sections]
+    return pytest.TestReport(item.nodeid, item.location, dict.fromkeys(item.keywords, 1), "skipped",
+                             (str(item.path), (item.location[1] or 0) + 1, str(error)), "call", sections,
+                             call.duration, call.start, call.stop, user_properties=item.user_properties)
+
+
 @pytest.hookimpl(hookwrapper=True, trylast=True)  # inner: Allure and the console see the verdict we set
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     outcome = yield
