@@ -33,7 +33,7 @@ from typing import Iterator
 
 from conformance import catalog, loadgen
 from conformance.dns.lab import free_port
-from conformance.net.runner import read_pdu
+from conformance.net.runner import NDR32_BIND, read_pdu
 from conformance.wire.requests import build_request
 from conformance.wire import framing, rpc
 from conformance.wire.layout import IV
@@ -46,7 +46,7 @@ PRODUCTS = {4: "Windows 7 Enterprise", 5: "Windows 8 Enterprise", 6: "Windows Se
 
 def _pdus(protocol: int) -> tuple[bytes, bytes]:
     """An NDR32-only bind and one request PDU for `protocol` (the request is re-sent verbatim)."""
-    return loadgen.BIND, loadgen.request_pdu(PRODUCTS[protocol], uuid.uuid4())
+    return NDR32_BIND, loadgen.request_pdu(PRODUCTS[protocol], uuid.uuid4())
 
 
 def rate_one_connection(address: tuple[str, int], bind: bytes, req: bytes, seconds: float = SECONDS) -> float:

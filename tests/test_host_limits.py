@@ -10,7 +10,7 @@ import uuid
 import pytest
 
 from conformance import catalog, loadgen
-from conformance.net.runner import read_pdu
+from conformance.net.runner import NDR32_BIND, read_pdu
 from conformance.reference.client.activation import activate
 from conformance.wire.requests import build_request
 from conformance.reference.host.config import HostConfig
@@ -59,7 +59,7 @@ def test_oversized_frag_length_is_refused_before_the_body_is_read(loop):
 def bound_connection(host, port):
     """A connection whose bind the host accepted."""
     sock = socket.create_connection((host, port))
-    sock.sendall(loadgen.BIND)
+    sock.sendall(NDR32_BIND)
     read_pdu(sock)
     return sock
 
@@ -70,12 +70,12 @@ def test_a_connection_beyond_the_maximum_closes_the_least_recently_active_one(lo
         held = [socket.create_connection((host, port)) for _ in range(3)]
         busy = bound_connection(host, port)  # the last to arrive, and active since
         wait_until(lambda: thread.host.stats.active == 4)
-        busy.sendall(loadgen.BIND)
+        busy.sendall(NDR32_BIND)
         read_pdu(busy)
         assert valid_activation(host, port), "a real client must get a slot when idle connections hold them all"
         assert closed_within(held[0], 2), "the least recently active connection makes room"
         assert thread.host.stats.evicted >= 1 and thread.host.stats.refused == 0
-        busy.sendall(loadgen.BIND)  # still open: it was active more recently than the idle ones
+        busy.sendall(NDR32_BIND)  # still open: it was active more recently than the idle ones
         assert rpc.decode_pdu(read_pdu(busy)).header.ptype == rpc.PType.BIND_ACK
         for sock in held + [busy]:
             sock.close()
@@ -108,7 +108,7 @@ def test_a_connection_that_never_binds_times_out_sooner_than_an_idle_one(loop):
             started = time.monotonic()
             assert closed_within(unbound, 3)
             assert time.monotonic() - started < 2.5
-            bound.sendall(loadgen.BIND)  # bound connections keep idle_timeout
+            bound.sendall(NDR32_BIND)  # bound connections keep idle_timeout
             assert rpc.decode_pdu(read_pdu(bound)).header.ptype == rpc.PType.BIND_ACK
 
 
@@ -122,7 +122,7 @@ def test_client_that_never_reads_loses_its_slot(loop):
         host, port = thread.host.address
         sock = socket.create_connection((host, port))
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        sock.sendall(loadgen.BIND)
+        sock.sendall(NDR32_BIND)
 
         def stuff():
             with contextlib.suppress(OSError):  # ends when the host drops the connection

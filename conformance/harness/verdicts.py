@@ -73,8 +73,8 @@ def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config):
     return STATUS.get(verdict) if verdict else None
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> pytest.TestReport | None:
+@pytest.hookimpl(tryfirst=True, specname="pytest_runtest_makereport")
+def report_unjudged(item: pytest.Item, call: pytest.CallInfo) -> pytest.TestReport | None:
     """A check the host gave nothing to judge (nothing served, inconclusive, host down) is reported without the
     traceback pytest would format for a failure (a tenth of a second each); _judge below gives its verdict."""
     error = call.excinfo.value if call.excinfo is not None else None
