@@ -231,7 +231,7 @@ def _fuzz_replay(args: argparse.Namespace, command, address) -> int:
 
 
 def cmd_fuzz_merge(args: argparse.Namespace) -> int:
-    from conformance.fuzz.campaign import merge_files
+    from conformance.fuzz.shards import merge_files
 
     return merge_files(Path(args.out), [Path(p) for p in args.inputs], "kmsconf fuzz-merge")
 
