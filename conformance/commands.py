@@ -185,7 +185,7 @@ def _speaks_rpc(address: tuple[str, int], timeout: float, what: str) -> None:
     """Before the budget starts: a DCE/RPC bind must get a bind_ack or bind_nak there (the suite's probe), or the
     whole campaign would be findings about another service."""
     from conformance.errors import Unreachable
-    from conformance.harness.options import speaks_rpc
+    from conformance.harness.probes import speaks_rpc
 
     why = speaks_rpc(address, timeout)
     if why is not None:
