@@ -9,7 +9,7 @@ class UsageError(Exception):
     """A bad argument or file: printed as one line, exit status 2."""
 
 
-class Unreachable(Exception):
+class HostUnreachable(Exception):  # not net.outcomes.Unreachable, an answer the runner classified
     """No connection to the host at all: printed as one line, exit status 3 (as the suite's)."""
 
     def __init__(self, address: str, why: OSError | str, plain: bool = False):

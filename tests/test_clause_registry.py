@@ -75,7 +75,7 @@ def test_every_clause_is_proven_able_to_fail():
 
 
 def test_readme_catalogue_is_generated_from_the_registry():
-    from conformance.commands import clauses_markdown
+    from conformance.cli.suite import clauses_markdown
 
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     block = readme.split("<!-- clauses:start -->\n", 1)[1].split("<!-- clauses:end -->", 1)[0]

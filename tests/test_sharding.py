@@ -12,6 +12,7 @@ import pytest
 
 from conformance.cli import main as kmsconf
 from conformance.fuzz import campaign as fuzz
+from conformance.fuzz import shards
 from conformance.harness import clauses as clause_registry
 from conformance.fuzz.mutators import Seed
 from conformance.net.runner import Runner
@@ -94,10 +95,10 @@ def test_verdicts_are_gathered_once_per_check_without_xdist(tmp_path):
 # --- fuzz shards ---
 def test_shards_divide_the_runs_exactly():
     for total, count in ((300, 1), (300, 7), (5, 8), (20000, 3)):
-        shares = [fuzz.shard_runs(total, i, count) for i in range(count)]
+        shares = [shards.shard_runs(total, i, count) for i in range(count)]
         assert sum(shares) == total and max(shares) - min(shares) <= 1
     with pytest.raises(ValueError):
-        fuzz.shard_runs(10, 2, 2)
+        shards.shard_runs(10, 2, 2)
 
 
 def test_a_stream_draws_the_same_mutations_and_other_streams_draw_others(monkeypatch):
@@ -118,19 +119,19 @@ def test_a_stream_draws_the_same_mutations_and_other_streams_draw_others(monkeyp
         assert result.runs == 120
         return list(drawn)
 
-    first, again = draw(fuzz.shard_stream(7, 0)), draw(fuzz.shard_stream(7, 0))
-    other = draw(fuzz.shard_stream(7, 1))
+    first, again = draw(shards.shard_stream(7, 0)), draw(shards.shard_stream(7, 0))
+    other = draw(shards.shard_stream(7, 1))
     assert first == again, "a shard is reproducible from its seed and index"
     assert first != other
     # every shard opens with the engine's simplest draw (25 mutations, by design); after it, streams part
     assert first[:25] == other[:25]
     assert len(set(first[25:]) & set(other[25:])) < len(set(first[25:])) / 4, "shards barely overlap (boundary values may)"
     assert first[50:100] != first[:50], "each batch of a stream draws afresh"
-    assert len({fuzz.shard_stream(7, i) for i in range(64)} | {fuzz.shard_stream(8, 0)}) == 65
+    assert len({shards.shard_stream(7, i) for i in range(64)} | {shards.shard_stream(8, 0)}) == 65
 
 
 def shard(campaign: str, index: int, of: int, runs: int, started: float, seconds: float, findings=(), outcomes=None):
-    return {"campaign": campaign, "shard": index, "of": of, "seed": 1, "stream": fuzz.shard_stream(1, index),
+    return {"campaign": campaign, "shard": index, "of": of, "seed": 1, "stream": shards.shard_stream(1, index),
             "machine": f"m{index}", "target": "127.0.0.1:1688", "runs": runs,
             "outcomes": outcomes or {"response": runs}, "seconds": seconds, "rate": runs / seconds,
             "harness_seconds": 0.5, "target_seconds": seconds - 0.5, "started": started, "ended": started + seconds,
@@ -143,21 +144,21 @@ def test_merge_adds_shards_up_and_names_missing_ones():
     a = shard("KMS-ROB-005", 0, 3, 100, 1000.0, 10.0, outcomes={"response": 60, "error": 40})
     b = shard("KMS-ROB-005", 1, 3, 100, 1002.0, 10.0, findings=[finding], outcomes={"response": 50, "violation": 50})
     c = shard("KMS-ROB-005", 2, 3, 100, 1001.0, 9.0)
-    merged = fuzz.merge([b, a, c, a])  # a shard given twice counts once
+    merged = shards.merge([b, a, c, a])  # a shard given twice counts once
     assert merged["runs"] == 300 and merged["missing"] == {}
     assert merged["outcomes"] == {"error": 40, "response": 210, "violation": 50}
     assert merged["seconds"] == 12.0 and merged["rate"] == 25.0  # 300 runs from t=1000 to t=1012
     assert [s["shard"] for s in merged["shards"]] == [0, 1, 2]
     assert merged["findings"] == [{"campaign": "KMS-ROB-005", "shard": 1, "machine": "m1", **finding}]
-    partial = fuzz.merge([a, c])
-    assert partial["missing"] == {"KMS-ROB-005": [1]} and "INCOMPLETE" in fuzz.summary_line(partial)
+    partial = shards.merge([a, c])
+    assert partial["missing"] == {"KMS-ROB-005": [1]} and "INCOMPLETE" in shards.summary_line(partial)
     # reports of several machines merge like their shards
-    assert fuzz.merge(fuzz.shards_of(partial) + fuzz.shards_of(b)) == merged
+    assert shards.merge(shards.shards_of(partial) + shards.shards_of(b)) == merged
 
 
 def test_merge_command(tmp_path, capsys):
     one, two = tmp_path / "one.json", tmp_path / "two.json"
-    fuzz.write_report(one, fuzz.merge([shard("long", 0, 2, 40, 0.0, 4.0)]))
+    shards.write_report(one, shards.merge([shard("long", 0, 2, 40, 0.0, 4.0)]))
     two.write_text(json.dumps(shard("long", 1, 2, 40, 0.0, 4.0)))  # a shard.json merges as well
     assert kmsconf(["fuzz-merge", str(tmp_path / "all.json"), str(one), str(two)]) == 0
     assert json.loads((tmp_path / "all.json").read_text())["runs"] == 80
@@ -207,7 +208,7 @@ def test_one_shard_per_job_then_merge(tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     report = json.loads(merged.read_text())
     assert report["runs"] == 40 and report["missing"] == {} and not report["findings"]
-    assert [s["stream"] for s in report["shards"]] == [fuzz.shard_stream(11, 0), fuzz.shard_stream(11, 1)]
+    assert [s["stream"] for s in report["shards"]] == [shards.shard_stream(11, 0), shards.shard_stream(11, 1)]
     for i in (0, 1):  # each job's own findings directory, with its shard record
         assert json.loads((tmp_path / f"job{i}" / "findings" / f"shard-{i}" / "shard.json").read_text())["runs"] == 20
 

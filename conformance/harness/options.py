@@ -22,6 +22,7 @@ from conformance.net.address import format_address, is_loopback, parse_address, 
 
 from . import clauses as clause_registry
 from .expectations import load_expectations
+from .probes import control_belongs, speaks_rpc, try_start
 from .run import RUN_KEY, ClientReport, KmsRun, Settings
 
 SUITE = Path(__file__).resolve().parents[1] / "suite"
@@ -237,22 +238,6 @@ def _check_target_cmd(config: pytest.Config, target: tuple[str, int] | None) -> 
                          "the suite starts, empties and moves the host itself")
 
 
-def try_start(command: str, timeout: float) -> str | None:
-    """None when the command starts and serves on the port it is given within `timeout` seconds, else what
-    happened (one line)."""
-    from conformance.process.managed import ManagedHost
-    from conformance.process.monitor import TargetCommand, TargetStartError
-
-    host = ManagedHost(TargetCommand.parse(command), startup_timeout=max(timeout, 5.0))
-    try:
-        host.start()
-    except TargetStartError as exc:
-        return str(exc)
-    finally:
-        host.close()
-    return None
-
-
 def _dns(config: pytest.Config, target: tuple[str, int] | None) -> tuple[str, tuple[str, int], int] | None:
     domain, server, port = config.getoption("--dns-domain"), config.getoption("--dns-server"), config.getoption("--dns-port")
     if server and not domain:
@@ -265,47 +250,6 @@ def _dns(config: pytest.Config, target: tuple[str, int] | None) -> tuple[str, tu
     if port is None:
         port = target[1] if target else 1688
     return domain, address, port
-
-
-def speaks_rpc(address: tuple[str, int], timeout: float) -> str | None:
-    """None when a DCE/RPC bind gets a bind_ack or a bind_nak there, else what came instead: a wrong port can
-    land on another TCP service, and a hundred checks would each wait out its silence."""
-    from conformance.net.outcomes import BindAck, BindNak
-    from conformance.net.runner import Runner
-
-    try:
-        with Runner(*address, min(timeout, 5.0)).session() as session:
-            answer = session.bind()
-    except OSError as exc:
-        return exc.strerror or str(exc)
-    return None if isinstance(answer, (BindAck, BindNak)) else answer.describe()
-
-
-def control_belongs(control: tuple[str, int], target: tuple[str, int], timeout: float,
-                    cmid: uuid.UUID | None = None) -> str | None:
-    """None when the control channel controls the host behind --target (one request there moves its
-    counter of answered requests), else why not. A port-forward in between is fine."""
-    from conformance import catalog
-    from conformance.net.runner import Runner
-    from conformance.wire.requests import build_request
-
-    from conformance.net.control import ControlChannel
-
-    from .target import AUDIT_WORKSTATION, audit_cmid
-
-    try:
-        channel = ControlChannel.tcp(*control, timeout=timeout)
-        before = channel.requests_answered()
-    except (OSError, ValueError, KeyError) as exc:
-        return f"no control channel answers there ({getattr(exc, 'strerror', None) or exc})"
-    edition = catalog.load().edition("Windows 10/11 Enterprise")
-    request = build_request(edition, workstation=AUDIT_WORKSTATION, cmid=cmid or audit_cmid(target))
-    Runner(*target, timeout).activate(request)
-    after = channel.requests_answered()
-    if after <= before:
-        return (f"its host did not see a request sent to --target {format_address(*target)}: it controls "
-                f"another host")
-    return None
 
 
 SETTINGS_KEY = pytest.StashKey[Settings]()  # validated once, in pytest_cmdline_main, and kept for pytest_configure

@@ -90,7 +90,8 @@ class FuzzShard:
 
     def run(self, target, total_runs: int, *, name: str, campaign_dir: str | None = None, timeout: float):
         """Run this shard's share of `total_runs`; its record goes to shard.json and to the campaign report."""
-        from conformance.fuzz.campaign import campaign, shard_record, shard_runs, shard_stream
+        from conformance.fuzz.campaign import campaign
+        from conformance.fuzz.shards import shard_record, shard_runs, shard_stream
 
         runs = shard_runs(total_runs, self.index, self.count)
         if runs == 0:
@@ -147,7 +148,7 @@ def write_fuzz_report(terminalreporter, config: pytest.Config) -> None:
     shards = run_of(config).fuzz_shards
     if not shards:
         return
-    from conformance.fuzz.campaign import merge, summary_line, write_report
+    from conformance.fuzz.shards import merge, summary_line, write_report
 
     report = merge(shards)
     path = write_report(fuzz_report_path(config), report)

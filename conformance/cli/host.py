@@ -1,4 +1,4 @@
-"""`kmsconf`: one entry point for the reference host and client, decoding, and the suite."""
+"""`kmsconf host` and `kmsconf host-status`: the reference host in the foreground, and what its database holds."""
 
 from __future__ import annotations
 
@@ -6,25 +6,17 @@ import argparse
 import asyncio
 import contextlib
 import functools
-import json
 import os
 import signal
 import sys
-import uuid
 from pathlib import Path
 
-
-
-from conformance.errors import EXIT_UNREACHABLE, EXIT_USAGE, Unreachable, UsageError  # one class each, however this module is run
+from conformance.errors import UsageError
 from conformance.net.address import format_address, parse_address
 
-
-def _print_json(data: object) -> None:
-    json.dump(data, sys.stdout, indent=2)
-    sys.stdout.write("\n")
+from .output import print_json
 
 
-# --- host ---
 def cmd_host(args: argparse.Namespace) -> int:
     from conformance.reference.host.config import HostConfig
     from conformance.net.loop import new_event_loop, raise_fd_limit
@@ -149,7 +141,7 @@ def cmd_host_status(args: argparse.Namespace) -> int:
     except NotAHostDatabase as exc:
         raise UsageError(str(exc)) from None
     if args.json:
-        _print_json(status)
+        print_json(status)
         return 0
     for key in ("count", "cache_size", "epid", "hwid", "activation_interval", "renewal_interval"):
         print(f"{key.replace('_', ' '):<20}: {status[key]}")
@@ -190,120 +182,7 @@ def _protocols(text: str) -> tuple[int, ...]:
     return versions
 
 
-# --- client ---
-def cmd_activate(args: argparse.Namespace) -> int:
-    from conformance import catalog
-    from conformance.net.runner import BindOptions
-    from conformance.reference.client.activation import activate
-    from conformance.wire.requests import build_request
-
-    if not args.target and not args.discover:
-        raise UsageError("give HOST[:PORT] (like /skms) or --discover DOMAIN with --dns-server")
-    if args.state and not args.discover:
-        raise UsageError("--state keeps the host discovery found: give it with --discover DOMAIN")
-    if bool(args.product) == bool(args.gvlk):
-        raise UsageError("name the product with --product NAME-or-SKU, or give its setup key with --gvlk KEY")
-    try:
-        edition = catalog.load().edition_by_gvlk(args.gvlk) if args.gvlk else catalog.load().edition(args.product)
-    except (LookupError, ValueError) as exc:
-        raise UsageError(str(exc.args[0] if exc.args else exc)) from None
-    try:
-        cmid = uuid.UUID(args.cmid) if args.cmid else None
-    except ValueError:
-        raise UsageError(f"--cmid {args.cmid!r} is not a GUID") from None
-    request = build_request(edition, cmid=cmid, workstation=args.workstation, protocol=args.protocol)
-    options = BindOptions(ndr32=True, ndr64=args.ndr != 32, btfn=not args.no_btfn,
-                          multiplex=not args.no_multiplex, prefer_ndr64=args.ndr != 32)
-    if args.target:
-        host, port = parse_address(args.target)
-        try:
-            result = activate(host, port, request, options, timeout=args.timeout)
-        except OSError as exc:
-            raise Unreachable(format_address(host, port), exc) from None
-    else:
-        from conformance.reference.client.discovery import CACHED_HOST_FILE, DiscoveringClient, DiscoveryError
-
-        if not args.dns_server:
-            raise UsageError("--discover needs --dns-server HOST[:PORT]")
-        client = DiscoveringClient(args.discover, parse_address(args.dns_server, 53))
-        cache = Path(args.state) / CACHED_HOST_FILE if args.state else None
-        if cache is not None:
-            client.load_cache(cache)
-        outcome = {}
-
-        def attempt(h: str, p: int) -> bool:
-            try:
-                outcome["result"] = activate(h, p, request, options, timeout=args.timeout)
-            except OSError:
-                return False
-            return outcome["result"].verified
-
-        try:
-            host, port = client.run(attempt)
-        except DiscoveryError as exc:
-            print(f"kmsconf activate: {exc} (0x{exc.code:08X})", file=sys.stderr)
-            return 1
-        finally:
-            if cache is not None:
-                client.save_cache(cache)
-        result = outcome["result"]
-        if not args.json:
-            print(f"discovered  : {host}:{port}")
-    if args.json:
-        _print_json(result.to_json())
-    else:
-        print(f"product     : {edition.name} (KMS V{request.major})")
-        if result.response:
-            r = result.response.response
-            print(f"ePID        : {r.epid}")
-            if result.response.hwid:
-                print(f"HwId        : {result.response.hwid.hex().upper()}")
-            print(f"count       : {r.count} (needs {request.n_policy})")
-            print(f"intervals   : activation {r.activation_interval} min, renewal {r.renewal_interval} min")
-        for problem in result.problems:
-            print(f"problem     : {problem}")
-        print(f"verified    : {'yes' if result.verified else 'NO'}; activated: {'yes' if result.activated else 'no'}")
-    return 0 if result.verified else 1
-
-
-# --- decode ---
-def cmd_decode(args: argparse.Namespace) -> int:
-    from conformance.pcap.decode import decode_capture, exchanges_json
-    from conformance.pcap.reader import CaptureError
-
-    items = []
-    for name in args.files:
-        try:
-            decoded = decode_capture(Path(name), args.port)
-        except CaptureError as exc:
-            raise UsageError(str(exc)) from None
-        items += [dict(item, file=name) for item in exchanges_json(decoded)]
-    if args.json:
-        _print_json(items)
-        return 0
-    for n, item in enumerate(items, 1):
-        source = f"{item['file']}: " if len(args.files) > 1 else ""
-        print(f"== exchange {n}: {source}{item['client']} -> {item['host']} (NDR{item['ndr']}, "
-              f"call_id {item.get('call_id')})")
-        for side in ("request", "response"):
-            print(f"  {side}:")
-            for key, value in (item.get(side) or {}).items():
-                print(f"    {key:<20} {value}")
-        for err in item.get("errors", []):
-            print(f"  error: {err}")
-    return 0
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="kmsconf", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    parser.commands = sub.choices  # name -> the subcommand's parser (main shows its usage for its mistakes)
-
-    def add(name: str, help_text: str, examples: str):
-        return sub.add_parser(name, help=help_text, description=help_text, epilog="examples:\n" + examples,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
-
+def add_host(add) -> None:
     p = add("host", "run the reference KMS host in the foreground",
             "  kmsconf host --listen 127.0.0.1:1688\n  kmsconf host --key-group server-b --db host.sqlite")
     p.add_argument("--listen", default="127.0.0.1:1688", metavar="ADDR:PORT", help="address to listen on (slmgr /sprt on Windows)")
@@ -343,77 +222,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="event loop: uvloop when installed (auto), or asyncio's own")
     p.set_defaults(func=cmd_host, dns_publish=False)
 
+
+def add_host_status(add) -> None:
     p = add("host-status", "show a host's count, cache, key group, ePID and intervals from its database (slmgr /dli on Windows)",
             "  kmsconf host-status --db host.sqlite --json")
     p.add_argument("--db", required=True)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_host_status)
-
-    p = add("activate", "one activation exchange against a host; exit 0 only if the response verified",
-            "  kmsconf activate 127.0.0.1:1688 --product 'Windows 7 Enterprise'\n"
-            "  kmsconf activate 127.0.0.1:1688 --product 34e1ae55-27f8-4950-8877-7a03be5fb181 --protocol 6 --json")
-    p.add_argument("target", metavar="HOST[:PORT]", nargs="?", help="the KMS host (omit with --discover)")
-    p.add_argument("--discover", action="append", default=[], metavar="DOMAIN",
-                   help="find the host through _vlmcs._tcp SRV records in DOMAIN (repeatable: suffix list)")
-    p.add_argument("--dns-server", metavar="HOST[:PORT]", help="DNS server for --discover")
-    p.add_argument("--state", metavar="DIR", help="with --discover: keep the host that answered in DIR and use it "
-                   "first next time, asking DNS again once it fails (as a Windows client caches its KMS host)")
-    p.add_argument("--product", help="edition name or SKU GUID from the catalog")
-    p.add_argument("--gvlk", metavar="KEY", help="the edition's KMS client setup key (Table 6), instead of --product")
-    p.add_argument("--protocol", type=int, choices=(4, 5, 6), help="KMS version (default: the edition's)")
-    p.add_argument("--ndr", type=int, choices=(32, 64), default=64, help="transfer syntax to prefer")
-    p.add_argument("--no-btfn", action="store_true", help="no bind-time feature negotiation context")
-    p.add_argument("--no-multiplex", action="store_true", help="clear PFC_CONC_MPX in the bind")
-    p.add_argument("--cmid", help="client machine id (default: random)")
-    p.add_argument("--workstation", help="workstation name (default: this host's name)")
-    p.add_argument("--timeout", type=float, default=10.0)
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_activate)
-
-    p = add("decode", "decode the KMS exchanges in a pcap/pcapng file (decrypting V5/V6, verifying hashes)",
-            "  kmsconf decode capture.pcap\n  kmsconf decode ../shared/captures/third-party/*.pcap\n"
-            "  kmsconf decode capture.pcapng --port 21688 --json")
-    p.add_argument("files", nargs="+", metavar="FILE")
-    p.add_argument("--port", type=int, help="only TCP connections on this port (default: any)")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_decode)
-
-    from conformance import commands
-
-    commands.register(add)
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args, extra = parser.parse_known_args(argv)
-    if extra:  # a subcommand's mistake shows that subcommand's usage, not the list of commands
-        _unrecognized(parser, args.command, extra)
-    try:
-        return args.func(args)
-    except UsageError as exc:
-        print(f"kmsconf {args.command}: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except Unreachable as exc:
-        print(f"kmsconf {args.command}: {exc}", file=sys.stderr)
-        return EXIT_UNREACHABLE
-    except KeyboardInterrupt:
-        return 130
-    except BrokenPipeError:
-        # the reader (e.g. `| head`) went away: not an error of ours
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
-
-
-def _unrecognized(parser: argparse.ArgumentParser, command: str, extra: list[str]) -> None:
-    import difflib
-    import re
-
-    sub = parser.commands[command]
-    known = re.findall(r"--[\w-]+", sub.format_usage())
-    near = difflib.get_close_matches(extra[0].partition("=")[0], known, n=1) if extra[0].startswith("-") else []
-    sub.error(f"unrecognized arguments: {' '.join(extra)}" + (f" (did you mean {near[0]}?)" if near else ""))
-
-
-if __name__ == "__main__":
-    sys.exit(main())
