@@ -1,7 +1,7 @@
 """Run the conformance suite against a deliberately faulty reference host and read its verdicts.
 
 This is how the project proves each clause can fail: start a reference host with
-a quirk (HostConfig.quirks) on loopback, run `pytest conformance/suite` against it in
+a quirk (conformance/faults) on loopback, run `pytest conformance/suite` against it in
 a subprocess with --target/--control, and return the per-clause records of
 summary.json.
 """
@@ -13,6 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from conformance.faults.host import faulty_host_thread
 from conformance.harness import clauses as clause_table
 from conformance.reference.host.config import HostConfig
 from conformance.reference.host.server import HostThread
@@ -21,13 +22,19 @@ ROOT = Path(__file__).resolve().parents[1]
 SUITE = ROOT / "conformance" / "suite"
 
 
+def host_thread(*, quirks=frozenset(), fixed_count: int | None = None, **config) -> HostThread:
+    """The reference host of a fault's settings (faults.py's Fault.config): HostConfig fields, and its quirks."""
+    if quirks:
+        return faulty_host_thread(HostConfig(**config), quirks, fixed_count=fixed_count)
+    return HostThread(HostConfig(**config))
+
+
 def run_suite(tmp_path: Path, *, clauses: list[str] = (), extra: list[str] = (), **config) -> dict[str, dict]:
     """Verdict records by clause id (the given clauses, else every clause of the default run), against a
     reference host with a control channel built from `config`."""
-    host_config = HostConfig(port=0, control=True, **config)
     summary = tmp_path / "summary.json"
     selection = ["--clause", ",".join(clauses)] if clauses else []
-    with HostThread(host_config) as thread:
+    with host_thread(port=0, control=True, **config) as thread:
         host, port = thread.host.address
         ctl_host, ctl_port = thread.host.control_address
         argv = [sys.executable, "-m", "pytest", str(SUITE), "-q", "-p", "no:cacheprovider", "-p", "no:randomly",

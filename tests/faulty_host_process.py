@@ -16,9 +16,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from conformance.reference.host.config import HostConfig  # noqa: E402
-from conformance.reference.host.server import HostThread  # noqa: E402
 from faults import FAULTS  # noqa: E402
+from faulty import host_thread  # noqa: E402
 
 
 def main() -> None:
@@ -32,7 +31,7 @@ def main() -> None:
         config = next(f.config for f in FAULTS if f.name == name)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    with HostThread(HostConfig(host="127.0.0.1", port=port, db=db, **config)):
+    with host_thread(host="127.0.0.1", port=port, db=db, **config):
         print(f"faulty host ({name}) listening on 127.0.0.1:{port}", flush=True)
         stop.wait()
 

@@ -12,9 +12,8 @@ from conformance import catalog
 from conformance.reference.client.activation import activate
 from conformance.wire.requests import build_request
 from conformance.reference.host.config import HostConfig
-from conformance.reference.host.server import HostThread
 from conformance.reference.host.service import KmsService
-from faulty import ROOT, SUITE, run_suite
+from faulty import ROOT, SUITE, host_thread, run_suite
 
 CLIENT_VL = ["--host-key-group", "client-vl"]
 
@@ -22,7 +21,7 @@ CLIENT_VL = ["--host-key-group", "client-vl"]
 def run_without_control(tmp_path, clauses: list[str], existing_clients: int, **config) -> dict[str, dict]:
     """Verdicts of a host that already serves `existing_clients` (N = 25) and offers no control channel."""
     summary = tmp_path / "summary.json"
-    with HostThread(HostConfig(port=0, **config)) as thread:
+    with host_thread(port=0, **config) as thread:
         host, port = thread.host.address
         edition = catalog.load().edition("Windows 10/11 Enterprise")
         for _ in range(existing_clients):

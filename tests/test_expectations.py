@@ -7,9 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from conformance.faults.host import faulty_host_thread
 from conformance.harness.expectations import load_expectations, shipped_profiles
 from conformance.reference.host.config import HostConfig
-from conformance.reference.host.server import HostThread
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -22,7 +22,7 @@ def run(tmp_path, clause: str, expect_text: str | None = None, quirks=frozenset(
         expect_file = tmp_path / "target.toml"
         expect_file.write_text(expect_text)
         argv += ["--expect", str(expect_file)]
-    with HostThread(HostConfig(port=0, quirks=quirks)) as thread:
+    with faulty_host_thread(HostConfig(port=0), quirks) as thread:
         host, port = thread.host.address
         proc = subprocess.run(argv + ["--target", f"{host}:{port}"], cwd=ROOT, capture_output=True, text=True,
                               timeout=120)

@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 
 from conformance.cli import main
+from conformance.faults.host import faulty_host_thread
 from conformance.fuzz.campaign import campaign
 from conformance.fuzz.mutators import Seed, apply, mutations
 from conformance.fuzz.program import run_program
@@ -46,7 +47,7 @@ def test_short_campaign_against_reference_host_finds_nothing(tmp_path):
 
 
 def test_campaign_reports_violations_with_reproducers(tmp_path, capsys):
-    with HostThread(HostConfig(port=0, quirks=frozenset({"bad-hmac"}))) as thread:
+    with faulty_host_thread(HostConfig(port=0), {"bad-hmac"}) as thread:
         host, port = thread.host.address
         code = main(["fuzz", "--target", f"{host}:{port}", "--runs", "40", "--findings", str(tmp_path), "--json"])
     out = json.loads(capsys.readouterr().out)
@@ -57,7 +58,7 @@ def test_campaign_reports_violations_with_reproducers(tmp_path, capsys):
 
 
 def test_a_second_campaign_numbers_its_findings_after_the_first_s(tmp_path, capsys):
-    with HostThread(HostConfig(port=0, quirks=frozenset({"bad-hmac"}))) as thread:
+    with faulty_host_thread(HostConfig(port=0), {"bad-hmac"}) as thread:
         target = "{}:{}".format(*thread.host.address)
         for _ in range(2):
             assert main(["fuzz", "--target", target, "--runs", "20", "--findings", str(tmp_path), "--json"]) == 1

@@ -2,11 +2,11 @@
 
 import json
 
+from conformance.faults.service import FaultyService
+from conformance.faults.session import FaultySession
 from conformance.pcap.decode import decode_tcp, exchanges_json
 from conformance.pcap.reader import TcpConnection
 from conformance.reference.host.config import HostConfig
-from conformance.reference.host.rpc_session import RpcSession
-from conformance.reference.host.service import KmsService
 from conformance.wire import epid, rpc
 from conformance.wire.exchange import iso_time
 
@@ -41,8 +41,8 @@ def test_request_time_beyond_year_9999_decodes():
 
 
 def test_bind_context_without_transfer_syntax_is_rejected_not_crashed():
-    config = HostConfig(quirks=frozenset({"accept-all-syntaxes"}))
-    reply = RpcSession(KmsService(config), config).handle(BIND_WITHOUT_TRANSFER_SYNTAX)
+    config = HostConfig()
+    reply = FaultySession(FaultyService(config, {"accept-all-syntaxes"}), config).handle(BIND_WITHOUT_TRANSFER_SYNTAX)
     ack = rpc.decode_pdu(reply.data)
     assert isinstance(ack, rpc.BindAck) and not reply.close
     assert [(r.result, r.reason) for r in ack.results] == [(rpc.PROVIDER_REJECTION, rpc.REASON_TRANSFER_SYNTAXES)]

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from conformance.faults.host import faulty_host_thread
 from conformance.harness import clauses
 from conformance.net.address import has_ipv6_loopback
 from conformance.reference.host.config import HostConfig
@@ -154,7 +155,7 @@ def installed(tmp_path_factory):
 
 def test_installed_wheel_runs_the_suite_from_an_empty_directory(tmp_path, installed):
     python, empty = installed
-    with HostThread(HostConfig(port=0, quirks=frozenset({"ignore-opnum", "ignore-key-group", "ignore-time"}))) as thread:
+    with faulty_host_thread(HostConfig(port=0), {"ignore-opnum", "ignore-key-group", "ignore-time"}) as thread:
         host, port = thread.host.address
         plain = pytest_run(tmp_path, "--target", f"{host}:{port}", "-q", cwd=empty, python=python)
         declared = pytest_run(tmp_path, "--target", f"{host}:{port}", "--expect", "vlmcsd", "-q",

@@ -3,6 +3,7 @@
 from pathlib import Path
 
 from conformance.cli import main
+from conformance.faults.host import faulty_host_thread
 from conformance.pcap.replay import DIFFERS, differences, replay
 from conformance.reference.host.config import HostConfig
 from conformance.reference.host.server import HostThread
@@ -19,7 +20,7 @@ def test_reference_captures_replay_cleanly_with_refresh():
 
 
 def test_faulty_host_shows_the_field_that_differs():
-    with HostThread(HostConfig(port=0, quirks=frozenset({"wrong-cmid"}))) as thread:
+    with faulty_host_thread(HostConfig(port=0), {"wrong-cmid"}) as thread:
         host, port = thread.host.address
         rows = replay(CAPTURES / "v6_ws2019dc_ndr64.pcap", host, port, refresh=True)
     assert {r.field for r in differences(rows)} == {"cmid"}
@@ -35,7 +36,7 @@ def test_verbatim_old_request_is_refused_for_its_time():
 
 
 def test_cli_exit_codes(tmp_path, capsys):
-    with HostThread(HostConfig(port=0, quirks=frozenset({"wrong-cmid"}))) as thread:
+    with faulty_host_thread(HostConfig(port=0), {"wrong-cmid"}) as thread:
         host, port = thread.host.address
         assert main(["replay", str(CAPTURES / "v5_win8ent_default.pcap"), "--target", f"{host}:{port}",
                      "--refresh"]) == 1

@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 
 from conformance import catalog
+from conformance.faults.host import faulty_host_thread
 from conformance.harness.allure_labels import STATUS
 from conformance.reference.client.activation import activate
 from conformance.wire.requests import build_request
 from conformance.reference.host.config import HostConfig
-from conformance.reference.host.server import HostThread
 
 ROOT = Path(__file__).resolve().parents[1]
 ALLURE = ROOT / "node_modules" / ".bin" / "allure"
@@ -57,7 +57,7 @@ def report(tmp_path_factory):
     """A run against the faulty host whose count is already at its cap (no control channel)."""
     base = tmp_path_factory.mktemp("report")
     (base / "declared.toml").write_text(DECLARED, encoding="utf-8")
-    with HostThread(HostConfig(port=0, quirks=QUIRKS)) as thread:
+    with faulty_host_thread(HostConfig(port=0), QUIRKS) as thread:
         host, port = thread.host.address
         edition = catalog.load().edition("Windows 10/11 Enterprise")
         for _ in range(60):

@@ -4,6 +4,8 @@ import sqlite3
 import uuid
 
 
+from conformance.faults.quirks import Quirk
+from conformance.faults.service import FaultyClientTable
 from conformance.reference.host.state import ENTRY_LIFETIME_SECONDS, ClientTable, Entry
 from conformance.reference.host.status import read_status
 from conformance.reference.host.store import Store
@@ -93,10 +95,10 @@ def test_a_renewal_restarts_the_30_days():
 
 def test_quirk_switches_keep_entries_or_their_first_time():
     # the faults the suite must catch: no aging at all; a renewal that does not restart the 30 days
-    forever = ClientTable(expire=False)
+    forever = FaultyClientTable(frozenset({Quirk.NO_EXPIRY}))
     fill(forever, 5, 2, now=0.0)
     assert forever.count(WINDOWS, 365 * DAY) == 2
-    stale = ClientTable(renew_replaces=False)
+    stale = FaultyClientTable(frozenset({Quirk.NO_RENEWAL_REPLACE}))
     renewed, _ = fill(stale, 5, 2, now=0.0)
     stale.record(WINDOWS, renewed, 5, 20 * DAY)
     assert stale.count(WINDOWS, 31 * DAY) == 0

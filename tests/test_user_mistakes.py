@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from conformance.faults.host import faulty_host_thread
 from conformance.net.address import free_port
 from conformance.reference.host.config import HostConfig
 from conformance.reference.host.server import HostThread
@@ -131,7 +132,7 @@ def test_decode_names_the_editions():
 def test_a_failure_in_the_terminal_is_a_few_lines_and_its_exchange_with_v(tmp_path):
     """By default: the rule, expected/actual, one decoded exchange and where the pcap is; -v adds every decoded
     exchange and the bytes."""
-    with HostThread(HostConfig(port=0, quirks=frozenset({"wrong-cmid"}))) as thread:
+    with faulty_host_thread(HostConfig(port=0), {"wrong-cmid"}) as thread:
         host, port = thread.host.address
         short, verbose = (run("-m", "pytest", "-p", "no:cacheprovider", "--target", f"{host}:{port}", "--clause",
                               "KMS-MSG-003", "--protocol", "6", *more, cwd=tmp_path)
@@ -156,7 +157,7 @@ def test_a_run_against_a_host_with_many_faults_fits_a_screen(tmp_path):
     """Skips one line per reason, failures a few lines each: vlmcsd's deviations and more in at most 150 lines."""
     quirks = {"ignore-opnum", "ignore-key-group", "ignore-time", "fixed-count", "epid-names-other-key",
               "answer-short-payload", "close-after-response"}
-    with HostThread(HostConfig(port=0, quirks=frozenset(quirks))) as thread:
+    with faulty_host_thread(HostConfig(port=0), quirks) as thread:
         # a person's terminal: on a CI system (CI set) pytest prints each failure's whole message in its summary too
         terminal = {k: v for k, v in os.environ.items() if k not in ("CI", "BUILD_NUMBER")}
         proc = run("-m", "pytest", "-p", "no:cacheprovider", "-ra", "--target", "{}:{}".format(*thread.host.address),
@@ -191,8 +192,8 @@ def test_other_option_mistakes_are_one_line(args, says):
 
 
 def test_matrix_of_two_hosts_shows_every_verdict_and_fails_on_a_must(tmp_path):
-    with HostThread(HostConfig(port=0, quirks=frozenset({"ignore-opnum"}))) as warned, \
-            HostThread(HostConfig(port=0, quirks=frozenset({"wrong-cmid"}))) as failed:
+    with faulty_host_thread(HostConfig(port=0), {"ignore-opnum"}) as warned, \
+            faulty_host_thread(HostConfig(port=0), {"wrong-cmid"}) as failed:
         a, b = ("{}:{}".format(*t.host.address) for t in (warned, failed))
         proc = run("-m", "conformance.cli", "matrix", "--target", f"warned={a}", "--target", f"failed={b}",
                    "--out", str(tmp_path), timeout=600)

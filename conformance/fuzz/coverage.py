@@ -34,6 +34,8 @@ import atheris
 # Rijndael rounds are straight-line code that would only slow every execution down.
 with atheris.instrument_imports(include=["conformance"], exclude=["conformance.wire.rijndael"]):
     from conformance import catalog as catalog_mod
+    from conformance.faults.service import FaultyService
+    from conformance.faults.session import FaultySession
     from conformance.pcap import decode as pcap_decode
     from conformance.pcap.reader import CaptureError, TcpConnection, read_connections
     from conformance.reference.host.config import HostConfig
@@ -227,13 +229,14 @@ def fuzz_pcap(data: bytes) -> None:
     json.dumps(pcap_decode.exchanges_json(decoded))
 
 
+# (host settings, quirks): the genuine host, and faulty ones whose quirks reach paths it refuses early
 _SESSION_CONFIGS = (
-    {},
-    {"ndr64": False},
-    {"quirks": frozenset({"ignore-time", "accept-bad-version", "process-unbound-context", "ignore-key-group",
-                          "accept-foreign-interface", "ignore-opnum"})},
-    {"quirks": frozenset({"ignore-time", "accept-all-syntaxes", "no-alter-context", "require-mpx", "reject-ndr32",
-                          "no-call-id-echo", "bad-alloc-hint", "zero-assoc-group"})},
+    ({}, ()),
+    ({"ndr64": False}, ()),
+    ({}, ("ignore-time", "accept-bad-version", "process-unbound-context", "ignore-key-group",
+          "accept-foreign-interface", "ignore-opnum")),
+    ({}, ("ignore-time", "accept-all-syntaxes", "no-alter-context", "require-mpx", "reject-ndr32",
+          "no-call-id-echo", "bad-alloc-hint", "zero-assoc-group")),
 )
 _services: dict[int, KmsService] = {}
 
@@ -243,10 +246,12 @@ def fuzz_session(data: bytes) -> None:
     if not data:
         return
     index = data[0] % len(_SESSION_CONFIGS)
+    settings, quirks = _SESSION_CONFIGS[index]
     if index not in _services:
-        _services[index] = KmsService(HostConfig(port=1688, **_SESSION_CONFIGS[index]))
+        config = HostConfig(port=1688, **settings)
+        _services[index] = FaultyService(config, quirks) if quirks else KmsService(config)
     service = _services[index]
-    session = RpcSession(service, service.config)
+    session = (FaultySession if quirks else RpcSession)(service, service.config)
     stream, pos = data[1:], 0
     while len(stream) - pos >= rpc.HEADER_SIZE:
         frag = rpc.peek_frag_length(stream[pos:])

@@ -82,14 +82,15 @@ class Seed:
         return cls(build_request(catalog.load().edition(name), workstation="fuzz.example.test", protocol=protocol))
 
 
-# Header offsets (PROTOCOL.md 2.1) and body fields per PDU, for "set this field to that value".
-HEADER_FIELDS = {"vers": (0, "B"), "vers_minor": (1, "B"), "ptype": (2, "B"), "flags": (3, "B"),
-                 "drep0": (4, "B"), "frag_length": (8, "H"), "auth_length": (10, "H"), "call_id": (12, "I")}
+# Header and body fields per PDU, for "set this field to that value": the header's and the request head's from
+# rpc's one description; of drep only its first byte (integer and character representation) is varied.
+HEADER_FIELDS = {("drep0" if name == "drep" else name): ((offset, "B") if name == "drep" else (offset, code))
+                 for name, (offset, code) in rpc.HEADER_FIELDS.items()}
 BIND_FIELDS = {"max_xmit": (16, "H"), "max_recv": (18, "H"), "assoc_group": (20, "I"), "n_context": (24, "B"),
                "cont_id": (28, "H"), "n_transfer": (30, "B"), "if_major": (48, "H"), "if_minor": (50, "H"),
                "transfer_version": (68, "I")}
-REQUEST_FIELDS = {"alloc_hint": (16, "I"), "cont_id": (20, "H"), "opnum": (22, "H"),
-                  "request_size": (24, "I"), "max_count": (28, "I")}
+_STUB = rpc.HEADER_SIZE + rpc.REQUEST_HEAD.size  # the NDR32 stub's conformance fields
+REQUEST_FIELDS = {**rpc.REQUEST_FIELDS, "request_size": (_STUB, "I"), "max_count": (_STUB + 4, "I")}
 KMS_FIELDS = ("major", "minor", "vm", "license_status", "binding_expiration", "n_policy", "request_time",
               "workstation", "kms_id", "app_id")
 

@@ -34,6 +34,7 @@ from conformance.dns.querylog import Query
 from conformance.net.address import format_address
 from conformance.reference.host.config import HostConfig
 from conformance.dns.srv import SRV_LABEL
+from conformance.faults.host import faulty_host_thread
 from conformance.reference.host.server import HostThread
 
 from .client_mode import ClientRun, RecordedPdu, recording
@@ -152,8 +153,8 @@ class AnsweringHost(LabHost):
     def __init__(self, name: str, address: str, new_socket: Callable[..., socket.socket]):
         super().__init__(name, address, new_socket)
         self._new_socket = new_socket
-        config = HostConfig(host=address, port=0, quirks=frozenset({"fixed-count"}), fixed_count=ACTIVATING_COUNT)
-        self.thread: HostThread | None = HostThread(config)
+        config = HostConfig(host=address, port=0)
+        self.thread: HostThread | None = faulty_host_thread(config, {"fixed-count"}, fixed_count=ACTIVATING_COUNT)
         self.pdus = recording(self.thread)  # what every client sent it, with its replies
         self.thread.start(self.sock)
 

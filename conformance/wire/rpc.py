@@ -14,7 +14,6 @@ from enum import IntEnum
 
 from .errors import DecodeError
 
-HEADER_SIZE = 16
 DREP_LE = b"\x10\x00\x00\x00"
 
 PFC_FIRST_FRAG = 0x01
@@ -49,6 +48,54 @@ class PType(IntEnum):
     ALTER_CONTEXT_RESP = 15
 
 
+# The PDU's common header (PROTOCOL.md 2.1) and the request / response body heads after it (2.5), described
+# here once: every struct, size and offset of them (the host's fast path, the fuzzer's mutators) comes from these.
+HEADER_LAYOUT = (("vers", "B"), ("vers_minor", "B"), ("ptype", "B"), ("flags", "B"), ("drep", "4s"),
+                 ("frag_length", "H"), ("auth_length", "H"), ("call_id", "I"))
+REQUEST_LAYOUT = (("alloc_hint", "I"), ("cont_id", "H"), ("opnum", "H"))
+RESPONSE_LAYOUT = (("alloc_hint", "I"), ("cont_id", "H"), ("cancel_count", "B"), ("reserved", "B"))
+
+
+def _struct(*layouts: tuple[tuple[str, str], ...]) -> struct.Struct:
+    return struct.Struct("<" + "".join(code for layout in layouts for _, code in layout))
+
+
+def _offsets(layout: tuple[tuple[str, str], ...], start: int = 0) -> dict[str, tuple[int, str]]:
+    """field -> (offset in the PDU, struct code)"""
+    fields, pos = {}, start
+    for name, code in layout:
+        fields[name] = (pos, code)
+        pos += struct.calcsize("<" + code)
+    return fields
+
+
+HEADER = _struct(HEADER_LAYOUT)
+HEADER_SIZE = HEADER.size
+HEADER_FIELDS = _offsets(HEADER_LAYOUT)
+REQUEST_HEAD = _struct(REQUEST_LAYOUT)
+RESPONSE_HEAD = _struct(RESPONSE_LAYOUT)
+REQUEST_FIELDS = _offsets(REQUEST_LAYOUT, HEADER_SIZE)
+RESPONSE_FIELDS = _offsets(RESPONSE_LAYOUT, HEADER_SIZE)
+# header and body head in one struct: a request decoded, or a response packed, in one call
+REQUEST_PDU_HEAD = _struct(HEADER_LAYOUT, REQUEST_LAYOUT)
+RESPONSE_PDU_HEAD = _struct(HEADER_LAYOUT, RESPONSE_LAYOUT)
+_FRAG_LENGTH = struct.Struct("<H")
+_FRAG_OFFSET = HEADER_FIELDS["frag_length"][0]
+_PTYPE_OFFSET = HEADER_FIELDS["ptype"][0]
+
+
+def peek_frag_length(data: bytes) -> int:
+    return _FRAG_LENGTH.unpack_from(data, _FRAG_OFFSET)[0]
+
+
+def set_frag_length(pdu: bytearray, length: int) -> None:
+    _FRAG_LENGTH.pack_into(pdu, _FRAG_OFFSET, length)
+
+
+def peek_ptype(data: bytes) -> int:
+    return data[_PTYPE_OFFSET]
+
+
 def btfn_uuid(features: int = BTFN_FEATURES) -> uuid.UUID:
     return uuid.UUID(bytes_le=BTFN_PREFIX + struct.pack("<H", features) + bytes(6))
 
@@ -72,19 +119,15 @@ class Header:
     auth_length: int = 0
 
     def encode(self, frag_length: int) -> bytes:
-        return struct.pack("<BBBB4sHHI", self.vers, self.vers_minor, self.ptype, self.flags, self.drep,
-                           frag_length, self.auth_length, self.call_id)
+        return HEADER.pack(self.vers, self.vers_minor, self.ptype, self.flags, self.drep, frag_length,
+                           self.auth_length, self.call_id)
 
     @classmethod
     def decode(cls, data: bytes) -> tuple["Header", int]:
         if len(data) < HEADER_SIZE:
             raise DecodeError(f"RPC header needs {HEADER_SIZE} bytes, got {len(data)}")
-        vers, minor, ptype, flags, drep, frag, auth, call_id = struct.unpack_from("<BBBB4sHHI", data)
+        vers, minor, ptype, flags, drep, frag, auth, call_id = HEADER.unpack_from(data)
         return cls(ptype, flags, call_id, vers, minor, bytes(drep), auth), frag
-
-
-def peek_frag_length(data: bytes) -> int:
-    return struct.unpack_from("<H", data, 8)[0]
 
 
 @dataclass
@@ -174,7 +217,7 @@ class Request:
 
     def encode(self) -> bytes:
         hint = len(self.stub) if self.alloc_hint is None else self.alloc_hint
-        body = struct.pack("<IHH", hint, self.cont_id, self.opnum) + self.stub
+        body = REQUEST_HEAD.pack(hint, self.cont_id, self.opnum) + self.stub
         return self.header.encode(HEADER_SIZE + len(body)) + body
 
 
@@ -189,7 +232,7 @@ class Response:
 
     def encode(self) -> bytes:
         hint = len(self.stub) if self.alloc_hint is None else self.alloc_hint
-        body = struct.pack("<IHBB", hint, self.cont_id, self.cancel_count, self.reserved) + self.stub
+        body = RESPONSE_HEAD.pack(hint, self.cont_id, self.cancel_count, self.reserved) + self.stub
         return self.header.encode(HEADER_SIZE + len(body)) + body
 
 
@@ -270,13 +313,13 @@ def decode_pdu(data: bytes) -> Pdu:
     if ptype in (PType.BIND_ACK, PType.ALTER_CONTEXT_RESP):
         return _decode_bind_ack(header, body)
     if ptype == PType.REQUEST:
-        _need(body, 8, "request")
-        hint, cont_id, opnum = struct.unpack_from("<IHH", body)
-        return Request(body[8:], header, cont_id, opnum, hint)
+        _need(body, REQUEST_HEAD.size, "request")
+        hint, cont_id, opnum = REQUEST_HEAD.unpack_from(body)
+        return Request(body[REQUEST_HEAD.size:], header, cont_id, opnum, hint)
     if ptype == PType.RESPONSE:
-        _need(body, 8, "response")
-        hint, cont_id, cancel, reserved = struct.unpack_from("<IHBB", body)
-        return Response(body[8:], header, cont_id, cancel, reserved, hint)
+        _need(body, RESPONSE_HEAD.size, "response")
+        hint, cont_id, cancel, reserved = RESPONSE_HEAD.unpack_from(body)
+        return Response(body[RESPONSE_HEAD.size:], header, cont_id, cancel, reserved, hint)
     if ptype == PType.FAULT:
         _need(body, 16, "fault")
         hint, cont_id, cancel, reserved, status, reserved2 = struct.unpack_from("<IHBBII", body)

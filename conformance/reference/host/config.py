@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
-from conformance.faults.quirks import Quirk
+from dataclasses import dataclass
 
 DEFAULT_PORT = 1688
 DEFAULT_ACTIVATION_INTERVAL = 120  # minutes (/sai)
@@ -34,7 +32,6 @@ class HostConfig:
     max_connections: int = 2048  # beyond it, a new connection closes the least recently active one
     backlog: int = 1024  # listen() queue, for bursts of new connections
     max_pdu: int = 5840
-    fixed_count: int | None = None
     max_cache: int = 50  # 2 x 25; a load test may let it count more distinct clients (--max-cache)
     control: bool = False  # the loopback test-control channel (advance clock, reset)
     event_log: str | None = None  # path, or "-" for stderr
@@ -44,10 +41,8 @@ class HostConfig:
     dns_publish_list: tuple[str, ...] = ()  # "domain[,priority[,weight]]" (DnsDomainPublishList)
     dns_hostname: str = "kms"  # this host's label in each published domain
     dns_unpublish_on_exit: bool = False
-    quirks: frozenset[Quirk] = field(default_factory=frozenset)  # deliberate faults, never on by default
 
     def __post_init__(self) -> None:
-        self.quirks = Quirk.parse(self.quirks)
         for name in ("activation_interval", "renewal_interval"):
             value = getattr(self, name)
             if not INTERVAL_RANGE[0] <= value <= INTERVAL_RANGE[1]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import random
-import struct
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -12,18 +11,15 @@ from conformance.wire import hresult, ndr, rpc
 from conformance.wire.errors import DecodeError
 
 from .config import HostConfig
-from conformance.faults.quirks import Quirk
 from .service import Admitted, KmsService, Outcome
 
 _assoc_groups = itertools.count(random.randrange(0x10000000, 0x7FFFFFFF))
+# the fast path's one unpack of a request's header and body head, and one pack of a response's (rpc's structs)
+_REQUEST_HEAD, _unpack_request = rpc.REQUEST_PDU_HEAD.size, rpc.REQUEST_PDU_HEAD.unpack_from
+_RESPONSE_HEAD, _pack_response = rpc.RESPONSE_PDU_HEAD.size, rpc.RESPONSE_PDU_HEAD.pack
 # answers, which a client never sends: treated like unknown types
 CLIENT_NEVER_SENDS = {rpc.PType.RESPONSE, rpc.PType.FAULT, rpc.PType.BIND_ACK, rpc.PType.BIND_NAK,
                       rpc.PType.ALTER_CONTEXT_RESP}
-
-
-# the common header (PROTOCOL.md 2.1) and the request / response body heads (2.5), each in one struct
-_REQUEST = struct.Struct("<BBBB4sHHIIHH")
-_RESPONSE = struct.Struct("<BBBB4sHHIIHBB")
 
 
 class Pending(NamedTuple):
@@ -53,8 +49,7 @@ class RpcSession:
         self.assoc_group = 0
 
     def _reply_header(self, ptype: rpc.PType, request: rpc.Header, flags: int = rpc.FIRST_LAST) -> rpc.Header:
-        call_id = 2 if Quirk.NO_CALL_ID_ECHO in self.config.quirks else request.call_id
-        return rpc.Header(ptype, flags, call_id, drep=request.drep)
+        return rpc.Header(ptype, flags, request.call_id, drep=request.drep)
 
     def _fault(self, header: rpc.Header, status: int, cont_id: int = 0) -> bytes:
         flags = rpc.FIRST_LAST | rpc.PFC_DID_NOT_EXECUTE
@@ -70,12 +65,12 @@ class RpcSession:
     def receive(self, data: bytes) -> Reply:
         """As `handle`, except that a KMS request that passed every check comes back with `pending` set and
         no data: the host counts all the requests of one event-loop turn in one transaction, then `finish`es each."""
-        if len(data) >= _REQUEST.size:
-            vers, minor, ptype, flags, drep, frag, auth, call_id, _hint, cont_id, opnum = _REQUEST.unpack_from(data)
+        if len(data) >= _REQUEST_HEAD:
+            vers, minor, ptype, flags, drep, frag, auth, call_id, _hint, cont_id, opnum = _unpack_request(data)
             # the one header decode of the common case; anything unusual takes the full path below
             if (ptype == rpc.PType.REQUEST and vers == 5 and minor == 0 and drep == rpc.DREP_LE and not auth
                     and frag == len(data) and flags & rpc.FIRST_LAST == rpc.FIRST_LAST):
-                return self._request(call_id, flags, cont_id, opnum, data[_REQUEST.size:])
+                return self._request(call_id, flags, cont_id, opnum, data[_REQUEST_HEAD:])
         return self._decode_and_handle(data)
 
     def finish(self, reply: Reply, count: int) -> None:
@@ -130,26 +125,28 @@ class RpcSession:
                 return Reply(nak.encode(), close=True, problem=version, malformed=True)
             return Reply(self._fault(header, hresult.NCA_S_PROTO_ERROR), close=True, problem=version, malformed=True)
         if header.ptype not in rpc.PType.__members__.values() or header.ptype in CLIENT_NEVER_SENDS:
-            if Quirk.ANSWER_UNKNOWN_PTYPE in self.config.quirks:
-                empty = rpc.Response(b"", self._reply_header(rpc.PType.RESPONSE, header))
-                return Reply(empty.encode(), close=True, problem=f"PDU type {header.ptype} answered anyway",
-                             malformed=True)
-            return Reply(None, close=True, problem=f"PDU type {header.ptype} not expected from a client",
-                         malformed=True)
+            return self._unexpected_type(header)
         return None
+
+    def _unexpected_type(self, header: rpc.Header) -> Reply:
+        """A PDU of a type no client sends: closed, unanswered."""
+        return Reply(None, close=True, problem=f"PDU type {header.ptype} not expected from a client", malformed=True)
 
     def _context_result(self, ctx: rpc.ContextElement, chosen: tuple[int, bool] | None) -> rpc.ContextResult:
         for syntax, _version in ctx.transfers:
             features = rpc.btfn_features(syntax)
             if features is not None:
                 return rpc.ContextResult(rpc.NEGOTIATE_ACK, features & rpc.BTFN_FEATURES)
-        foreign = ctx.abstract != rpc.KMS_INTERFACE or ctx.abstract_version != rpc.KMS_INTERFACE_VERSION
-        if foreign and Quirk.ACCEPT_FOREIGN_INTERFACE not in self.config.quirks:
+        if not self._serves(ctx):
             return rpc.ContextResult(rpc.PROVIDER_REJECTION, rpc.REASON_ABSTRACT_SYNTAX)
-        quirks = self.config.quirks
-        if (Quirk.ACCEPT_ALL_SYNTAXES in quirks and ctx.abstract == rpc.KMS_INTERFACE and ctx.transfers
-                and ctx.transfer in rpc.TRANSFER_VERSIONS):
-            return rpc.ContextResult(rpc.ACCEPTANCE, 0, ctx.transfer, rpc.TRANSFER_VERSIONS[ctx.transfer])
+        return self._transfer_result(ctx, chosen)
+
+    def _serves(self, ctx: rpc.ContextElement) -> bool:
+        """The context names the KMS interface, in its version."""
+        return ctx.abstract == rpc.KMS_INTERFACE and ctx.abstract_version == rpc.KMS_INTERFACE_VERSION
+
+    def _transfer_result(self, ctx: rpc.ContextElement, chosen: tuple[int, bool] | None) -> rpc.ContextResult:
+        """A KMS context's result: accepted if it is the one chosen, else its transfer syntaxes rejected."""
         if chosen is not None and chosen[0] == ctx.cont_id:
             syntax = rpc.NDR64 if chosen[1] else rpc.NDR32
             return rpc.ContextResult(rpc.ACCEPTANCE, 0, syntax, rpc.TRANSFER_VERSIONS[syntax])
@@ -160,14 +157,11 @@ class RpcSession:
         offered = [
             (ctx.cont_id, syntax)
             for ctx in contexts
-            if ctx.abstract == rpc.KMS_INTERFACE or Quirk.ACCEPT_FOREIGN_INTERFACE in self.config.quirks
+            if ctx.abstract == rpc.KMS_INTERFACE
             for syntax, version in ctx.transfers
             if rpc.TRANSFER_VERSIONS.get(syntax) == version
         ]
-        syntaxes = ([rpc.NDR64] if self.config.uses_ndr64 else []) + [rpc.NDR32]
-        if Quirk.REJECT_NDR32 in self.config.quirks:
-            syntaxes.remove(rpc.NDR32)
-        for wanted in syntaxes:
+        for wanted in ([rpc.NDR64] if self.config.uses_ndr64 else []) + [rpc.NDR32]:
             for cont_id, syntax in offered:
                 if syntax == wanted:
                     return cont_id, syntax == rpc.NDR64
@@ -175,25 +169,17 @@ class RpcSession:
 
     def _bind(self, bind: rpc.Bind) -> Reply:
         is_alter = bind.header.ptype == rpc.PType.ALTER_CONTEXT
-        quirks = self.config.quirks
-        if (is_alter and Quirk.NO_ALTER_CONTEXT in quirks) or (
-                Quirk.REQUIRE_MPX in quirks and not bind.header.flags & rpc.PFC_CONC_MPX):
-            return Reply(None, close=True, problem="refused by quirk")
         chosen = self._choose(bind.contexts)
         results = [self._context_result(ctx, chosen) for ctx in bind.contexts]
         for ctx, result in zip(bind.contexts, results):
             if result.result == rpc.ACCEPTANCE:
                 self.contexts[ctx.cont_id] = result.transfer == rpc.NDR64
-        if not self.assoc_group and Quirk.ZERO_ASSOC_GROUP not in quirks:
-            self.assoc_group = bind.assoc_group or next(_assoc_groups)
-        # bind_ack mirrors the client's multiplex bit; alter_context_resp never sets it (vlmcs warns otherwise)
-        mpx = 0 if is_alter else bind.header.flags & rpc.PFC_CONC_MPX
-        if Quirk.NO_MPX_MIRROR in self.config.quirks and not is_alter:
-            mpx = rpc.PFC_CONC_MPX
+        if not self.assoc_group:
+            self.assoc_group = self._new_assoc_group(bind)
         ptype = rpc.PType.ALTER_CONTEXT_RESP if is_alter else rpc.PType.BIND_ACK
         ack = rpc.BindAck(
             results,
-            self._reply_header(ptype, bind.header, rpc.FIRST_LAST | mpx),
+            self._reply_header(ptype, bind.header, rpc.FIRST_LAST | self._ack_mpx(bind, is_alter)),
             bind.max_xmit,
             bind.max_recv,
             self.assoc_group,
@@ -201,34 +187,47 @@ class RpcSession:
         )
         return Reply(ack.encode())
 
+    @staticmethod
+    def _new_assoc_group(bind: rpc.Bind) -> int:
+        """The association group of the first bind: the client's own, or a new one."""
+        return bind.assoc_group or next(_assoc_groups)
+
+    @staticmethod
+    def _ack_mpx(bind: rpc.Bind, is_alter: bool) -> int:
+        """bind_ack mirrors the client's multiplex bit; alter_context_resp never sets it (vlmcs warns otherwise)."""
+        return 0 if is_alter else bind.header.flags & rpc.PFC_CONC_MPX
+
     def _request(self, call_id: int, flags: int, cont_id: int, opnum: int, stub: bytes) -> Reply:
-        quirks = self.config.quirks
         ndr64 = self.contexts.get(cont_id)
-        if ndr64 is None and quirks and Quirk.PROCESS_UNBOUND_CONTEXT in quirks:
-            ndr64 = False
+        if ndr64 is None or opnum != 0:
+            return self._refused_request(call_id, flags, cont_id, opnum, stub, ndr64)
+        return self._serve(call_id, cont_id, ndr64, stub)
+
+    def _refused_request(self, call_id: int, flags: int, cont_id: int, opnum: int, stub: bytes,
+                         ndr64: bool | None) -> Reply:
+        """A request on a context never accepted, or for an operation other than RequestActivation: a fault."""
         if ndr64 is None:
             return Reply(self._fault(self._header(call_id, flags), hresult.NCA_S_UNK_IF, cont_id),
                          problem=f"request on context {cont_id}, not accepted")
-        if opnum != 0 and not (quirks and Quirk.IGNORE_OPNUM in quirks):
-            return Reply(self._fault(self._header(call_id, flags), hresult.NCA_S_OP_RNG_ERROR, cont_id),
-                         problem=f"opnum {opnum}")
-        close = bool(quirks) and Quirk.CLOSE_AFTER_RESPONSE in quirks
+        return Reply(self._fault(self._header(call_id, flags), hresult.NCA_S_OP_RNG_ERROR, cont_id),
+                     problem=f"opnum {opnum}")
+
+    def _serve(self, call_id: int, cont_id: int, ndr64: bool, stub: bytes) -> Reply:
+        """A RequestActivation: admitted (pending its count), or answered with the refusal."""
         try:
             payload = ndr.decode_request_stub(stub, ndr64)
         except DecodeError as exc:
             outcome = Outcome(None, hresult.E_INVALID_DATA, reason=str(exc))
         else:
-            if quirks and Quirk.DROP_V5 in quirks and payload[2:4] == b"\x05\x00":
-                return Reply(None, close=True, problem="a V5 request dropped by quirk")
             admitted = self.service.admit(payload)
             if not isinstance(admitted, Outcome):
-                return Reply(None, close=close, pending=Pending(admitted, ndr64, call_id, cont_id))
+                return Reply(None, pending=Pending(admitted, ndr64, call_id, cont_id))
             outcome = admitted
         if outcome.payload is None:
             stub = ndr.encode_error_stub(outcome.hresult, ndr64)
         else:
             stub = ndr.encode_response_stub(outcome.payload, ndr64)
-        return Reply(self._response(call_id, cont_id, stub), close=close, outcome=outcome)
+        return Reply(self._response(call_id, cont_id, stub), outcome=outcome)
 
     @staticmethod
     def _header(call_id: int, flags: int) -> rpc.Header:
@@ -236,9 +235,5 @@ class RpcSession:
 
     def _response(self, call_id: int, cont_id: int, stub: bytes) -> bytes:
         """The response PDU, packed in one go (what rpc.Response(...).encode() gives, without its objects)."""
-        quirks = self.config.quirks
-        if quirks and Quirk.NO_CALL_ID_ECHO in quirks:
-            call_id = 2
-        hint = 0 if quirks and Quirk.BAD_ALLOC_HINT in quirks else len(stub)
-        return _RESPONSE.pack(5, 0, rpc.PType.RESPONSE, rpc.FIRST_LAST, rpc.DREP_LE, _RESPONSE.size + len(stub), 0,
-                              call_id, hint, cont_id, 0, 0) + stub
+        return _pack_response(5, 0, rpc.PType.RESPONSE, rpc.FIRST_LAST, rpc.DREP_LE, _RESPONSE_HEAD + len(stub), 0,
+                              call_id, len(stub), cont_id, 0, 0) + stub

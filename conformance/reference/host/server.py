@@ -30,7 +30,6 @@ from conformance.net.loop import new_event_loop
 from conformance.wire import rpc
 
 from .config import HostConfig
-from conformance.faults.quirks import Quirk
 from .rpc_session import Reply, RpcSession
 from .service import Clock, KmsService, Outcome
 
@@ -46,11 +45,6 @@ class HostStats:
     paused: int = 0  # times a connection's reading was paused because its answers backed up
 
 
-def _malformed(reply: Reply) -> bool:
-    """A PDU or payload the host could not read (a version it refuses is not malformed: that is an answer)."""
-    return reply.malformed or (reply.outcome is not None and reply.outcome.malformed)
-
-
 def dns_publisher(config: HostConfig, address: tuple[str, int], log: Callable[[dict], None]):
     from .publish import Publisher, PublishTarget
 
@@ -61,9 +55,13 @@ def dns_publisher(config: HostConfig, address: tuple[str, int], log: Callable[[d
 
 
 class ReferenceHost:
-    def __init__(self, config: HostConfig, service: KmsService | None = None):
+    def __init__(self, config: HostConfig, service: KmsService | None = None,
+                 session: Callable[[KmsService, HostConfig], RpcSession] = RpcSession,
+                 connection: "Callable[[ReferenceHost], KmsConnection] | None" = None):
         self.config = config
         self.service = service or KmsService(config, clock=Clock())
+        self.new_session = session  # one per connection
+        self.new_connection = connection or KmsConnection
         self.clock = self.service.clock  # the control channel advances it
         self.stats = HostStats()
         self._server: asyncio.base_events.Server | None = None
@@ -78,7 +76,6 @@ class ReferenceHost:
         # called with (peer, client PDU, Reply) for every PDU: the client-conformance harness records with it
         self.on_pdu: Callable[[str, bytes, Reply], None] | None = None
         self.publish_results: list[tuple[str, bool, str]] = []  # (domain, ok, detail) of the last publication
-        self.shared_request = b""  # the shared-request-buffer quirk's one slot
         self.failing: dict | None = None  # while commits fail: since when, the error, requests closed unanswered
 
     async def start(self, sock: socket.socket | None = None) -> tuple[str, int]:
@@ -87,10 +84,10 @@ class ReferenceHost:
             os.nice(10)
         loop = asyncio.get_running_loop()
         if sock is not None:
-            self._server = await loop.create_server(lambda: KmsConnection(self), sock=sock,
+            self._server = await loop.create_server(lambda: self.new_connection(self), sock=sock,
                                                     backlog=self.config.backlog)
         else:
-            self._server = await loop.create_server(lambda: KmsConnection(self), self.config.host, self.config.port,
+            self._server = await loop.create_server(lambda: self.new_connection(self), self.config.host, self.config.port,
                                                     reuse_address=True, backlog=self.config.backlog)
         sock = self._server.sockets[0].getsockname()
         self.address = (sock[0], sock[1])
@@ -210,13 +207,6 @@ class ReferenceHost:
         print(f"{stamp} kmsconf host{'' if worker is None else f' worker {worker}'}: {line}", file=sys.stderr,
               flush=True)
 
-    def _crash(self) -> None:
-        """The crash-on-malformed quirk: stop listening and drop every connection, as a dead host would."""
-        if self._server is not None:
-            self._server.close()
-        for connection in list(self._connections):
-            connection.close()
-
     async def _serve_control(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """JSON lines: {"op": "advance", "seconds": N} | {"op": "reset"} | {"op": "status"}."""
         try:
@@ -282,7 +272,7 @@ class KmsConnection(asyncio.Protocol):
         if not host.admit_connection(self):
             transport.close()
             return
-        self.session = RpcSession(host.service, self.config)
+        self.session = host.new_session(host.service, self.config)
         self._arm(self.config.bind_timeout)
 
     def _arm(self, seconds: float) -> None:
@@ -323,7 +313,7 @@ class KmsConnection(asyncio.Protocol):
         except KeyError:
             pass  # already made room for another
         if not self.buffer and len(data) >= rpc.HEADER_SIZE:
-            frag = data[8] | data[9] << 8
+            frag = rpc.peek_frag_length(data)
             if frag == len(data) and frag <= self.config.max_pdu:  # one whole PDU, the common case: no copies
                 if self._handle(bytes(data)) and not self.paused:
                     self._arm(self._idle_limit())
@@ -334,9 +324,7 @@ class KmsConnection(asyncio.Protocol):
         while len(buffer) >= rpc.HEADER_SIZE:
             frag = rpc.peek_frag_length(buffer)
             if frag < rpc.HEADER_SIZE or frag > self.config.max_pdu:
-                self._refuse(f"frag_length {frag} outside {rpc.HEADER_SIZE}..{self.config.max_pdu}")
-                if Quirk.CRASH_ON_MALFORMED in self.config.quirks:
-                    self.host._crash()
+                self._bad_frag_length(frag)
                 return
             if len(buffer) < frag:
                 if not self.body_started:
@@ -356,19 +344,12 @@ class KmsConnection(asyncio.Protocol):
         elif was_empty:  # a new PDU began: its header has read_timeout to arrive
             self._arm(self.config.read_timeout)
 
+    def _bad_frag_length(self, frag: int) -> None:
+        """A frag_length no PDU may have: the connection is closed."""
+        self._refuse(f"frag_length {frag} outside {rpc.HEADER_SIZE}..{self.config.max_pdu}")
+
     def _handle(self, pdu: bytes) -> bool:
         """Answer one PDU (now, or at the end of the turn); False when no PDU may follow it."""
-        quirks = self.config.quirks
-        if quirks and Quirk.SHARED_REQUEST_BUFFER in quirks and pdu[2] == rpc.PType.REQUEST:
-            # a race on purpose: requests wait in one host-wide slot, and each answer is for whatever is there
-            host = self.host
-            host.shared_request = pdu
-            asyncio.get_running_loop().call_later(0.02, lambda: self.transport.is_closing()
-                                                  or self._answer(host.shared_request))
-            return True
-        return self._answer(pdu)
-
-    def _answer(self, pdu: bytes) -> bool:
         reply = self.session.receive(pdu)
         if reply.pending is None and not self.queued:
             return self._deliver(pdu, reply)
@@ -385,10 +366,6 @@ class KmsConnection(asyncio.Protocol):
         host = self.host
         if host.on_pdu is not None:
             host.on_pdu(self.peer, pdu, reply)
-        quirks = self.config.quirks
-        if quirks and Quirk.CRASH_ON_MALFORMED in quirks and _malformed(reply):
-            host._crash()
-            return False
         host.stats.requests += reply.outcome is not None
         if reply.problem or (reply.outcome is not None and host.service.events is not None):
             host._log(self.peer, reply.outcome, reply.problem)
@@ -431,19 +408,16 @@ class KmsConnection(asyncio.Protocol):
 
     def eof_received(self) -> bool:
         if self.buffer:
-            if Quirk.PROCESS_CUT_PDU in self.config.quirks and len(self.buffer) >= rpc.HEADER_SIZE:
-                # as py-kms does: what arrived is taken for the whole PDU, whatever frag_length promised
-                cut = bytearray(self.buffer)
-                cut[8:10] = len(cut).to_bytes(2, "little")
-                self.buffer.clear()
-                self._handle(bytes(cut))
-            else:
-                self.host._log(self.peer, None, self._cut_short())
-                self.buffer.clear()
+            self._cut_by_eof()
         if self.queued:
             self.closing = True  # answer what it sent first, then close
             return True
         return False  # close our side too
+
+    def _cut_by_eof(self) -> None:
+        """The client closed its side in the middle of a PDU: what arrived is logged and dropped."""
+        self.host._log(self.peer, None, self._cut_short())
+        self.buffer.clear()
 
     # a client that sends but never reads must not grow our send buffer without bound
     def pause_writing(self) -> None:
@@ -469,8 +443,9 @@ class KmsConnection(asyncio.Protocol):
 class HostThread:
     """A reference host on its own event loop in a background thread (embedded use, tests)."""
 
-    def __init__(self, config: HostConfig, loop: str = "auto", service: KmsService | None = None):
-        self.host = ReferenceHost(config, service)
+    def __init__(self, config: HostConfig, loop: str = "auto", service: KmsService | None = None,
+                 host: Callable[..., ReferenceHost] = ReferenceHost):
+        self.host = host(config, service)
         self._loop = new_event_loop(loop)
         self._thread = threading.Thread(target=self._loop.run_forever, name="kms-reference-host", daemon=True)
 

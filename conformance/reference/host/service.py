@@ -13,16 +13,14 @@ from dataclasses import dataclass
 from typing import Callable, NamedTuple, TextIO
 
 from conformance import catalog as catalog_mod
-from conformance.wire import crypto, epid, framing, hresult, layout
+from conformance.wire import epid, framing, hresult
 from conformance.wire.messages import FILETIME_UNIX_EPOCH, KmsRequest, KmsResponse, peek_version
 from conformance.wire.errors import DecodeError
 
 from .config import HostConfig
-from conformance.faults.quirks import Quirk
 from .state import ClientTable
 from .store import Store
 
-OTHER_KEY = "windows-server-2019"
 ACTIVATION_EVENT = 12290  # the Key Management Service log's "an activation request has been processed"
 
 
@@ -30,7 +28,7 @@ def iso_time(unix: float) -> str:
     try:
         return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(unix))
     except (OverflowError, OSError, ValueError):
-        return f"{unix:.0f} s after 1970 (no date)"  # the key the epid-names-other-key quirk's ePIDs name
+        return f"{unix:.0f} s after 1970 (no date)"
 
 
 class Admitted(NamedTuple):
@@ -63,20 +61,17 @@ class Clock:
 
 class KmsService:
     def __init__(self, config: HostConfig, catalog: catalog_mod.Catalog | None = None,
-                 clock: Callable[[], float] | None = None, store: Store | None = None):
+                 clock: Callable[[], float] | None = None, store: Store | None = None,
+                 table: ClientTable | None = None):
         self.config = config
         self.catalog = catalog or catalog_mod.load()
         self.clock = clock or Clock()
         self.store = store or Store(config.db)
-        quirks = config.quirks
-        self.table = ClientTable(max_capacity=config.max_cache, expire=Quirk.NO_EXPIRY not in quirks,
-                                 renew_replaces=Quirk.NO_RENEWAL_REPLACE not in quirks)
+        self.table = table or ClientTable(max_capacity=config.max_cache)
         self.store.load_into(self.table)
         self.host_keys = self._select_host_keys()
-        # KMS id -> the host key that activates it, looked up once per id (None under the quirk that needs tiers)
-        self._keys: _KeyCache | None = None
-        if Quirk.NON_CUMULATIVE_GROUPS not in quirks:
-            self._keys = _KeyCache(self.host_keys)
+        self._keys = _KeyCache(self.host_keys)  # KMS id -> the host key that activates it, looked up once per id
+        self.time_tolerance: float = config.time_tolerance  # seconds a request's time may be from the host clock
         self.host_build = self.catalog.host_build(config.host_build)
         if self.host_build is None:
             raise ValueError(f"host build {config.host_build} is not in the catalog's host builds")
@@ -84,7 +79,6 @@ class KmsService:
         self.epids = {k.slug: self._stable(f"epid:{k.slug}", functools.partial(self._epid_text, k)) for k in self.host_keys}
         self.events = self._open_event_log(config.event_log)
         self.log_fields: dict[str, object] = {}  # in every event record (a host worker's number)
-        self.last_answer: bytes | None = None  # the answer-short-payload quirk repeats it
         self.store.put("settings", {"activation_interval": config.activation_interval,
                                     "renewal_interval": config.renewal_interval, "key_group": config.key_group,
                                     "host_build": config.host_build, "lcid": config.lcid})
@@ -159,18 +153,7 @@ class KmsService:
         return outcome
 
     def key_for(self, kms_id: uuid.UUID) -> catalog_mod.HostKey | None:
-        if self._keys is not None:
-            return self._keys[kms_id]
-        for key in self.host_keys:
-            if Quirk.NON_CUMULATIVE_GROUPS in self.config.quirks and key.tier is not None:
-                if self.catalog.tier_of(kms_id) != key.tier:
-                    continue
-            if kms_id in key.activates:
-                return key
-        return None
-
-    def _activates_windows(self, key: catalog_mod.HostKey) -> bool:
-        return any(self.catalog.kms_ids[k].application == catalog_mod.WINDOWS_APP_ID for k in key.activates)
+        return self._keys[kms_id]
 
     def handle(self, payload: bytes) -> Outcome:
         """One request, counted and committed before the answer is sealed."""
@@ -183,35 +166,35 @@ class KmsService:
     # admit each (decode, verify, check), count them all in one transaction, then seal each answer.
     def admit(self, payload: bytes) -> "Outcome | Admitted":
         """A verified request ready to be counted, or the refusal to send."""
-        quirks = self.config.quirks
         major = peek_version(payload)[0] if len(payload) >= 4 else None
         if major in framing.SUPPORTED_MAJORS and major not in self.config.protocols:
             return Outcome(None, hresult.E_INVALID_DATA, reason=f"KMS version {major} is not served by this host")
         try:
-            opened = framing.open_request(payload, allow_minor=bool(quirks) and Quirk.ACCEPT_BAD_VERSION in quirks)
-        except framing.UnsupportedVersion as exc:
-            if not quirks or Quirk.ACCEPT_BAD_VERSION not in quirks:
-                return Outcome(None, hresult.E_INVALID_DATA, reason=str(exc))
-            patched = bytes(payload[:2]) + b"\x06\x00" + bytes(payload[4:])
-            return self.admit(patched)
-        except DecodeError as exc:
-            if Quirk.ANSWER_SHORT_PAYLOAD in quirks and self.last_answer is not None:
-                return Outcome(self.last_answer, hresult.S_OK, reason=f"answered anyway: {exc}", malformed=True)
-            return Outcome(None, hresult.E_INVALID_DATA, reason=str(exc), malformed=True)
+            opened = framing.open_request(payload)
+        except DecodeError as exc:  # UnsupportedVersion among them
+            return self._unopened(payload, exc)
+        return self._admit_opened(opened)
+
+    def _unopened(self, payload: bytes, error: DecodeError) -> Outcome:
+        """The refusal of a payload that does not open: malformed, unless only its version is one not spoken."""
+        if isinstance(error, framing.UnsupportedVersion):
+            return Outcome(None, hresult.E_INVALID_DATA, reason=str(error))
+        return Outcome(None, hresult.E_INVALID_DATA, reason=str(error), malformed=True)
+
+    def _admit_opened(self, opened: framing.OpenedRequest) -> "Outcome | Admitted":
+        """The checks of an opened request: its integrity, a host key that activates it, its time."""
         if not opened.verified:
             failed = [k for k, ok in opened.checks.items() if not ok]
             return self.refused(Outcome(None, hresult.E_INVALID_DATA, opened=opened,
                                         reason=f"request failed {', '.join(failed)}"))
         request = opened.request
         key = self.key_for(request.kms_id)
-        if key is None and quirks and Quirk.IGNORE_KEY_GROUP in quirks:
-            key = self.host_keys[0]
         if key is None:
             return self.refused(Outcome(None, hresult.SL_E_VL_KEY_MANAGEMENT_SERVICE_ID_MISMATCH, opened=opened,
                                         reason=f"KMS id {request.kms_id} is not activated by this host's key(s)"))
         now = self.clock()
         request_unix = (request.request_time - FILETIME_UNIX_EPOCH) / 1e7
-        if abs(request_unix - now) > self.config.time_tolerance and not (quirks and Quirk.IGNORE_TIME in quirks):
+        if abs(request_unix - now) > self.time_tolerance:
             return self.refused(Outcome(None, hresult.SL_E_VL_INVALID_TIMESTAMP, opened=opened,
                                         reason=f"request time is {request_unix - now:+.0f} s from the host clock"))
         return Admitted(opened, key, now)
@@ -234,76 +217,16 @@ class KmsService:
     def answer(self, admitted: Admitted, count: int) -> Outcome:
         opened = admitted.opened
         request = opened.request
-        quirks = self.config.quirks
-        if not quirks:
-            response = KmsResponse(self.epids[admitted.key.slug], request.cmid, request.request_time, count,
-                                   self.config.activation_interval, self.config.renewal_interval,
-                                   request.major, request.minor)
-            return Outcome(framing.seal_response(response, opened, hwid=self.hwid), hresult.S_OK, count, opened)
-        response = KmsResponse(
-            epid=self._epid_for(admitted.key),
-            cmid=uuid.uuid4() if Quirk.WRONG_CMID in quirks else request.cmid,
-            request_time=request.request_time + (10**7 if Quirk.WRONG_TIME in quirks else 0),
-            count=count,
-            activation_interval=self.config.activation_interval,
-            renewal_interval=self.config.renewal_interval,
-            major=6 if Quirk.WRONG_VERSION in quirks else request.major,
-            minor=request.minor,
-        )
-        hwid = os.urandom(8) if Quirk.RANDOM_HWID in quirks else self.hwid
-        block = crypto.V6_AES.decrypt_block(opened.iv) if Quirk.REUSE_REQUEST_IV in quirks and opened.major == 6 else None
-        sealed = framing.seal_response(response, opened, hwid=hwid, response_block=block)
-        if Quirk.PAD_RESPONSE in quirks:
-            sealed += bytes(512)
-        self.last_answer = self._corrupt(sealed, opened.major)
-        return Outcome(self.last_answer, hresult.S_OK, count, opened)
-
-    def _epid_for(self, key: catalog_mod.HostKey) -> str:
-        quirks = self.config.quirks
-        if Quirk.EPID_NAMES_OTHER_KEY in quirks and self._activates_windows(key):
-            # as vlmcsd does: a Server 2019 key's ePID, whatever the key that activates
-            return self._stable("epid:other-key", lambda: str(self._new_epid(self.catalog.host_key(OTHER_KEY))))
-        if Quirk.RANDOM_EPID in quirks:
-            return str(self._new_epid(key))
-        if Quirk.BAD_EPID in quirks:
-            return self.epids[key.slug].replace(f"-{self.config.lcid}-", "-9999-")
-        return self.epids[key.slug]
+        response = KmsResponse(self.epids[admitted.key.slug], request.cmid, request.request_time, count,
+                               self.config.activation_interval, self.config.renewal_interval,
+                               request.major, request.minor)
+        return Outcome(framing.seal_response(response, opened, hwid=self.hwid), hresult.S_OK, count, opened)
 
     def _count(self, request: KmsRequest, now: float) -> int:
-        quirks = self.config.quirks
-        cmid, n_policy = request.cmid, request.n_policy
-        app_id = request.kms_id if quirks and Quirk.COUNT_PER_KMS_ID in quirks else request.app_id
-        if quirks:
-            if Quirk.FIXED_COUNT in quirks:
-                return self.config.fixed_count if self.config.fixed_count is not None else 2 * n_policy
-            if Quirk.COUNT_REPEATS in quirks:
-                cmid = uuid.uuid4()
-            if Quirk.SHRINK_CACHE in quirks and app_id in self.table.apps:
-                self.table.apps[app_id].capacity = 2 * n_policy
-            if Quirk.CACHE_SIZE_50 in quirks:
-                n_policy = 25  # the table sizes itself from 2 x N
-            if Quirk.NO_CACHE_GROWTH in quirks and app_id in self.table.apps:
-                n_policy = self.table.apps[app_id].capacity // 2  # the first N seen, for good
+        app_id, cmid, n_policy = request.app_id, request.cmid, request.n_policy
         recorded = self.table.record(app_id, cmid, n_policy, now)
         self.store.note(app_id, cmid, now, self.table.capacity(app_id), recorded, n_policy)
         return recorded.count
-
-    def _corrupt(self, sealed: bytes, major: int) -> bytes:
-        """Apply the integrity quirks after sealing; V5/V6 re-encrypt so only the named field is wrong."""
-        quirks = self.config.quirks
-        if not quirks & {Quirk.BAD_HASH, Quirk.BAD_HMAC}:
-            return sealed
-        if major == 4:
-            return sealed[:-1] + bytes([sealed[-1] ^ 1]) if Quirk.BAD_HASH in quirks else sealed
-        cipher = crypto.V5_AES if major == 5 else crypto.V6_AES
-        iv = sealed[layout.IV]
-        plain = bytearray(crypto.pkcs7_unpad(cipher.cbc_decrypt(iv, sealed[layout.IV.stop:])) or b"")
-        trailer = len(plain) - layout.RESPONSE_TRAILER.size(major)  # where the trailer starts
-        if Quirk.BAD_HASH in quirks:
-            plain[trailer + layout.RESPONSE_TRAILER.slice("hash", major).stop - 1] ^= 1
-        if Quirk.BAD_HMAC in quirks and major == 6:
-            plain[trailer + layout.RESPONSE_TRAILER.slice("hmac", major).stop - 1] ^= 1
-        return sealed[:layout.IV.stop] + cipher.cbc_encrypt(iv, crypto.pkcs7_pad(bytes(plain)))
 
     # --- administration (host-status) and the test-control channel ---
     def status(self) -> dict[str, object]:

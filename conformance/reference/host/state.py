@@ -42,17 +42,13 @@ class Recorded:
 class ClientTable:
     """Pure rules, no I/O; `store.py` persists what `record` changes."""
 
-    def __init__(self, lifetime: float = ENTRY_LIFETIME_SECONDS, *, expire: bool = True, renew_replaces: bool = True,
-                 max_capacity: int = MAX_CAPACITY):
+    def __init__(self, lifetime: float = ENTRY_LIFETIME_SECONDS, *, max_capacity: int = MAX_CAPACITY):
         self.lifetime = lifetime
-        self.expire = expire
-        self.renew_replaces = renew_replaces
         self.max_capacity = max_capacity
         self.apps: dict[uuid.UUID, AppTable] = {}
 
     def _purge(self, table: AppTable, now: float) -> list[uuid.UUID]:
-        if not self.expire:
-            return []
+        """Drop the entries older than the lifetime; their CMIDs."""
         gone = []
         for cmid, entry in table.entries.items():
             if now - entry.last_seen < self.lifetime:
@@ -70,15 +66,21 @@ class ClientTable:
             table.capacity = min(2 * n_policy, self.max_capacity)
         expired = self._purge(table, now)
         new_client = cmid not in table.entries
-        if not new_client and self.renew_replaces:
-            table.entries.move_to_end(cmid)
-        if new_client or self.renew_replaces:
+        if new_client:
             table.entries[cmid] = Entry(cmid, now)
+            renewed = False
+        else:
+            renewed = self._renew(table.entries, cmid, now)
         evicted = []
         while len(table.entries) > max(table.capacity, 1):
             evicted.append(table.entries.popitem(last=False)[0])
-        return Recorded(len(table.entries), new_client, tuple(evicted), tuple(expired),
-                        not new_client and self.renew_replaces)
+        return Recorded(len(table.entries), new_client, tuple(evicted), tuple(expired), renewed)
+
+    def _renew(self, entries: "OrderedDict[uuid.UUID, Entry]", cmid: uuid.UUID, now: float) -> bool:
+        """A known client again: its entry restarts, at the young end. True: it did."""
+        entries.move_to_end(cmid)
+        entries[cmid] = Entry(cmid, now)
+        return True
 
     def count(self, app_id: uuid.UUID, now: float) -> int:
         table = self.apps.get(app_id)
