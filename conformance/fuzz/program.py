@@ -27,11 +27,11 @@ from .classes import FINDING_CLASSES, Run, fuzz_class, silence_class
 from .mutators import BIND_FIELDS, HEADER_FIELDS, REQUEST_FIELDS
 
 KINDS = {rpc.PType.BIND: "bind", rpc.PType.ALTER_CONTEXT: "alter_context", rpc.PType.REQUEST: "request"}
-REQUEST_STUB = 24  # where a request's stub starts; the KMS payload follows NDR32's 8 or NDR64's 16 bytes
+REQUEST_STUB = rpc.REQUEST_PDU_HEAD.size  # where a request's stub starts; the KMS payload follows NDR32's 8 or NDR64's 16 bytes
 
 
 def pdu_kind(data: bytes) -> str:
-    return KINDS.get(data[2], "other") if len(data) > 2 else "other"
+    return KINDS.get(rpc.peek_ptype(data), "other") if len(data) > 2 else "other"
 
 
 @dataclass(frozen=True)

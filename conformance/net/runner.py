@@ -337,7 +337,7 @@ class AsyncSession:
             self.closed = self.closed or "the host closed the connection before we sent"
             return False
         self.writer.write(data)
-        if len(data) >= 3 and data[2] in (rpc.PType.BIND, rpc.PType.ALTER_CONTEXT):
+        if len(data) >= 3 and rpc.peek_ptype(data) in (rpc.PType.BIND, rpc.PType.ALTER_CONTEXT):
             self._bind = data
         return True
 
