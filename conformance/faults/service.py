@@ -12,7 +12,7 @@ from typing import Iterable
 
 from conformance import catalog as catalog_mod
 from conformance.reference.host.config import HostConfig
-from conformance.reference.host.service import Admitted, KmsService, Outcome
+from conformance.reference.host.service import Admitted, KmsService, Decision
 from conformance.reference.host.state import AppTable, ClientTable, Entry
 from conformance.wire import crypto, framing, hresult, layout
 from conformance.wire.errors import DecodeError
@@ -45,7 +45,7 @@ class FaultyService(KmsService):
         self.last_answer: bytes | None = None  # answer-short-payload repeats it
 
     # --- admission ---
-    def _unopened(self, payload: bytes, error: DecodeError) -> Outcome:
+    def _unopened(self, payload: bytes, error: DecodeError) -> Decision:
         quirks = self.quirks
         if Quirk.ACCEPT_BAD_VERSION in quirks and isinstance(error, framing.UnsupportedVersion):
             if error.major not in framing.SUPPORTED_MAJORS:  # answered as if it were 6.x
@@ -56,7 +56,7 @@ class FaultyService(KmsService):
                 error = exc
         if (Quirk.ANSWER_SHORT_PAYLOAD in quirks and self.last_answer is not None
                 and not isinstance(error, framing.UnsupportedVersion)):
-            return Outcome(self.last_answer, hresult.S_OK, reason=f"answered anyway: {error}", malformed=True)
+            return Decision(self.last_answer, hresult.S_OK, reason=f"answered anyway: {error}", malformed=True)
         return super()._unopened(payload, error)
 
     def key_for(self, kms_id: uuid.UUID) -> catalog_mod.HostKey | None:
@@ -87,7 +87,7 @@ class FaultyService(KmsService):
         return super()._count(dataclasses.replace(request, app_id=app_id, cmid=cmid, n_policy=n_policy), now)
 
     # --- answers ---
-    def answer(self, admitted: Admitted, count: int) -> Outcome:
+    def answer(self, admitted: Admitted, count: int) -> Decision:
         opened = admitted.opened
         request = opened.request
         quirks = self.quirks
@@ -107,7 +107,7 @@ class FaultyService(KmsService):
         if Quirk.PAD_RESPONSE in quirks:
             sealed += bytes(512)
         self.last_answer = self._corrupt(sealed, opened.major)
-        return Outcome(self.last_answer, hresult.S_OK, count, opened)
+        return Decision(self.last_answer, hresult.S_OK, count, opened)
 
     def _epid_for(self, key: catalog_mod.HostKey) -> str:
         quirks = self.quirks

@@ -11,7 +11,7 @@ import struct
 import uuid
 
 from conformance.reference.host.config import HostConfig
-from conformance.reference.host.service import Admitted, KmsService, Outcome
+from conformance.reference.host.service import Admitted, KmsService, Decision
 from conformance.wire import crypto, framing, hresult, layout
 from conformance.wire.messages import KmsResponse
 
@@ -45,7 +45,7 @@ class BrokenAnswerService(KmsService):
         super().__init__(config or HostConfig(port=0))
         self.mode = mode
 
-    def answer(self, admitted: Admitted, count: int) -> Outcome:
+    def answer(self, admitted: Admitted, count: int) -> Decision:
         opened = admitted.opened
         request = opened.request
         count = request.n_policy + COUNTS.get(self.mode, 0)
@@ -59,7 +59,7 @@ class BrokenAnswerService(KmsService):
             sealed = _flip(sealed, opened.major, {4: "mac", 5: "hash", 6: "hmac"}[opened.major])
         elif self.mode == "xored-ivs" and opened.major == 6:
             sealed = _flip(sealed, 6, "xored_ivs")
-        return Outcome(sealed, hresult.S_OK, count, opened)
+        return Decision(sealed, hresult.S_OK, count, opened)
 
 
 def _flip(sealed: bytes, major: int, field: str) -> bytes:

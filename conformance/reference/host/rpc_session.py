@@ -11,7 +11,7 @@ from conformance.wire import hresult, ndr, rpc
 from conformance.wire.errors import DecodeError
 
 from .config import HostConfig
-from .service import Admitted, KmsService, Outcome
+from .service import Admitted, KmsService, Decision
 
 _assoc_groups = itertools.count(random.randrange(0x10000000, 0x7FFFFFFF))
 # the fast path's one unpack of a request's header and body head, and one pack of a response's (rpc's structs)
@@ -35,7 +35,7 @@ class Pending(NamedTuple):
 class Reply:
     data: bytes | None  # bytes to send, or None
     close: bool = False  # close the connection after sending
-    outcome: Outcome | None = None  # the KMS outcome of a request
+    outcome: Decision | None = None  # the KMS outcome of a request
     problem: str = ""  # why a PDU was refused, for the event log
     malformed: bool = False  # the PDU could not be read (not merely refused: an opnum, a context)
     pending: Pending | None = None  # set by `receive` until `finish`
@@ -217,10 +217,10 @@ class RpcSession:
         try:
             payload = ndr.decode_request_stub(stub, ndr64)
         except DecodeError as exc:
-            outcome = Outcome(None, hresult.E_INVALID_DATA, reason=str(exc))
+            outcome = Decision(None, hresult.E_INVALID_DATA, reason=str(exc))
         else:
             admitted = self.service.admit(payload)
-            if not isinstance(admitted, Outcome):
+            if not isinstance(admitted, Decision):
                 return Reply(None, pending=Pending(admitted, ndr64, call_id, cont_id))
             outcome = admitted
         if outcome.payload is None:

@@ -31,7 +31,7 @@ from conformance.wire import rpc
 
 from .config import HostConfig
 from .rpc_session import Reply, RpcSession
-from .service import Clock, KmsService, Outcome
+from .service import Clock, KmsService, Decision
 
 
 @dataclass
@@ -122,7 +122,7 @@ class ReferenceHost:
                 with contextlib.suppress(Exception):
                     await server.wait_closed()
 
-    def _log(self, peer: str, outcome: Outcome | None, problem: str) -> None:
+    def _log(self, peer: str, outcome: Decision | None, problem: str) -> None:
         if outcome is not None:
             self.service.log_event(peer, outcome)
         elif problem:

@@ -40,7 +40,9 @@ class Admitted(NamedTuple):
 
 
 @dataclass(frozen=True)
-class Outcome:
+class Decision:
+    """What the host decided for one request: its sealed answer, or a refusal with its HRESULT."""
+
     payload: bytes | None  # the KMS response, or None when refused
     hresult: int
     count: int | None = None
@@ -139,13 +141,13 @@ class KmsService:
             record["reason"] = reason
         return record
 
-    def log_event(self, client: str, outcome: Outcome) -> None:
+    def log_event(self, client: str, outcome: Decision) -> None:
         """The event of a request in the event log file (--event-log), with the client's address."""
         if self.events is not None:
             record = self.event(outcome.opened, outcome.hresult, outcome.count, outcome.reason)
             self.events.write(json.dumps({**record, **self.log_fields, "client": client}) + "\n")
 
-    def refused(self, outcome: Outcome) -> Outcome:
+    def refused(self, outcome: Decision) -> Decision:
         """A refusal, kept among the host database's last requests (a refusal commits on its own: they are rare)."""
         if self.store.keeps_clients and outcome.opened is not None:
             self.store.note_event(self.event(outcome.opened, outcome.hresult, reason=outcome.reason))
@@ -155,47 +157,47 @@ class KmsService:
     def key_for(self, kms_id: uuid.UUID) -> catalog_mod.HostKey | None:
         return self._keys[kms_id]
 
-    def handle(self, payload: bytes) -> Outcome:
+    def handle(self, payload: bytes) -> Decision:
         """One request, counted and committed before the answer is sealed."""
         admitted = self.admit(payload)
-        if isinstance(admitted, Outcome):
+        if isinstance(admitted, Decision):
             return admitted
         return self.answer(admitted, self.count_all([admitted])[0])
 
     # The host answers in three steps so that one event-loop turn's requests share one commit:
     # admit each (decode, verify, check), count them all in one transaction, then seal each answer.
-    def admit(self, payload: bytes) -> "Outcome | Admitted":
+    def admit(self, payload: bytes) -> "Decision | Admitted":
         """A verified request ready to be counted, or the refusal to send."""
         major = peek_version(payload)[0] if len(payload) >= 4 else None
         if major in framing.SUPPORTED_MAJORS and major not in self.config.protocols:
-            return Outcome(None, hresult.E_INVALID_DATA, reason=f"KMS version {major} is not served by this host")
+            return Decision(None, hresult.E_INVALID_DATA, reason=f"KMS version {major} is not served by this host")
         try:
             opened = framing.open_request(payload)
         except DecodeError as exc:  # UnsupportedVersion among them
             return self._unopened(payload, exc)
         return self._admit_opened(opened)
 
-    def _unopened(self, payload: bytes, error: DecodeError) -> Outcome:
+    def _unopened(self, payload: bytes, error: DecodeError) -> Decision:
         """The refusal of a payload that does not open: malformed, unless only its version is one not spoken."""
         if isinstance(error, framing.UnsupportedVersion):
-            return Outcome(None, hresult.E_INVALID_DATA, reason=str(error))
-        return Outcome(None, hresult.E_INVALID_DATA, reason=str(error), malformed=True)
+            return Decision(None, hresult.E_INVALID_DATA, reason=str(error))
+        return Decision(None, hresult.E_INVALID_DATA, reason=str(error), malformed=True)
 
-    def _admit_opened(self, opened: framing.OpenedRequest) -> "Outcome | Admitted":
+    def _admit_opened(self, opened: framing.OpenedRequest) -> "Decision | Admitted":
         """The checks of an opened request: its integrity, a host key that activates it, its time."""
         if not opened.verified:
             failed = [k for k, ok in opened.checks.items() if not ok]
-            return self.refused(Outcome(None, hresult.E_INVALID_DATA, opened=opened,
+            return self.refused(Decision(None, hresult.E_INVALID_DATA, opened=opened,
                                         reason=f"request failed {', '.join(failed)}"))
         request = opened.request
         key = self.key_for(request.kms_id)
         if key is None:
-            return self.refused(Outcome(None, hresult.SL_E_VL_KEY_MANAGEMENT_SERVICE_ID_MISMATCH, opened=opened,
+            return self.refused(Decision(None, hresult.SL_E_VL_KEY_MANAGEMENT_SERVICE_ID_MISMATCH, opened=opened,
                                         reason=f"KMS id {request.kms_id} is not activated by this host's key(s)"))
         now = self.clock()
         request_unix = (request.request_time - FILETIME_UNIX_EPOCH) / 1e7
         if abs(request_unix - now) > self.time_tolerance:
-            return self.refused(Outcome(None, hresult.SL_E_VL_INVALID_TIMESTAMP, opened=opened,
+            return self.refused(Decision(None, hresult.SL_E_VL_INVALID_TIMESTAMP, opened=opened,
                                         reason=f"request time is {request_unix - now:+.0f} s from the host clock"))
         return Admitted(opened, key, now)
 
@@ -214,13 +216,13 @@ class KmsService:
             raise
         return counts
 
-    def answer(self, admitted: Admitted, count: int) -> Outcome:
+    def answer(self, admitted: Admitted, count: int) -> Decision:
         opened = admitted.opened
         request = opened.request
         response = KmsResponse(self.epids[admitted.key.slug], request.cmid, request.request_time, count,
                                self.config.activation_interval, self.config.renewal_interval,
                                request.major, request.minor)
-        return Outcome(framing.seal_response(response, opened, hwid=self.hwid), hresult.S_OK, count, opened)
+        return Decision(framing.seal_response(response, opened, hwid=self.hwid), hresult.S_OK, count, opened)
 
     def _count(self, request: KmsRequest, now: float) -> int:
         app_id, cmid, n_policy = request.app_id, request.cmid, request.n_policy
