@@ -1,6 +1,6 @@
 """Write exchanges as pcap with real TCP framing (scapy): handshake, sequence/ack numbers, FIN.
 
-Input is a transcript, the list of (side, bytes) the reference client keeps, so every
+Input is a transcript, the list of (side, bytes) the exchange runner keeps, so every
 exchange the harness or client makes can be attached as a capture.
 """
 
