@@ -77,7 +77,7 @@ def test_windows_7_host_carries_only_the_client_key():
 @pytest.mark.parametrize("quirks", [{"crash-on-malformed"}, set()], ids=["crash-on-malformed", "sound-host"])
 def test_rob_001_alone_sends_its_own_malformed_input(tmp_path, quirks):
     # selected alone, no other check in the process has sent bad input: ROB-001 must send its own
-    # (test_robustness.py's negative_inputs_sent == 0 branch), so a host that dies on it dies during ROB-001 (the
+    # (the run's negative_inputs == 0 branch), so a host that dies on it dies during ROB-001 (the
     # death is KMS-ROB-006's failure, ROB-001 not judged), and a sound one passes
     records = run_suite(tmp_path, clauses=["KMS-ROB-001"], quirks=frozenset(quirks))
     if quirks:

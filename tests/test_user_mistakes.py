@@ -153,6 +153,21 @@ def test_a_failure_in_the_terminal_is_a_few_lines_and_its_exchange_with_v(tmp_pa
     assert "response V6.0 count" in decoded and "request V6.0 sku" in decoded, decoded
 
 
+def test_a_failure_that_names_no_transcript_shows_the_checks_own_exchanges(tmp_path):
+    """KMS-CACHE-001 judges a list of counts and passes expect() no transcript: the failure shows the exchanges the
+    check made."""
+    with HostThread(HostConfig(port=0, control=True, quirks=frozenset({"cache-size-50"}))) as thread:
+        host, port = thread.host.address
+        ctl_host, ctl_port = thread.host.control_address
+        proc = run("-m", "pytest", "-p", "no:cacheprovider", "--target", f"{host}:{port}", "--control",
+                   f"{ctl_host}:{ctl_port}", "--clause", "KMS-CACHE-001", cwd=tmp_path)
+    assert proc.returncode == 1, proc.stdout[-2000:]
+    out = proc.stdout
+    failure = out[out.index("KMS-CACHE-001 (MUST)"):out.index("short test summary")]
+    exchange = next((line for line in failure.splitlines() if line.startswith("  exchange ")), None)
+    assert exchange is not None and "response V" in exchange and "more: -v" in exchange, failure
+
+
 def test_a_run_against_a_host_with_many_faults_fits_a_screen(tmp_path):
     """Skips one line per reason, failures a few lines each: vlmcsd's deviations and more in at most 150 lines."""
     quirks = {"ignore-opnum", "ignore-key-group", "ignore-time", "fixed-count", "epid-names-other-key",

@@ -2,17 +2,22 @@
 
 A failing check raises `ClauseFailure` carrying `expected` (the accepted outcomes or value)
 and `actual` (what came back) as JSON-able data; the plugin writes them to summary.json,
-matches declared deviations against `actual`, and prints them readably.
+matches declared deviations against `actual`, and prints them readably. `expect` and `expect_outcome` show the
+exchanges the running check made unless given a transcript of their own.
 """
 
 from __future__ import annotations
 
 import uuid
-from typing import Any, Iterable, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any, Callable, Iterable, Iterator
 
 from conformance.net.outcomes import Outcome, matches_any
+from conformance.net.runner import Transcript
 
-Transcript = Sequence[tuple[str, bytes]]
+# the connections of the check now running, read when a failure names no transcript (fixtures._clause_context)
+_check_exchanges: ContextVar[Callable[[], Iterable[Transcript]]] = ContextVar("check_exchanges", default=list)
 
 
 class Inconclusive(Exception):
@@ -60,7 +65,7 @@ def _shown(value: Any) -> str:
 class ClauseFailure(AssertionError):
     """A clause is broken: what it expects, what came back (both as data), and the bytes that show it."""
 
-    def __init__(self, expected: Any, actual: Any, transcript: Transcript = (), detail: str = ""):
+    def __init__(self, expected: Any, actual: Any, transcript: Iterable[tuple[str, bytes]] = (), detail: str = ""):
         self.expected = jsonable(expected)
         self.actual = jsonable(actual)
         self.actual_outcome = actual if isinstance(actual, Outcome) else None
@@ -102,17 +107,34 @@ def _pattern_matches(outcome: Outcome, pattern: str) -> bool:
         return False
 
 
-def expect(condition: bool, expected: Any, actual: Any, transcript: Transcript = (), detail: str = "") -> None:
-    """Fail with expected/actual and the exchange's bytes when `condition` is false."""
+@contextmanager
+def check_exchanges(source: Callable[[], Iterable[Transcript]]) -> Iterator[None]:
+    """While a check runs: `source()` gives the connections it has made so far."""
+    token = _check_exchanges.set(source)
+    try:
+        yield
+    finally:
+        _check_exchanges.reset(token)
+
+
+def own_transcript() -> Transcript:
+    """Every exchange the running check has made so far, connection after connection."""
+    return [exchange for connection in _check_exchanges.get()() for exchange in connection]
+
+
+def expect(condition: bool, expected: Any, actual: Any, transcript: Transcript | None = None,
+           detail: str = "") -> None:
+    """Fail with expected/actual and the exchange's bytes (given, else the check's own) when `condition` is false."""
     if not condition:
-        raise ClauseFailure(expected, actual, transcript, detail)
+        raise ClauseFailure(expected, actual, own_transcript() if transcript is None else transcript, detail)
 
 
-def expect_outcome(outcome: Outcome, accepted: Iterable[str], transcript: Transcript = (), detail: str = "") -> None:
-    """The outcome must match one of the clause's accepted patterns."""
+def expect_outcome(outcome: Outcome, accepted: Iterable[str], transcript: Transcript | None = None,
+                   detail: str = "") -> None:
+    """The outcome must match one of the clause's accepted patterns (bytes shown: given, else the check's own)."""
     accepted = list(accepted)
     if not matches_any(outcome, accepted):
-        raise ClauseFailure(accepted, outcome, transcript, detail)
+        raise ClauseFailure(accepted, outcome, own_transcript() if transcript is None else transcript, detail)
 
 
 def hexdump(data: bytes, width: int = 16) -> str:

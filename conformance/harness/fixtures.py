@@ -9,7 +9,10 @@ from dataclasses import dataclass
 
 import pytest
 
-from .run import FOOTPRINT_PROPERTY, run_of
+from . import clauses as clause_registry
+from .evidence import check_exchanges
+from .recording import exchanges_of
+from .run import FOOTPRINT_PROPERTY, KmsRun, run_of
 from .selection import clause_of
 
 REFERENCE_CLIENT_PRODUCT = "Windows 10/11 Enterprise"
@@ -101,18 +104,39 @@ def _keep_output(managed, config: pytest.Config) -> None:
     path.write_text("\n".join(managed.process.lines()) + "\n", encoding="utf-8")
 
 
+@pytest.fixture(scope="session")
+def kms_run(pytestconfig: pytest.Config) -> KmsRun:
+    """The run's state: its settings, and what its checks leave for later ones (ROB-001's bad-input count)."""
+    return run_of(pytestconfig)
+
+
+@pytest.fixture
+def clause(request: pytest.FixtureRequest) -> clause_registry.Clause:
+    """The clause of the check's one `clause` marker: its rule and expected values, the id written once."""
+    ids = [marker.args[0] for marker in request.node.iter_markers("clause")]
+    if len(ids) != 1:
+        raise pytest.UsageError(f"{request.node.nodeid}: the clause fixture needs exactly one clause marker, "
+                                f"found {ids or 'none'}")
+    return clause_registry.get(ids[0])
+
+
 @pytest.fixture(autouse=True)
 def _clause_context(request: pytest.FixtureRequest):
-    """Tell the target which clause is running: its requests are that clause's footprint."""
+    """Tell the target which clause is running (its requests are that clause's footprint), and show the check's own
+    exchanges in a failure that names none."""
     clause = clause_of(request.node)
-    if clause is None or "kms_target" not in request.fixturenames:
+    if clause is None:
         yield
         return
-    target = request.getfixturevalue("kms_target")
-    target.current_clause = clause.id
-    target.recorded.clear()
-    target.connect_errors.clear()
-    yield
+    with check_exchanges(lambda: (exchanges_of(request.node) or ([], None))[0]):
+        if "kms_target" not in request.fixturenames:
+            yield
+            return
+        target = request.getfixturevalue("kms_target")
+        target.current_clause = clause.id
+        target.recorded.clear()
+        target.connect_errors.clear()
+        yield
     # the CMIDs sent so far (this check's, and any learning probes'), on the teardown report: they reach
     # the xdist controller with it
     sent = target.end_check()

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from conformance.net.runner import Transcript
+
 from .evidence import ClauseFailure
 from .selection import clause_of
 from .verdicts import EVIDENCE_KEY, FAILURE_EVIDENCE_KEY, summary_path
@@ -36,17 +38,12 @@ def pytest_runtest_call(item: pytest.Item):
     clause = clause_of(item)
     failure = outcome.excinfo[1] if outcome.excinfo else None
     broken = isinstance(failure, ClauseFailure)
-    funcargs = getattr(item, "funcargs", {})
     if not (directory or allure_run or broken) or clause is None:
         return
-    if "kms_target" in funcargs:  # the exchanges this check made with the host
-        target = funcargs["kms_target"]
-        transcripts, address = [t for t in target.recorded if t], (target.host, target.port)
-    elif "client_run" in funcargs:  # what the client under test sent, and the instrumented host's answers
-        run = funcargs["client_run"]
-        transcripts, address = [t for t in run.transcripts() if t], run.address
-    else:
+    found = exchanges_of(item)
+    if found is None:
         return
+    transcripts, address = found
     if not transcripts and broken and failure.transcript:  # judged on exchanges a fixture made (Table 1's)
         transcripts = [failure.transcript]
     if not transcripts:
@@ -66,6 +63,18 @@ def pytest_runtest_call(item: pytest.Item):
         if directory:
             # reported with the teardown (verdicts.pytest_runtest_makereport), which reaches the xdist controller
             item.stash.setdefault(EVIDENCE_KEY, []).extend([pcap.name, decoded.name])
+
+
+def exchanges_of(item: pytest.Item) -> tuple[list[Transcript], tuple[str, int]] | None:
+    """The connections a check has made so far, and the host's address; None for a check that makes none."""
+    funcargs = getattr(item, "funcargs", {})
+    if "kms_target" in funcargs:  # the exchanges this check made with the host
+        target = funcargs["kms_target"]
+        return [t for t in target.recorded if t], (target.host, target.port)
+    if "client_run" in funcargs:  # what the client under test sent, and the instrumented host's answers
+        run = funcargs["client_run"]
+        return [t for t in run.transcripts() if t], run.address
+    return None
 
 
 def write_evidence(base: Path, transcripts: list, host: tuple[str, int]) -> tuple[Path, Path]:

@@ -99,6 +99,8 @@ class KmsRun:
     footprint: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))  # clause -> "app/CMID" sent
     fuzz_shards: list[dict] = field(default_factory=list)
     left_out: dict[str, str] = field(default_factory=dict)  # clause -> why the footprint rules left it out
+    # malformed inputs this process sent (ROB-002..004, ROB-001's own): ROB-001 sends its own when there were none
+    negative_inputs: int = 0
 
     @property
     def target_name(self) -> str:

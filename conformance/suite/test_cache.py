@@ -13,8 +13,8 @@ import uuid
 
 import pytest
 
-from conformance.harness.clauses import get as clause
 from conformance.harness.evidence import Inconclusive, expect
+from conformance.harness.judgments import saturating
 
 from .helpers import as_a_live_host, count_for, windows_edition
 
@@ -32,26 +32,21 @@ def counts(target, n_policy: int, clients: int) -> list[int]:
     return [one(target, n_policy) for _ in range(clients)]
 
 
-def saturating(start: int, cap: int, extra: int) -> list[int]:
-    """start+1, ..., cap, then cap `extra` more times: what new clients see while the cache fills."""
-    return list(range(start + 1, cap + 1)) + [cap] * extra
-
-
 @pytest.mark.clause("KMS-CACHE-001")
-def test_server_only_saturates_at_10(kms_target, fresh_host):
+def test_server_only_saturates_at_10(kms_target, fresh_host, clause):
     windows_edition(kms_target, 5)  # learned before the reset: probes must not be the table's first entries
     fresh_host.reset()
-    cap = clause("KMS-CACHE-001").expect["cap"]
-    seen = counts(kms_target, 5, cap + 2)
+    cap = clause.expect["cap"]
+    seen = counts(kms_target, 5, cap + 2)  # input: 2 clients past the cap
     expect(seen == saturating(0, cap, 2), f"1..{cap}, then {cap} (only N = 5 clients seen)", seen)
 
 
 @pytest.mark.clause("KMS-CACHE-002")
-def test_first_client_request_grows_cache_to_50(kms_target, fresh_host):
+def test_first_client_request_grows_cache_to_50(kms_target, fresh_host, clause):
     windows_edition(kms_target, 5), windows_edition(kms_target, 25)
     fresh_host.reset()
-    cap = clause("KMS-CACHE-002").expect["cap"]
-    start = counts(kms_target, 5, 12)[-1]  # KMS-CACHE-001's business whether that is 10
+    cap = clause.expect["cap"]
+    start = counts(kms_target, 5, 12)[-1]  # input: 12 N = 5 clients; KMS-CACHE-001's business whether that is 10
     if start >= cap:
         raise Inconclusive(f"12 N = 5 clients already gave count {start}: no room left to see growth to {cap}")
     seen = counts(kms_target, 25, cap - start + 2)
@@ -59,57 +54,63 @@ def test_first_client_request_grows_cache_to_50(kms_target, fresh_host):
 
 
 @pytest.mark.clause("KMS-CACHE-003")
-def test_cache_never_shrinks(kms_target, fresh_host):
+def test_cache_never_shrinks(kms_target, fresh_host, clause):
     windows_edition(kms_target, 5), windows_edition(kms_target, 25)
     fresh_host.reset()
-    cap = clause("KMS-CACHE-003").expect["cap"]
+    cap = clause.expect["cap"]
     grown = counts(kms_target, 25, cap)[-1]
     if grown != cap:
         raise Inconclusive(f"{cap} N = 25 clients gave count {grown}, not {cap}: the cache never grew "
                            f"(see KMS-CACHE-002), so a shrink cannot be seen")
-    seen = counts(kms_target, 5, 12)  # more than the 10 an N = 5 cache would hold
+    seen = counts(kms_target, 5, 12)  # input: more than the 10 an N = 5 cache would hold
     expect(seen == [cap] * 12, f"N = 5 clients still see {cap} after the cache grew to {cap}", seen)
 
 
 @pytest.mark.clause("KMS-CACHE-004")
-def test_entries_expire_after_30_days(kms_target, fresh_host, host_clock):
+def test_entries_expire_after_30_days(kms_target, fresh_host, host_clock, clause):
     windows_edition(kms_target, 5)
     fresh_host.reset()
-    days = clause("KMS-CACHE-004").expect["days"]
-    counts(kms_target, 5, 3)
+    rule = clause.expect
+    days, old = rule["days"], rule["clients"]
+    counts(kms_target, 5, old)
     host_clock.advance(days * DAY - MARGIN)
     just_before = one(kms_target, 5)
-    expect(just_before == 4, f"all 3 entries still counted just before {days} days (a 4th client: count 4)",
-           just_before)
-    host_clock.advance(2 * MARGIN)  # the 3 are now just over 30 days old, the 4th 2 minutes
+    expect(just_before == rule["before"], f"all {old} entries still counted just before {days} days (a "
+           f"{old + 1}th client: count {rule['before']})", just_before)
+    host_clock.advance(2 * MARGIN)  # the first ones are now just over 30 days old, the next 2 minutes
     after = one(kms_target, 5)
-    expect(after == 2, f"the first 3 entries gone after {days} days (the 4th and a 5th client: count 2)", after)
+    expect(after == rule["after"], f"the first {old} entries gone after {days} days (the {old + 1}th and a "
+           f"{old + 2}th client: count {rule['after']})", after)
 
 
 @pytest.mark.clause("KMS-CACHE-005")
-def test_renewal_restarts_30_days(kms_target, fresh_host, host_clock):
+def test_renewal_restarts_30_days(kms_target, fresh_host, host_clock, clause):
     windows_edition(kms_target, 5)
     fresh_host.reset()
-    days = clause("KMS-CACHE-005").expect["days"]
+    rule = clause.expect
+    days, day, want = rule["days"], rule["renewal_day"], rule["counts"]
     renewed, other = uuid.uuid4(), uuid.uuid4()
     one(kms_target, 5, renewed)
     one(kms_target, 5, other)
-    host_clock.advance(20 * DAY)
+    host_clock.advance(day * DAY)
     at_renewal = one(kms_target, 5, renewed)
-    expect(at_renewal == 2, "count 2 at the day-20 renewal (two clients, neither expired)", at_renewal)
-    host_clock.advance((days - 20) * DAY + MARGIN)  # just past day 30: only the renewal is younger than 30 days
+    expect(at_renewal == want["renewal"], f"count {want['renewal']} at the day-{day} renewal (two clients, neither "
+           f"expired)", at_renewal)
+    host_clock.advance((days - day) * DAY + MARGIN)  # just past day 30: only the renewal is younger than 30 days
     newcomer = one(kms_target, 5)
-    expect(newcomer == 2, "the renewed client and a newcomer (count 2); the unrenewed one expired", newcomer)
+    expect(newcomer == want["newcomer"], f"the renewed client and a newcomer (count {want['newcomer']}); the "
+           f"unrenewed one expired", newcomer)
     # the same, client by client: the renewed CMID is still known, the other one comes back as new
     again = one(kms_target, 5, renewed)
-    expect(again == 2, "the renewed CMID still counted (count stays 2)", again)
+    expect(again == want["renewed"], f"the renewed CMID still counted (count stays {want['renewed']})", again)
     returned = one(kms_target, 5, other)
-    expect(returned == 3, "the unrenewed CMID expired, so it counts as new again (count 3)", returned)
+    expect(returned == want["returned"], f"the unrenewed CMID expired, so it counts as new again (count "
+           f"{want['returned']})", returned)
 
 
 @pytest.mark.clause("KMS-CACHE-006")
-def test_no_visible_shrink(kms_target, request):
-    rule = clause("KMS-CACHE-006").expect
+def test_no_visible_shrink(kms_target, request, clause):
+    rule = clause.expect
     client, server = windows_edition(kms_target, 25), windows_edition(kms_target, 5)
     as_a_live_host(kms_target, request, client, 2 * rule["server_cap"])
     grown, r1 = count_for(kms_target, client, fresh=False)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import pytest
 
 from conformance.dns.querylog import describe
-from conformance.harness.clauses import get as clause
 from conformance.harness.discovery_lab import ANSWERS, REFUSES, DiscoveryRun
 from conformance.harness.discovery_mode import weight_test
 from conformance.harness.evidence import ClauseFailure, Inconclusive, expect
@@ -81,8 +80,8 @@ def test_lowest_priority_first(discovery):
 
 
 @pytest.mark.clause("KMS-DISC-003")
-def test_weights_share_first_contacts(discovery):
-    rule = clause("KMS-DISC-003").expect
+def test_weights_share_first_contacts(discovery, clause):
+    rule = clause.expect
     runs = discovering(discovery.weight(), "weights")
     counts, shares, p = weight_test([run.first_contact for run in runs])
     trials = sum(counts.values())

@@ -9,15 +9,14 @@ a crash, a sanitizer report or a hang is a finding too.
 
 import pytest
 
-from conformance.harness.clauses import get as clause
 from conformance.fuzz.campaign import finding_counts
 from conformance.harness.evidence import expect
 
 
 @pytest.mark.fuzz
 @pytest.mark.clause("KMS-ROB-005")
-def test_fuzz_campaign(kms_target, fuzz_shard, pytestconfig):
-    rule = clause("KMS-ROB-005").expect
+def test_fuzz_campaign(kms_target, fuzz_shard, pytestconfig, clause):
+    rule = clause.expect
     total = pytestconfig.getoption("--fuzz-runs") or rule["runs"]
     result = fuzz_shard.run(kms_target, total, name="KMS-ROB-005", timeout=rule["timeout"])
     # the actual: one entry per kind of finding (what a deviation declares); the reproducers in the detail

@@ -14,8 +14,8 @@ import pytest
 
 from conformance import catalog as catalog_mod
 from conformance.catalog import TIERS, Edition
-from conformance.harness.clauses import get as clause
 from conformance.harness.evidence import Inconclusive, expect, expect_outcome
+from conformance.harness.judgments import epid_key_mismatch
 from conformance.harness.phases import run_phase
 from conformance.net.outcomes import Response
 from conformance.wire import epid as epid_mod
@@ -99,8 +99,8 @@ def claimed_keys(target, answers) -> tuple[str, list[catalog_mod.HostKey]]:
 
 
 @pytest.mark.clause("KMS-GRP-001")
-def test_table_2_matrix(kms_target, table1_answers):
-    want = clause("KMS-GRP-001").expect["hresult"]
+def test_table_2_matrix(kms_target, table1_answers, clause):
+    want = clause.expect["hresult"]
     group, keys = claimed_keys(kms_target, table1_answers.values())
     activates = frozenset().union(*(k.activates for k in keys))
     wrong, transcripts = [], []
@@ -139,45 +139,18 @@ def test_accepted_groups_are_downward_closed(kms_target, table1_answers):
 
 
 @pytest.mark.clause("KMS-GRP-003")
-def test_unknown_kms_id_refused(kms_target):
-    rule = clause("KMS-GRP-003")
+def test_unknown_kms_id_refused(kms_target, clause):
     result = kms_target.activate(kms_target.request(kms_id=uuid.uuid4()))  # no host key knows a random id
-    expect_outcome(result.outcome, rule.accept, result.transcript, detail="for a random KMS id")
+    expect_outcome(result.outcome, clause.accept, result.transcript, detail="for a random KMS id")
 
 
 @pytest.mark.clause("KMS-GRP-004")
 def test_epid_key_matches_activations(kms_target, kms_id_answers):
     catalog = kms_target.catalog
     named = {a.epid: epid_mod.keys_named(a.epid, catalog) for a in kms_id_answers.values() if a.epid}
-    unknown = sorted(e for e, keys in named.items() if not keys)
-    beyond: dict[str, list[str]] = {}  # key name(s) -> editions activated with its ePID that it does not activate
-    within: dict[str, list[str]] = {}  # key name(s) -> editions it activates that the host refused
-    transcripts = []
-    for kms_id, answer in kms_id_answers.items():
-        keys = named.get(answer.epid) if answer.epid else None
-        if keys and not any(kms_id in k.activates for k in keys):
-            activated = beyond.setdefault(" / ".join(k.name for k in keys), [])
-            if answer.edition.name not in activated:
-                activated.append(answer.edition.name)
-                transcripts += answer.transcript
-    # every KMS id the named keys all activate must be activated (keys whose ranges coincide: their common part)
-    for keys in named.values():
-        if not keys:
-            continue
-        for kms_id in frozenset.intersection(*(k.activates for k in keys)):
-            answer = kms_id_answers.get(kms_id)
-            if answer is not None and not answer.accepted:
-                refused = within.setdefault(" / ".join(k.name for k in keys), [])
-                if answer.edition.name not in refused:  # several ePIDs (py-kms: one per request) name one key
-                    refused.append(answer.edition.name)
-                    transcripts += answer.transcript
-    if not beyond and not within and unknown and len(unknown) == len(named):
-        raise Inconclusive(f"no ePID of the host names a host key of the catalog ({', '.join(unknown)})")
-    names = sorted(set(beyond) | set(within))
-    actual: dict = {"named key": names[0] if len(names) == 1 else names} if names else {}
-    if beyond:
-        actual["activated beyond it"] = sorted({e for names in beyond.values() for e in names})
-    if within:
-        actual["refused within it"] = sorted({e for names in within.values() for e in names})
-    expect(not actual, "exactly the editions of the host key(s) its ePIDs name", actual, transcripts,
-           detail=f"ePIDs naming no catalog key, not judged: {', '.join(unknown)}" if unknown else "")
+    mismatch = epid_key_mismatch(kms_id_answers, named)
+    if not mismatch.judged:
+        raise Inconclusive(f"no ePID of the host names a host key of the catalog ({', '.join(mismatch.unknown)})")
+    expect(not mismatch.actual, "exactly the editions of the host key(s) its ePIDs name", mismatch.actual,
+           [exchange for answer in mismatch.evidence for exchange in answer.transcript],
+           detail=f"ePIDs naming no catalog key, not judged: {', '.join(mismatch.unknown)}" if mismatch.unknown else "")

@@ -12,7 +12,6 @@ import uuid
 
 import pytest
 
-from conformance.harness.clauses import get as clause
 from conformance.harness.evidence import ClauseFailure, expect, expect_outcome
 from conformance.harness.host_life import DEATHS_KEY, DOWN_KEY
 from conformance.harness.profile import NotServed
@@ -22,16 +21,14 @@ from .helpers import count_for, counting_edition, negotiate, still_serves, windo
 
 UNKNOWN_PTYPES = [9, 16, 18, 19, 20, 99]  # 16 = auth3, 18 co_cancel, 19 orphaned, 20 shutdown: none is KMS's
 FRAG_CASES = ["frag-longer-than-sent", "frag-below-header", "frag-65535", "header-cut"]
-negative_inputs_sent = 0  # in this process: ROB-001 sends its own when a run (e.g. --clause, xdist) had none
 
 
 SHORT_CUTS = ["empty", "4", "100", "v4-length", "one-short"]
 
 
-def short_payload(target, cut: str):
+def short_payload(target, run, cut: str):
     """A request payload (of the newest version the host serves) cut short, on a bound context."""
-    global negative_inputs_sent
-    negative_inputs_sent += 1
+    run.negative_inputs += 1
     request = target.request()
     payload = framing.seal_request(request)
     # a V4 payload's length (252) is one a V5/V6 payload cannot have; one byte short of its own length
@@ -42,10 +39,9 @@ def short_payload(target, cut: str):
         return conn.request(payload, cont_id, ndr64, request=request), conn.transcript
 
 
-def raw(target, data: bytes):
+def raw(target, run, data: bytes):
     """Raw bytes on a fresh connection, then EOF: (outcome, transcript)."""
-    global negative_inputs_sent
-    negative_inputs_sent += 1
+    run.negative_inputs += 1
     return target.send_raw(data)
 
 
@@ -70,48 +66,48 @@ def lying_frag_pdu(case: str) -> bytes:
 
 @pytest.mark.clause("KMS-ROB-002")
 @pytest.mark.parametrize("cut", SHORT_CUTS)
-def test_short_payload(kms_target, cut):
-    outcome, transcript = short_payload(kms_target, cut)
-    expect_outcome(outcome, clause("KMS-ROB-002").accept, transcript, detail=f"for a payload cut short ({cut})")
+def test_short_payload(kms_target, kms_run, cut, clause):
+    outcome, transcript = short_payload(kms_target, kms_run, cut)
+    expect_outcome(outcome, clause.accept, transcript, detail=f"for a payload cut short ({cut})")
     still_serves(kms_target, f"a payload cut short ({cut})")
 
 
 @pytest.mark.clause("KMS-ROB-003")
 @pytest.mark.parametrize("ptype", UNKNOWN_PTYPES)
-def test_unknown_pdu_type(kms_target, ptype):
+def test_unknown_pdu_type(kms_target, kms_run, ptype, clause):
     # a host that ignores the PDU sees our half-close next and closes (or stays silent)
-    outcome, transcript = raw(kms_target, unknown_ptype_pdu(ptype))
-    expect_outcome(outcome, clause("KMS-ROB-003").accept, transcript, detail=f"for PDU type {ptype}")
+    outcome, transcript = raw(kms_target, kms_run, unknown_ptype_pdu(ptype))
+    expect_outcome(outcome, clause.accept, transcript, detail=f"for PDU type {ptype}")
     still_serves(kms_target, f"PDU type {ptype}")
 
 
 @pytest.mark.clause("KMS-ROB-004")
 @pytest.mark.parametrize("case", FRAG_CASES)
-def test_lying_frag_length(kms_target, case):
+def test_lying_frag_length(kms_target, kms_run, case, clause):
     # a bind_ack here means the host processed a PDU it never received whole; silence after our
     # half-close means it still waits for bytes that cannot come (the clause asks for a close or a fault)
-    outcome, transcript = raw(kms_target, lying_frag_pdu(case))
-    expect_outcome(outcome, clause("KMS-ROB-004").accept, transcript, detail=f"for {case}")
+    outcome, transcript = raw(kms_target, kms_run, lying_frag_pdu(case))
+    expect_outcome(outcome, clause.accept, transcript, detail=f"for {case}")
     still_serves(kms_target, case)
 
 
 @pytest.mark.clause("KMS-ROB-001")
-def test_zz_host_still_serves_after_the_negative_checks(kms_target, protocol):
+def test_host_still_serves_after_the_negative_checks(kms_target, kms_run, protocol):
     # ordered last in the run (harness.selection.LAST), so it runs after every negative check
-    if negative_inputs_sent == 0:
+    if kms_run.negative_inputs == 0:
         # this process sent none (--clause KMS-ROB-001 alone, or xdist put the others on another worker):
         # send one of each kind here, so the clause is never decided by a host that saw no bad input
-        short_payload(kms_target, "100")
-        raw(kms_target, unknown_ptype_pdu(16))
+        short_payload(kms_target, kms_run, "100")
+        raw(kms_target, kms_run, unknown_ptype_pdu(16))
         for case in FRAG_CASES:
-            raw(kms_target, lying_frag_pdu(case))
+            raw(kms_target, kms_run, lying_frag_pdu(case))
     result = kms_target.activate(protocol=protocol)  # an edition the host activated before any bad input
     expect_outcome(result.outcome, ["Response"], result.transcript,
-                   detail=f"a V{protocol} activation after {negative_inputs_sent} malformed inputs")
+                   detail=f"a V{protocol} activation after {kms_run.negative_inputs} malformed inputs")
 
 
 @pytest.mark.clause("KMS-ROB-006")
-def test_zz_host_stayed_up(kms_target, pytestconfig):
+def test_host_stayed_up(kms_target, pytestconfig):
     # ordered after ROB-001; a death during any check is this clause's failure too (harness.host_life), shown
     # here once more so that the run's own tally and failure list carry it, with its pcap and replay
     down = pytestconfig.stash.get(DOWN_KEY, None) or next(iter(pytestconfig.stash.get(DEATHS_KEY, [])), None)
@@ -123,7 +119,7 @@ def test_zz_host_stayed_up(kms_target, pytestconfig):
 
 
 @pytest.mark.clause("KMS-ROB-007")
-def test_restart_keeps_clients(kms_target, fresh_host):
+def test_restart_keeps_clients(kms_target, fresh_host, clause):
     """A known client asked twice, then after SIGTERM and after SIGKILL: each restart answers as none happened."""
     if fresh_host.means != "start":
         pytest.skip(reason="restarts only a host the suite started itself: --target-cmd \"COMMAND {port}\" "
@@ -133,7 +129,7 @@ def test_restart_keeps_clients(kms_target, fresh_host):
         server = windows_edition(kms_target, 5)  # after the restart: does the cache remember its size?
     except NotServed:
         server = edition
-    clients = [uuid.uuid4() for _ in range(clause("KMS-ROB-007").expect["clients"])]
+    clients = [uuid.uuid4() for _ in range(clause.expect["clients"])]
     fresh_host.reset()
     for cmid in clients:
         count_for(kms_target, edition, cmid)

@@ -6,7 +6,6 @@ import uuid
 
 import pytest
 
-from conformance.harness.clauses import get as clause
 from conformance.harness.evidence import Inconclusive, expect, expect_outcome
 from conformance.net.outcomes import BindAck
 from conformance.net.runner import BindOptions
@@ -22,8 +21,8 @@ def results_of(ack: rpc.BindAck) -> list[tuple]:
 
 
 @pytest.mark.clause("KMS-RPC-001")
-def test_ndr32_only_bind(kms_target):
-    rule = clause("KMS-RPC-001").expect
+def test_ndr32_only_bind(kms_target, clause):
+    rule = clause.expect
     with kms_target.session() as conn:
         ack = bind_ack(conn.bind(BindOptions(ndr64=False, btfn=False)), conn.transcript)
         got = [(r.result, str(r.transfer), r.transfer_version) for r in ack.results]
@@ -33,8 +32,8 @@ def test_ndr32_only_bind(kms_target):
 
 
 @pytest.mark.clause("KMS-RPC-002")
-def test_three_context_bind(kms_target):
-    rule = clause("KMS-RPC-002").expect
+def test_three_context_bind(kms_target, clause):
+    rule = clause.expect
     with kms_target.session() as conn:
         ack = bind_ack(conn.bind(BindOptions()), conn.transcript)
         results = ack.results
@@ -55,17 +54,18 @@ def test_three_context_bind(kms_target):
 
 
 @pytest.mark.clause("KMS-RPC-003")
-def test_bind_ack_fields(kms_target):
+def test_bind_ack_fields(kms_target, clause):
+    sizes = [clause.expect["max_xmit"], clause.expect["max_recv"]]  # what the bind offers, echoed
     with kms_target.session() as conn:
-        ack = bind_ack(conn.bind(BindOptions(), max_xmit=4280, max_recv=4280), conn.transcript)
-        expect((ack.max_xmit, ack.max_recv) == (4280, 4280), "max_xmit/max_recv echoed: [4280, 4280]",
+        ack = bind_ack(conn.bind(BindOptions(), max_xmit=sizes[0], max_recv=sizes[1]), conn.transcript)
+        expect([ack.max_xmit, ack.max_recv] == sizes, f"max_xmit/max_recv echoed: {sizes}",
                [ack.max_xmit, ack.max_recv], conn.transcript)
         expect(ack.assoc_group != 0, "a non-zero assoc_group", ack.assoc_group, conn.transcript)
         # a Windows RPC server writes its own listening endpoint: behind a port-forward that is not ours
         port = ack.sec_addr[:-1]
         expect(ack.sec_addr.endswith(b"\0") and port.isdigit() and 0 < int(port) <= 65535,
                "a secondary address \"<decimal port>\\0\" (the host's own port)", ack.sec_addr, conn.transcript)
-    still_serves(kms_target, "a bind with max_xmit 4280")
+    still_serves(kms_target, f"a bind with max_xmit {sizes[0]}")
 
 
 @pytest.mark.clause("KMS-RPC-004")
@@ -83,11 +83,11 @@ def test_bind_ack_mirrors_multiplex_flag(kms_target, multiplex):
 
 
 @pytest.mark.clause("KMS-RPC-005")
-def test_alter_context(kms_target):
+def test_alter_context(kms_target, clause):
     with kms_target.session() as conn:
         conn.bind(BindOptions(ndr32=False))
         outcome = conn.bind(BindOptions(), alter=True, contexts=[rpc.ContextElement(0)])
-        expect_outcome(outcome, clause("KMS-RPC-005").accept, conn.transcript)
+        expect_outcome(outcome, clause.accept, conn.transcript)
         resp = outcome.pdu
         expect(resp.results and resp.results[0].result == rpc.ACCEPTANCE and resp.results[0].transfer == rpc.NDR32,
                "NDR32 accepted", results_of(resp), conn.transcript)
@@ -98,32 +98,34 @@ def test_alter_context(kms_target):
 
 
 @pytest.mark.clause("KMS-RPC-006")
-def test_call_id_echo(kms_target):
+def test_call_id_echo(kms_target, clause):
+    bind_id, request_id = clause.expect["bind_call_id"], clause.expect["request_call_id"]  # sent, then echoed
     with kms_target.session() as conn:
-        conn.call_id = 0x1234
+        conn.call_id = bind_id
         ack = bind_ack(conn.bind(BindOptions()), conn.transcript)
-        expect(ack.header.call_id == 0x1234, "bind_ack call_id 0x1234", hex(ack.header.call_id), conn.transcript)
+        expect(ack.header.call_id == bind_id, f"bind_ack call_id {bind_id:#x}", hex(ack.header.call_id),
+               conn.transcript)
         expect(bool(conn.contexts), "a context accepted for the request", results_of(ack), conn.transcript)
         cont_id, ndr64 = next(iter(conn.contexts.items()))
-        conn.call_id = 0x5678
+        conn.call_id = request_id
         request = kms_target.request()
         answer = conn.request(framing.seal_request(request), cont_id, ndr64, request=request)
         pdu = getattr(answer, "pdu", None)
         expect(pdu is not None, "an answer PDU with a call_id", answer, conn.transcript)
-        expect(pdu.header.call_id == 0x5678, "answer call_id 0x5678", hex(pdu.header.call_id), conn.transcript)
+        expect(pdu.header.call_id == request_id, f"answer call_id {request_id:#x}", hex(pdu.header.call_id),
+               conn.transcript)
     still_serves(kms_target, "changing call_ids")
 
 
 @pytest.mark.clause("KMS-RPC-007")
-def test_foreign_interface_rejected(kms_target):
-    rule = clause("KMS-RPC-007")
+def test_foreign_interface_rejected(kms_target, clause):
     with kms_target.session() as conn:
         ctx = [rpc.ContextElement(0, FOREIGN_INTERFACE, (1, 0), ((rpc.NDR32, 2),))]
         outcome = conn.bind(BindOptions(), contexts=ctx)
-        expect_outcome(outcome, rule.accept, conn.transcript)
+        expect_outcome(outcome, clause.accept, conn.transcript)
         got = [f"{r.result}/{r.reason}" for r in outcome.pdu.results]  # result/reason per context
-        want = [f"{rule.expect['result']}/{rule.expect['reason']}"]
-        expect(got == want, f"provider_rejection, reason {rule.expect['reason']} ({want[0]})", got, conn.transcript)
+        want = [f"{clause.expect['result']}/{clause.expect['reason']}"]
+        expect(got == want, f"provider_rejection, reason {clause.expect['reason']} ({want[0]})", got, conn.transcript)
     still_serves(kms_target, "a bind for a foreign interface")
 
 
@@ -133,22 +135,20 @@ def request_answer(target, cont_id: int, ndr64: bool, conn, **call):
 
 
 @pytest.mark.clause("KMS-RPC-008")
-def test_unknown_opnum_fault(kms_target):
-    rule = clause("KMS-RPC-008")
+def test_unknown_opnum_fault(kms_target, clause):
     with kms_target.session() as conn:
         cont_id, ndr64 = negotiate(conn)
-        expect_outcome(request_answer(kms_target, cont_id, ndr64, conn, opnum=1), rule.accept, conn.transcript)
+        expect_outcome(request_answer(kms_target, cont_id, ndr64, conn, opnum=1), clause.accept, conn.transcript)
     still_serves(kms_target, "a request with opnum 1")
 
 
 @pytest.mark.clause("KMS-RPC-009")
 @pytest.mark.parametrize("bound", [False, True], ids=["no-bind", "wrong-context"])
-def test_unaccepted_context_fault(kms_target, bound):
-    rule = clause("KMS-RPC-009")
+def test_unaccepted_context_fault(kms_target, bound, clause):
     with kms_target.session() as conn:
         if bound:
             conn.bind(BindOptions(ndr64=False, btfn=False))
-        expect_outcome(request_answer(kms_target, 7, False, conn), rule.accept, conn.transcript)
+        expect_outcome(request_answer(kms_target, 7, False, conn), clause.accept, conn.transcript)
     still_serves(kms_target, "a request on a context never accepted")
 
 

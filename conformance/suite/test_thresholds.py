@@ -15,8 +15,8 @@ import uuid
 import pytest
 
 from conformance import catalog as catalog_mod
-from conformance.harness.clauses import get as clause
 from conformance.harness.evidence import Inconclusive, expect
+from conformance.harness.judgments import judge_one_count, repeat_hidden, wrong_steps
 from conformance.harness.profile import NotServed
 from conformance.net.outcomes import Response
 
@@ -43,11 +43,10 @@ def test_new_cmid_adds_one(kms_target, known_state_if_possible):
         seen.append(count)
         transcripts += result.transcript
     cap = 2 * edition.n_policy  # below it every cache has room: at it the oldest entry makes room instead
-    steps = [(a, b) for a, b in zip(seen, seen[1:]) if a < cap]
-    if not steps:
+    wrong = wrong_steps(seen, cap)
+    if wrong is None:
         raise Inconclusive(f"the count is already at the cap of 2 x N = {cap} for {edition.name} "
                            f"(counts {seen}): a new CMID cannot raise it")
-    wrong = [f"{a} -> {b}" for a, b in steps if b != a + 1]
     expect(not wrong, "+1 for each new CMID below the cap", {"counts": seen, "wrong steps": wrong}, transcripts)
 
 
@@ -60,11 +59,9 @@ def test_repeated_cmid_does_not_add(kms_target, known_state_if_possible):
     expect(again == first, f"count {first} again for the same CMID", again, r1.transcript + r2.transcript)
     # an unchanged count only means something if the count can still move: a fresh CMID must raise it
     moved, _ = count_for(kms_target, edition)
-    if moved <= again:
-        why = (f"the count is at the cap of 2 x N = {2 * edition.n_policy}" if again >= 2 * edition.n_policy
-               else "a new CMID did not raise the count either (see KMS-THR-001)")
-        raise Inconclusive(f"{why} (counts {first}, {again}, then {moved} for a new CMID): "
-                           f"a repeat cannot be told from a new client")
+    hidden = repeat_hidden(first, again, moved, 2 * edition.n_policy)
+    if hidden is not None:
+        raise Inconclusive(hidden)
 
 
 def _catalog_edition_served(target, name: str) -> catalog_mod.Edition:
@@ -80,7 +77,7 @@ def _catalog_edition_served(target, name: str) -> catalog_mod.Edition:
 
 
 @pytest.mark.clause("KMS-THR-003")
-def test_guides_worked_example(kms_target, fresh_host):
+def test_guides_worked_example(kms_target, fresh_host, clause):
     """Two Windows 7 machines, a Windows 7 VM, then a Server 2008 R2 machine: 1, 2, 3, 4 (one shared count)."""
     editions = {name: _catalog_edition_served(kms_target, name) for name in (WIN7_ENT, WIN7_PRO, WS2008R2_ENT)}
     fresh_host.reset()
@@ -90,15 +87,15 @@ def test_guides_worked_example(kms_target, fresh_host):
         count, result = count_for(kms_target, editions[name], **fields)
         counts.append(count)
         transcripts += result.transcript
-    want = clause("KMS-THR-003").expect["counts"]
+    want = clause.expect["counts"]
     expect(counts == want, f"{want} for {', '.join(p + (' (VM)' if f else '') for p, f in steps)}", counts,
            transcripts)
 
 
 @pytest.mark.clause("KMS-THR-004")
 @pytest.mark.parametrize("threshold", ["server_threshold", "client_threshold"], ids=["server-5", "client-25"])
-def test_activation_threshold(kms_target, fresh_host, threshold):
-    n = clause("KMS-THR-004").expect[threshold]
+def test_activation_threshold(kms_target, fresh_host, threshold, clause):
+    n = clause.expect[threshold]
     edition = windows_edition(kms_target, n)
     fresh_host.reset()
     for client in range(1, n + 1):
@@ -109,8 +106,8 @@ def test_activation_threshold(kms_target, fresh_host, threshold):
 
 
 @pytest.mark.clause("KMS-THR-005")
-def test_no_count_above_50(kms_target):
-    top = clause("KMS-THR-005").expect["max_count"]
+def test_no_count_above_50(kms_target, clause):
+    top = clause.expect["max_count"]
     for n_policy in (25, 5):  # answers of this check's own, besides every count the run has seen
         try:
             count_for(kms_target, windows_edition(kms_target, n_policy), fresh=False)
@@ -126,8 +123,8 @@ def test_no_count_above_50(kms_target):
 
 
 @pytest.mark.clause("KMS-THR-006")
-def test_one_count_for_every_n_policy(kms_target, request):
-    rule = clause("KMS-THR-006").expect
+def test_one_count_for_every_n_policy(kms_target, request, clause):
+    rule = clause.expect
     client, server = windows_edition(kms_target, 25), windows_edition(kms_target, 5)
     as_a_live_host(kms_target, request, client, 12)
     seen, transcripts = [], []
@@ -147,17 +144,3 @@ def test_one_count_for_every_n_policy(kms_target, request):
     expect(verdict == "one count", f"the same count for N = 25 and N = 5 requests (within {rule['drift']})",
            counts, transcripts, detail=verdict)
 
-
-def judge_one_count(seen: list[tuple[int, int]], drift: int) -> str:
-    """"one count", a reason it is two, or "inconclusive: why", for interleaved (N policy, count) answers."""
-    counts = [c for _, c in seen]
-    if all(abs(b - a) <= drift for a, b in zip(counts, counts[1:])):
-        return "one count"  # any change between neighbours is what arriving or expiring clients can do
-    groups = {n: [c for m, c in seen if m == n] for n in {n for n, _ in seen}}
-    steady = all(max(g) - min(g) <= drift for g in groups.values())
-    if steady:
-        shown = "; ".join(f"N = {n} requests saw {g}" for n, g in sorted(groups.items(), reverse=True))
-        return (f"{shown}: two counts side by side, each steady, seconds apart; one client table gives every "
-                f"request the same count whatever its N")
-    return (f"inconclusive: the count moved by more than {drift} between requests seconds apart ({counts}): "
-            f"too busy a host to tell one count from two")
