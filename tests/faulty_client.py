@@ -44,11 +44,11 @@ def main(fault: str, host: str, port: int) -> None:
         if fault == "opnum":
             # the broken request, then a valid one: the host records both, so every other client clause runs
             conn.request(payload, cont_id, ndr64, opnum=3)
-            conn.activate(dataclasses.replace(request, cmid=uuid.uuid4()), cont_id, ndr64)
+            conn.request_activation(dataclasses.replace(request, cmid=uuid.uuid4()), cont_id, ndr64)
             return
-        conn.activate(request, cont_id, ndr64, payload)
+        conn.request_activation(request, cont_id, ndr64, payload)
         if fault == "shared-cmid":
-            conn.activate(dataclasses.replace(request, workstation="another.machine"), cont_id, ndr64)
+            conn.request_activation(dataclasses.replace(request, workstation="another.machine"), cont_id, ndr64)
 
 
 if __name__ == "__main__":

@@ -156,7 +156,7 @@ def test_a_failure_in_the_terminal_is_a_few_lines_and_its_exchange_with_v(tmp_pa
 def test_a_failure_that_names_no_transcript_shows_the_checks_own_exchanges(tmp_path):
     """KMS-CACHE-001 judges a list of counts and passes expect() no transcript: the failure shows the exchanges the
     check made."""
-    with HostThread(HostConfig(port=0, control=True, quirks=frozenset({"cache-size-50"}))) as thread:
+    with faulty_host_thread(HostConfig(port=0, control=True), {"cache-size-50"}) as thread:
         host, port = thread.host.address
         ctl_host, ctl_port = thread.host.control_address
         proc = run("-m", "pytest", "-p", "no:cacheprovider", "--target", f"{host}:{port}", "--control",

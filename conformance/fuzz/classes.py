@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 from conformance.net.outcomes import (AlterContextResp, BindAck, BindNak, Closed, Fault, OtherPdu, Outcome, Refusal,
                                       Response, Silent, Unreachable)
+from conformance.net.runner import Transcript
 from conformance.wire import rpc
 
 # classes that are findings by themselves (a crash or a sanitizer report comes from the process monitor)
@@ -84,7 +85,6 @@ def fuzz_class(outcome: Outcome, answering: str = "request") -> tuple[str, str]:
     return "violation", outcome.describe()
 
 
-Transcript = list[tuple[str, bytes]]
 
 
 @dataclass

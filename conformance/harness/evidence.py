@@ -117,6 +117,18 @@ def check_exchanges(source: Callable[[], Iterable[Transcript]]) -> Iterator[None
         _check_exchanges.reset(token)
 
 
+def exchanges_of(item) -> tuple[list[Transcript], tuple[str, int]] | None:
+    """The connections a check has made so far, and the host's address; None for a check that makes none."""
+    funcargs = getattr(item, "funcargs", {})
+    if "kms_target" in funcargs:  # the exchanges this check made with the host
+        target = funcargs["kms_target"]
+        return [t for t in target.recorded if t], (target.host, target.port)
+    if "client_run" in funcargs:  # what the client under test sent, and the instrumented host's answers
+        run = funcargs["client_run"]
+        return [t for t in run.transcripts() if t], run.address
+    return None
+
+
 def own_transcript() -> Transcript:
     """Every exchange the running check has made so far, connection after connection."""
     return [exchange for connection in _check_exchanges.get()() for exchange in connection]

@@ -10,8 +10,7 @@ from dataclasses import dataclass
 import pytest
 
 from . import clauses as clause_registry
-from .evidence import check_exchanges
-from .recording import exchanges_of
+from .evidence import check_exchanges, exchanges_of
 from .run import FOOTPRINT_PROPERTY, KmsRun, run_of
 from .selection import clause_of
 

@@ -10,9 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conformance.net.runner import Transcript
-
-from .evidence import ClauseFailure
+from .evidence import ClauseFailure, exchanges_of
 from .selection import clause_of
 from .verdicts import EVIDENCE_KEY, FAILURE_EVIDENCE_KEY, summary_path
 
@@ -63,18 +61,6 @@ def pytest_runtest_call(item: pytest.Item):
         if directory:
             # reported with the teardown (verdicts.pytest_runtest_makereport), which reaches the xdist controller
             item.stash.setdefault(EVIDENCE_KEY, []).extend([pcap.name, decoded.name])
-
-
-def exchanges_of(item: pytest.Item) -> tuple[list[Transcript], tuple[str, int]] | None:
-    """The connections a check has made so far, and the host's address; None for a check that makes none."""
-    funcargs = getattr(item, "funcargs", {})
-    if "kms_target" in funcargs:  # the exchanges this check made with the host
-        target = funcargs["kms_target"]
-        return [t for t in target.recorded if t], (target.host, target.port)
-    if "client_run" in funcargs:  # what the client under test sent, and the instrumented host's answers
-        run = funcargs["client_run"]
-        return [t for t in run.transcripts() if t], run.address
-    return None
 
 
 def write_evidence(base: Path, transcripts: list, host: tuple[str, int]) -> tuple[Path, Path]:

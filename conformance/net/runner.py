@@ -213,8 +213,9 @@ class Session:
             self.on_answer(outcome)
         return outcome
 
-    def activate(self, request: KmsRequest, cont_id: int, ndr64: bool, payload: bytes | None = None) -> Activation:
-        """One request on an established context (a fresh IV unless `payload` is given)."""
+    def request_activation(self, request: KmsRequest, cont_id: int, ndr64: bool,
+                           payload: bytes | None = None) -> Activation:
+        """One RequestActivation call on an established context (a fresh IV unless `payload` is given)."""
         payload = framing.seal_request(request, os.urandom(16)) if payload is None else payload
         try:
             opened = framing.open_request(payload, allow_minor=True)
@@ -260,7 +261,7 @@ class Runner:
                 cont_id, ndr64 = session.negotiate(options)
             except NotNegotiated as exc:
                 return Activation(request, payload, exc.outcome, exc.stage, transcript=list(session.transcript))
-            result = session.activate(request, cont_id, ndr64, payload)
+            result = session.request_activation(request, cont_id, ndr64, payload)
             result.transcript = list(session.transcript)
             return result
 

@@ -35,7 +35,7 @@ def _activation(product: str, options: BindOptions = BindOptions(), count: int =
     def run(conn: Session) -> None:
         cont_id, ndr64 = conn.negotiate(options)
         for _ in range(count):
-            conn.activate(_request(product, **changes), cont_id, ndr64)
+            conn.request_activation(_request(product, **changes), cont_id, ndr64)
     return run
 
 

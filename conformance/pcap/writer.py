@@ -7,9 +7,9 @@ exchange the harness or client makes can be attached as a capture.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterable
 
-Transcript = Iterable[tuple[str, bytes]]
+from conformance.net.runner import Transcript
+
 MSS = 1460
 
 

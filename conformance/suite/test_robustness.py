@@ -47,20 +47,21 @@ def raw(target, run, data: bytes):
 
 def unknown_ptype_pdu(ptype: int) -> bytes:
     pdu = bytearray(rpc.Bind([rpc.ContextElement(0)]).encode())
-    pdu[2] = ptype
+    rpc.set_ptype(pdu, ptype)
     return bytes(pdu)
 
 
 def lying_frag_pdu(case: str) -> bytes:
     bind = bytearray(rpc.Bind([rpc.ContextElement(0)]).encode())
     if case == "frag-longer-than-sent":
-        bind[8:10] = struct.pack("<H", len(bind) + 40)  # 40 bytes promised, never sent
+        rpc.set_frag_length(bind, len(bind) + 40)  # 40 bytes promised, never sent
     elif case == "frag-below-header":
-        bind[8:10] = struct.pack("<H", 8)  # shorter than the 16-byte header itself
+        rpc.set_frag_length(bind, 8)  # shorter than the 16-byte header itself
     elif case == "frag-65535":
-        bind[8:10] = struct.pack("<H", 65535)  # far beyond max_xmit_frag
+        rpc.set_frag_length(bind, 65535)  # far beyond max_xmit_frag
     else:
-        bind = bind[:10]  # the header itself cut after frag_length
+        offset, code = rpc.HEADER_FIELDS["frag_length"]
+        bind = bind[:offset + struct.calcsize(code)]  # the header itself cut after frag_length
     return bytes(bind)
 
 

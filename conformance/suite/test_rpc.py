@@ -171,7 +171,7 @@ def test_several_requests_one_connection(kms_target):
     with kms_target.session() as conn:
         cont_id, ndr64 = negotiate(conn)
         for n in range(3):
-            result = conn.activate(kms_target.request(), cont_id, ndr64)
+            result = conn.request_activation(kms_target.request(), cont_id, ndr64)
             expect(result.outcome.is_kms_answer, f"request {n + 1} of 3 on one connection answered",
                    result.outcome, conn.transcript)
 

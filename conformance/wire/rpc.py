@@ -96,6 +96,10 @@ def peek_ptype(data: bytes) -> int:
     return data[_PTYPE_OFFSET]
 
 
+def set_ptype(pdu: bytearray, ptype: int) -> None:
+    pdu[_PTYPE_OFFSET] = ptype
+
+
 def btfn_uuid(features: int = BTFN_FEATURES) -> uuid.UUID:
     return uuid.UUID(bytes_le=BTFN_PREFIX + struct.pack("<H", features) + bytes(6))
 
