@@ -1,3 +1,4 @@
+import os
 import sys
 from pathlib import Path
 
@@ -15,6 +16,12 @@ def pytest_addoption(parser):
                      help="load generators of the soak test (default: the number of xdist workers, else 1)")
     parser.addoption("--soak-cmids", type=int, default=10_000, help="distinct CMIDs of the soak test")
     parser.addoption("--soak-requests", type=int, default=100_000, help="activations of the soak test")
+
+
+def pytest_configure(config):
+    # The suites these tests start in subprocesses take their options from the test, not from this run's
+    # PYTEST_ADDOPTS (read by now): a --durations there would print into every output the tests measure.
+    os.environ.pop("PYTEST_ADDOPTS", None)
 
 
 def pytest_collection_modifyitems(config, items):
