@@ -1,5 +1,6 @@
-"""The package has no import circles, between modules or between its sub-packages (function-level imports
-count too: a lazy import is still a dependency)."""
+"""The package has no import circles, between modules or between its sub-packages, and keeps the README's
+layout: the protocol imports neither side, nothing that judges speaks through the reference client, the genuine
+host knows no fault (function-level imports count too: a lazy import is still a dependency)."""
 
 import ast
 from collections import defaultdict
@@ -91,3 +92,55 @@ def test_the_graph_is_read_and_a_circle_is_seen():
     assert "conformance.net.runner" in graph["conformance.harness.target"]
     assert "conformance.harness.clauses" in graph["conformance.harness.allure_labels"]  # a relative import
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+# The layout the README describes: the protocol both sides stand on, the code that is judged, the code that judges.
+PROTOCOL = ("conformance.wire", "conformance.net", "conformance.dns", "conformance.catalog", "conformance.errors")
+JUDGED = ("conformance.reference", "conformance.faults")
+JUDGING = ("conformance.harness", "conformance.suite", "conformance.fuzz", "conformance.pcap", "conformance.report")
+HOST, CLIENT = "conformance.reference.host", "conformance.reference.client"
+
+
+def within(module: str, packages: tuple[str, ...] | str) -> bool:
+    packages = (packages,) if isinstance(packages, str) else packages
+    return any(module == p or module.startswith(p + ".") for p in packages)
+
+
+def crossings(graph: dict[str, set[str]], sources, forbidden) -> list[str]:
+    """Every import from a module of `sources` into a module of `forbidden`, as 'a -> b'."""
+    return sorted(f"{s} -> {t}" for s, targets in graph.items() if within(s, sources)
+                  for t in targets if within(t, forbidden))
+
+
+def test_the_protocol_layer_imports_neither_side():
+    graph = imports()
+    outside = [f"{s} -> {t}" for s, targets in graph.items() if within(s, PROTOCOL) for t in targets
+               if not within(t, PROTOCOL)]
+    assert outside == []
+
+
+def test_nothing_that_judges_speaks_through_the_reference_client():
+    # a bug in the reference client's requests would otherwise be invisible to the suite that checks that client
+    assert crossings(imports(), JUDGING + PROTOCOL, CLIENT) == []
+
+
+def test_the_judged_import_nothing_that_judges_and_host_and_client_keep_apart():
+    graph = imports()
+    assert crossings(graph, JUDGED, JUDGING) == []
+    assert crossings(graph, HOST, CLIENT) == [] and crossings(graph, CLIENT, HOST) == []
+
+
+def test_the_genuine_host_knows_no_fault():
+    graph = imports()
+    assert crossings(graph, "conformance.reference", "conformance.faults") == []
+    # a fault is a subclass in faults/, never a branch in the genuine path
+    mentions = [f"{p.relative_to(PACKAGE)}:{n}" for p in (PACKAGE / "reference").rglob("*.py")
+                for n, line in enumerate(p.read_text().splitlines(), 1) if "quirk" in line.lower()]
+    assert mentions == []
+
+
+def test_a_crossing_is_seen():
+    graph = {"conformance.harness.target": {HOST, f"{CLIENT}.activation"}, "conformance.wire.rpc": {"conformance.fuzz"}}
+    assert crossings(graph, JUDGING, CLIENT) == [f"conformance.harness.target -> {CLIENT}.activation"]
+    assert crossings(graph, PROTOCOL, JUDGING) == ["conformance.wire.rpc -> conformance.fuzz"]
+    assert not within("conformance.wirework", "conformance.wire")
