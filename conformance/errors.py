@@ -10,7 +10,8 @@ class UsageError(Exception):
 
 
 class HostUnreachable(Exception):  # not net.outcomes.Unreachable, an answer the runner classified
-    """No connection to the host at all: printed as one line, exit status 3 (as the suite's)."""
+    """No KMS host to talk to: no connection at all, or (plain) something listening that does not speak DCE/RPC.
+    Printed as one line, exit status 3 (as the suite's)."""
 
     def __init__(self, address: str, why: OSError | str, plain: bool = False):
         reason = why if isinstance(why, str) else (why.strerror or str(why))

@@ -138,7 +138,7 @@ def test_request_and_response_parse_identically(product, ndr64):
     assert req["pduData"] == stub
 
     reply = s.handle(raw)
-    assert reply.outcome is not None and reply.outcome.payload is not None
+    assert reply.decision is not None and reply.decision.payload is not None
     answer = reply.data
     ours = rpc.decode_pdu(answer)
     resp = rpcrt.MSRPCRespHeader(answer)

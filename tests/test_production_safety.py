@@ -39,8 +39,8 @@ class Recording(HostThread):
         return out
 
     def _note(self, peer, data, reply) -> None:
-        if reply.outcome is not None and reply.outcome.opened is not None:
-            request = reply.outcome.opened.request
+        if reply.decision is not None and reply.decision.opened is not None:
+            request = reply.decision.opened.request
             self.entries.add((request.app_id, request.cmid))
 
 

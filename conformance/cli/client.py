@@ -51,14 +51,14 @@ def cmd_activate(args: argparse.Namespace) -> int:
         cache = Path(args.state) / CACHED_HOST_FILE if args.state else None
         if cache is not None:
             client.load_cache(cache)
-        outcome = {}
+        last = {}  # the last attempt's activation, for the report after discovery
 
         def attempt(h: str, p: int) -> bool:
             try:
-                outcome["result"] = activate(h, p, request, options, timeout=args.timeout)
+                last["activation"] = activate(h, p, request, options, timeout=args.timeout)
             except OSError:
                 return False
-            return outcome["result"].verified
+            return last["activation"].verified
 
         try:
             host, port = client.run(attempt)
@@ -68,7 +68,7 @@ def cmd_activate(args: argparse.Namespace) -> int:
         finally:
             if cache is not None:
                 client.save_cache(cache)
-        result = outcome["result"]
+        result = last["activation"]
         if not args.json:
             print(f"discovered  : {host}:{port}")
     if args.json:

@@ -21,7 +21,7 @@ from .session import FaultySession
 
 def _malformed(reply: Reply) -> bool:
     """A PDU or payload the host could not read (a version it refuses is not malformed: that is an answer)."""
-    return reply.malformed or (reply.outcome is not None and reply.outcome.malformed)
+    return reply.malformed or (reply.decision is not None and reply.decision.malformed)
 
 
 class FaultyHost(ReferenceHost):

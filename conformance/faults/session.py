@@ -9,6 +9,7 @@ from conformance.reference.host.config import HostConfig
 from conformance.reference.host.rpc_session import Reply, RpcSession
 from conformance.wire import ndr, rpc
 from conformance.wire.errors import DecodeError
+from conformance.wire.messages import peek_version
 
 from .quirks import Quirk
 from .service import FaultyService
@@ -78,11 +79,11 @@ class FaultySession(RpcSession):
     def _serve(self, call_id: int, cont_id: int, ndr64: bool, stub: bytes) -> Reply:
         if Quirk.DROP_V5 in self.quirks:
             try:
-                payload = ndr.decode_request_stub(stub, ndr64)
+                major, _minor = peek_version(ndr.decode_request_stub(stub, ndr64))
             except DecodeError:
                 pass
             else:
-                if payload[2:4] == b"\x05\x00":
+                if major == 5:
                     return Reply(None, close=True, problem="a V5 request dropped by quirk")
         reply = super()._serve(call_id, cont_id, ndr64, stub)
         if Quirk.CLOSE_AFTER_RESPONSE in self.quirks:

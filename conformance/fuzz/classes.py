@@ -44,8 +44,10 @@ def owes_answer(sent: bytes) -> bool:
         if frag < rpc.HEADER_SIZE or pos + frag > len(sent):
             return False  # still reading a PDU, or none it can frame (a host may close, or wait for its limit)
         last, pos = sent[pos:pos + frag], pos + frag
-    return (pos == len(sent) and bool(last) and last[0] == 5 and last[1] in (0, 1) and last[2] in OWED
-            and bool(last[3] & rpc.PFC_LAST_FRAG))
+    if pos != len(sent) or not last:
+        return False
+    vers, vers_minor, ptype, flags, *_ = rpc.HEADER.unpack_from(last)
+    return vers == 5 and vers_minor in (0, 1) and ptype in OWED and bool(flags & rpc.PFC_LAST_FRAG)
 
 
 def silence_class(transcript: list[tuple[str, bytes]], detail: str) -> tuple[str, str]:

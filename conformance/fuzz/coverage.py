@@ -270,13 +270,13 @@ def fuzz_session(data: bytes) -> None:
 
 def _check_activation(session: RpcSession, pdu: bytes, answer: rpc.Pdu, reply) -> None:
     """A success answer from the reference host must verify against the request it answers."""
-    outcome = reply.outcome
-    if outcome is None or outcome.payload is None or not isinstance(answer, rpc.Response):
+    decision = reply.decision
+    if decision is None or decision.payload is None or not isinstance(answer, rpc.Response):
         return
     ndr64 = session.contexts.get(rpc.decode_pdu(pdu).cont_id, False)
     body, code = ndr.decode_response_stub(answer.stub, ndr64)
-    _check(body == outcome.payload and code == 0, "the response stub does not carry the service's answer")
-    opened = framing.open_response(body, outcome.opened.iv)
+    _check(body == decision.payload and code == 0, "the response stub does not carry the service's answer")
+    opened = framing.open_response(body, decision.opened.iv)
     _check(opened.verified, f"the reference host's response fails {opened.failed_checks()}")
 
 

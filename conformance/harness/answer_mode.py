@@ -28,7 +28,7 @@ class AnswerRun:
     def version(self) -> int | None:
         """The KMS version of the requests the client sent (the first one's)."""
         requests = self.run.requests
-        return requests[0].reply.outcome.opened.major if requests else None
+        return requests[0].reply.decision.opened.major if requests else None
 
     @property
     def activated(self) -> bool | None:

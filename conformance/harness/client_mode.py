@@ -57,8 +57,8 @@ class ClientRun:
     @property
     def requests(self) -> list[RecordedPdu]:
         """KMS requests whose payload the host could open (outcome carries the decoded request)."""
-        return [p for p in self.pdus if isinstance(p.pdu, rpc.Request) and p.reply.outcome is not None
-                and p.reply.outcome.opened is not None]
+        return [p for p in self.pdus if isinstance(p.pdu, rpc.Request) and p.reply.decision is not None
+                and p.reply.decision.opened is not None]
 
     def transcripts(self) -> list[list[tuple[str, bytes]]]:
         """One transcript per connection the client opened."""

@@ -166,7 +166,7 @@ class AnsweringHost(LabHost):
 
     def answered(self) -> list[tuple[float, str]]:
         return [(rec.received, rec.peer) for rec in self.pdus
-                if rec.reply.outcome is not None and rec.reply.outcome.payload is not None]
+                if rec.reply.decision is not None and rec.reply.decision.payload is not None]
 
     def fail(self) -> None:
         """Stop answering: the listening socket goes, and a bound one takes its address and port (refused)."""

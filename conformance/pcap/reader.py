@@ -53,7 +53,8 @@ class TcpConnection:
 
 
 def _looks_like_client(stream: bytes) -> bool:
-    return len(stream) >= 16 and stream[0] == 5 and stream[2] in CLIENT_PTYPES
+    return (len(stream) >= rpc.HEADER_SIZE and rpc.HEADER.unpack_from(stream)[0] == 5
+            and rpc.peek_ptype(stream) in CLIENT_PTYPES)
 
 
 def read_connections(path: Path, port: int | None = None) -> list[TcpConnection]:

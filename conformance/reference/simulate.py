@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 
 from conformance import catalog as catalog_mod
 from conformance.wire import framing
-from conformance.wire.messages import FILETIME_UNIX_EPOCH, KmsRequest
+from conformance.wire.messages import FILETIME_UNIX_EPOCH
+from conformance.wire.requests import build_request
 
 from .host.config import HostConfig
 from .client.lifecycle import DAY, Answer, ClientLifecycle, Licence
@@ -106,11 +107,10 @@ def simulate(clients: int, servers: int, days: float, seed: int = 0, host_down: 
 
 def _ask(service: KmsService, machine: Machine, clock: VirtualClock) -> Answer | None:
     filetime = FILETIME_UNIX_EPOCH + int(clock() * 10**7)
-    request = KmsRequest(app_id=machine.edition.app_id, sku_id=machine.edition.sku_id, kms_id=machine.edition.kms_id,
-                         cmid=machine.cmid, n_policy=machine.edition.n_policy, request_time=filetime,
-                         workstation=f"{machine.name}.sim.test", major=machine.edition.protocol)
-    outcome = service.handle(framing.seal_request(request))
-    if outcome.payload is None:
+    request = build_request(machine.edition, cmid=machine.cmid, workstation=f"{machine.name}.sim.test",
+                            request_time=filetime)
+    decision = service.handle(framing.seal_request(request))
+    if decision.payload is None:
         return None
-    response = framing.open_response(outcome.payload).response
+    response = framing.open_response(decision.payload).response
     return Answer(response.count, response.activation_interval, response.renewal_interval)

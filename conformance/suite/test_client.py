@@ -16,12 +16,12 @@ def each_request(client_run):
     """(recorded PDU, opened request, catalog edition or None) for every KMS request the client sent."""
     catalog = load_catalog()
     for rec in client_run.requests:
-        opened = rec.reply.outcome.opened
+        opened = rec.reply.decision.opened
         yield rec, opened, catalog.edition_by_sku(opened.request.sku_id)
 
 
 def known_edition(rec, edition, client_run):
-    expect(edition is not None, "an SKU id listed in the catalog", rec.reply.outcome.opened.request.sku_id,
+    expect(edition is not None, "an SKU id listed in the catalog", rec.reply.decision.opened.request.sku_id,
            client_run.transcript(rec.peer))
     return edition
 
@@ -119,8 +119,8 @@ def test_workstation_name(client_run, clause):
 @pytest.mark.clause("KMS-CLI-009")
 def test_request_integrity(client_run):
     for rec in client_run.pdus:
-        if isinstance(rec.pdu, rpc.Request) and rec.reply.outcome is not None and rec.reply.outcome.opened is None:
-            expect(False, "a request payload the host can decode", rec.reply.outcome.reason,
+        if isinstance(rec.pdu, rpc.Request) and rec.reply.decision is not None and rec.reply.decision.opened is None:
+            expect(False, "a request payload the host can decode", rec.reply.decision.reason,
                    client_run.transcript(rec.peer))
     for rec, opened, _ in each_request(client_run):
         expect(opened.verified, "every integrity check true", opened.checks, client_run.transcript(rec.peer))

@@ -66,7 +66,7 @@ def test_activated_only_at_n(answers, mode):
     if result.activated is None:
         pytest.skip(reason="the client's report has no activation in it: give --client-exit-status or "
                            "--client-activated REGEX")
-    n = result.run.requests[0].reply.outcome.opened.request.n_policy
+    n = result.run.requests[0].reply.decision.opened.request.n_policy
     count = n - 1 if mode == "below" else n
     said = f"{result.report.describe()}; {result.said()}"
     expect(result.activated == (mode == "at"), f"{'activation' if mode == 'at' else 'no activation'} reported "

@@ -35,7 +35,7 @@ class Pending(NamedTuple):
 class Reply:
     data: bytes | None  # bytes to send, or None
     close: bool = False  # close the connection after sending
-    outcome: Decision | None = None  # the KMS outcome of a request
+    decision: Decision | None = None  # the KMS decision of a request
     problem: str = ""  # why a PDU was refused, for the event log
     malformed: bool = False  # the PDU could not be read (not merely refused: an opnum, a context)
     pending: Pending | None = None  # set by `receive` until `finish`
@@ -77,11 +77,11 @@ class RpcSession:
         """Seal the answer of a pending request once it is counted (and committed)."""
         pending = reply.pending
         assert pending is not None
-        outcome = self.service.answer(pending.admitted, count)
-        assert outcome.payload is not None  # an admitted request is always answered
-        stub = ndr.encode_response_stub(outcome.payload, pending.ndr64)
+        decision = self.service.answer(pending.admitted, count)
+        assert decision.payload is not None  # an admitted request is always answered
+        stub = ndr.encode_response_stub(decision.payload, pending.ndr64)
         reply.data = self._response(pending.call_id, pending.cont_id, stub)
-        reply.outcome = outcome
+        reply.decision = decision
         reply.pending = None
 
     def _decode_and_handle(self, data: bytes) -> Reply:
@@ -217,17 +217,17 @@ class RpcSession:
         try:
             payload = ndr.decode_request_stub(stub, ndr64)
         except DecodeError as exc:
-            outcome = Decision(None, hresult.E_INVALID_DATA, reason=str(exc))
+            decision = Decision(None, hresult.E_INVALID_DATA, reason=str(exc))
         else:
             admitted = self.service.admit(payload)
             if not isinstance(admitted, Decision):
                 return Reply(None, pending=Pending(admitted, ndr64, call_id, cont_id))
-            outcome = admitted
-        if outcome.payload is None:
-            stub = ndr.encode_error_stub(outcome.hresult, ndr64)
+            decision = admitted
+        if decision.payload is None:
+            stub = ndr.encode_error_stub(decision.hresult, ndr64)
         else:
-            stub = ndr.encode_response_stub(outcome.payload, ndr64)
-        return Reply(self._response(call_id, cont_id, stub), outcome=outcome)
+            stub = ndr.encode_response_stub(decision.payload, ndr64)
+        return Reply(self._response(call_id, cont_id, stub), decision=decision)
 
     @staticmethod
     def _header(call_id: int, flags: int) -> rpc.Header:

@@ -122,9 +122,9 @@ class ReferenceHost:
                 with contextlib.suppress(Exception):
                     await server.wait_closed()
 
-    def _log(self, peer: str, outcome: Decision | None, problem: str) -> None:
-        if outcome is not None:
-            self.service.log_event(peer, outcome)
+    def _log(self, peer: str, decision: Decision | None, problem: str) -> None:
+        if decision is not None:
+            self.service.log_event(peer, decision)
         elif problem:
             self.stats.malformed += 1
             self.service.log_record({"client": peer, "result": "malformed", "reason": problem})
@@ -366,9 +366,9 @@ class KmsConnection(asyncio.Protocol):
         host = self.host
         if host.on_pdu is not None:
             host.on_pdu(self.peer, pdu, reply)
-        host.stats.requests += reply.outcome is not None
-        if reply.problem or (reply.outcome is not None and host.service.events is not None):
-            host._log(self.peer, reply.outcome, reply.problem)
+        host.stats.requests += reply.decision is not None
+        if reply.problem or (reply.decision is not None and host.service.events is not None):
+            host._log(self.peer, reply.decision, reply.problem)
         if reply.data:
             self.transport.write(reply.data)
         if reply.close:

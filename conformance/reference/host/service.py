@@ -141,18 +141,18 @@ class KmsService:
             record["reason"] = reason
         return record
 
-    def log_event(self, client: str, outcome: Decision) -> None:
+    def log_event(self, client: str, decision: Decision) -> None:
         """The event of a request in the event log file (--event-log), with the client's address."""
         if self.events is not None:
-            record = self.event(outcome.opened, outcome.hresult, outcome.count, outcome.reason)
+            record = self.event(decision.opened, decision.hresult, decision.count, decision.reason)
             self.events.write(json.dumps({**record, **self.log_fields, "client": client}) + "\n")
 
-    def refused(self, outcome: Decision) -> Decision:
+    def refused(self, decision: Decision) -> Decision:
         """A refusal, kept among the host database's last requests (a refusal commits on its own: they are rare)."""
-        if self.store.keeps_clients and outcome.opened is not None:
-            self.store.note_event(self.event(outcome.opened, outcome.hresult, reason=outcome.reason))
+        if self.store.keeps_clients and decision.opened is not None:
+            self.store.note_event(self.event(decision.opened, decision.hresult, reason=decision.reason))
             self.store.commit()
-        return outcome
+        return decision
 
     def key_for(self, kms_id: uuid.UUID) -> catalog_mod.HostKey | None:
         return self._keys[kms_id]
